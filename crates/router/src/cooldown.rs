@@ -1,0 +1,290 @@
+//! Cooldowns per (provider key, model) and the invalid mark per provider key.
+//!
+//! Policy (first version; the scoring router refines it):
+//! - rate limited: the provider's `Retry-After` when given, else 30 s doubling per consecutive 429 up to 10 min;
+//! - quota exhausted: the provider's hint, else until the next UTC midnight (the usual daily reset), at least 60 s;
+//! - transient (5xx, network, timeout, unknown model): 10 s doubling per consecutive failure up to 5 min;
+//! - invalid credential (401/403): the key is out of rotation until it is edited or re-checked;
+//! - a success clears the candidate's failure streak.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// What happened on one attempt, as far as cooldowns care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    RateLimited {
+        retry_after: Option<Duration>,
+    },
+    QuotaExhausted {
+        retry_after: Option<Duration>,
+        until_daily_reset: Duration,
+    },
+    Transient {
+        retry_after: Option<Duration>,
+    },
+    InvalidCredential,
+    /// The request could not fit or was refused for itself; the candidate is fine.
+    NoPenalty,
+}
+
+/// Tunable durations.
+#[derive(Debug, Clone, Copy)]
+pub struct CooldownPolicy {
+    pub rate_limit_base: Duration,
+    pub rate_limit_max: Duration,
+    pub transient_base: Duration,
+    pub transient_max: Duration,
+    pub quota_min: Duration,
+    pub longest: Duration,
+}
+
+impl Default for CooldownPolicy {
+    fn default() -> Self {
+        Self {
+            rate_limit_base: Duration::from_secs(30),
+            rate_limit_max: Duration::from_secs(600),
+            transient_base: Duration::from_secs(10),
+            transient_max: Duration::from_secs(300),
+            quota_min: Duration::from_secs(60),
+            longest: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    until: Instant,
+    streak: u32,
+}
+
+/// A candidate as the book sees it: the provider key id and the upstream model id.
+pub type Attempted<'a> = (&'a str, &'a str);
+
+/// Cooldown state shared by every request of this instance. Locks are held for a map lookup only.
+#[derive(Debug, Default)]
+pub struct CooldownBook {
+    policy: CooldownPolicy,
+    cooling: Mutex<HashMap<(Arc<str>, Arc<str>), Entry>>,
+    invalid: Mutex<HashSet<Arc<str>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave the maps inconsistent (single inserts and removes).
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn doubled(base: Duration, streak: u32, max: Duration) -> Duration {
+    let factor = 1u32 << streak.saturating_sub(1).min(16);
+    base.saturating_mul(factor).min(max)
+}
+
+impl CooldownBook {
+    pub fn new(policy: CooldownPolicy) -> Self {
+        Self {
+            policy,
+            ..Self::default()
+        }
+    }
+
+    /// Records a failed attempt; returns the cooldown it set, if any.
+    pub fn record_failure(
+        &self,
+        (key, model): Attempted<'_>,
+        outcome: Outcome,
+        now: Instant,
+    ) -> Option<Duration> {
+        if outcome == Outcome::InvalidCredential {
+            lock(&self.invalid).insert(Arc::from(key));
+            return None;
+        }
+        if outcome == Outcome::NoPenalty {
+            return None;
+        }
+        let p = &self.policy;
+        let mut cooling = lock(&self.cooling);
+        let id = (Arc::from(key), Arc::from(model));
+        let streak = cooling.get(&id).map_or(0, |e| e.streak).saturating_add(1);
+        let duration = match outcome {
+            Outcome::RateLimited {
+                retry_after: Some(d),
+            } => d.max(Duration::from_secs(1)),
+            Outcome::RateLimited { retry_after: None } => {
+                doubled(p.rate_limit_base, streak, p.rate_limit_max)
+            }
+            Outcome::QuotaExhausted {
+                retry_after,
+                until_daily_reset,
+            } => retry_after.unwrap_or(until_daily_reset).max(p.quota_min),
+            Outcome::Transient { retry_after } => {
+                retry_after.unwrap_or_else(|| doubled(p.transient_base, streak, p.transient_max))
+            }
+            Outcome::InvalidCredential | Outcome::NoPenalty => return None,
+        }
+        .min(p.longest);
+        let until = now + duration;
+        // Never shorten a longer cooldown already in place.
+        let until = cooling.get(&id).map_or(until, |e| e.until.max(until));
+        cooling.insert(id, Entry { until, streak });
+        Some(duration)
+    }
+
+    /// Records a success: the candidate's streak and cooldown are cleared.
+    pub fn record_success(&self, (key, model): Attempted<'_>) {
+        let mut cooling = lock(&self.cooling);
+        if cooling.is_empty() {
+            return;
+        }
+        cooling.retain(|(k, m), _| !(&**k == key && &**m == model));
+    }
+
+    /// When the candidate may be tried again, if it is cooling now.
+    pub fn cooling_until(&self, (key, model): Attempted<'_>, now: Instant) -> Option<Instant> {
+        let cooling = lock(&self.cooling);
+        if cooling.is_empty() {
+            return None;
+        }
+        let probe = (Arc::<str>::from(key), Arc::<str>::from(model));
+        cooling
+            .get(&probe)
+            .map(|e| e.until)
+            .filter(|until| *until > now)
+    }
+
+    pub fn is_invalid(&self, key: &str) -> bool {
+        let invalid = lock(&self.invalid);
+        !invalid.is_empty() && invalid.contains(key)
+    }
+
+    /// Forgets everything about a key (it was edited, re-checked or deleted).
+    pub fn reset_key(&self, key: &str) {
+        lock(&self.invalid).remove(key);
+        lock(&self.cooling).retain(|(k, _), _| &**k != key);
+    }
+
+    /// Active cooldowns of a key: (model, remaining).
+    pub fn cooldowns_of(&self, key: &str, now: Instant) -> Vec<(String, Duration)> {
+        lock(&self.cooling)
+            .iter()
+            .filter(|((k, _), e)| &**k == key && e.until > now)
+            .map(|((_, m), e)| (m.to_string(), e.until - now))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_honoured_then_expires() {
+        let book = CooldownBook::default();
+        let now = Instant::now();
+        let set = book.record_failure(
+            ("k1", "m"),
+            Outcome::RateLimited {
+                retry_after: Some(Duration::from_secs(5)),
+            },
+            now,
+        );
+        assert_eq!(set, Some(Duration::from_secs(5)));
+        assert!(book.cooling_until(("k1", "m"), now).is_some());
+        assert!(book.cooling_until(("k1", "other"), now).is_none());
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(book.cooling_until(("k1", "m"), Instant::now()).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_grow_and_success_resets() {
+        let book = CooldownBook::default();
+        let now = Instant::now();
+        let t = Outcome::Transient { retry_after: None };
+        assert_eq!(
+            book.record_failure(("k", "m"), t, now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            book.record_failure(("k", "m"), t, now),
+            Some(Duration::from_secs(20))
+        );
+        assert_eq!(
+            book.record_failure(("k", "m"), t, now),
+            Some(Duration::from_secs(40))
+        );
+        for _ in 0..20 {
+            book.record_failure(("k", "m"), t, now);
+        }
+        assert_eq!(
+            book.record_failure(("k", "m"), t, now),
+            Some(Duration::from_secs(300))
+        );
+        book.record_success(("k", "m"));
+        assert!(book.cooling_until(("k", "m"), now).is_none());
+        assert_eq!(
+            book.record_failure(("k", "m"), t, now),
+            Some(Duration::from_secs(10))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shorter_cooldown_never_shortens_a_longer_one() {
+        let book = CooldownBook::default();
+        let now = Instant::now();
+        book.record_failure(
+            ("k", "m"),
+            Outcome::RateLimited {
+                retry_after: Some(Duration::from_secs(100)),
+            },
+            now,
+        );
+        book.record_failure(
+            ("k", "m"),
+            Outcome::Transient {
+                retry_after: Some(Duration::from_secs(1)),
+            },
+            now,
+        );
+        assert_eq!(
+            book.cooling_until(("k", "m"), now),
+            Some(now + Duration::from_secs(100))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn quota_waits_for_daily_reset() {
+        let book = CooldownBook::default();
+        let now = Instant::now();
+        let q = Outcome::QuotaExhausted {
+            retry_after: None,
+            until_daily_reset: Duration::from_secs(3 * 3600),
+        };
+        assert_eq!(
+            book.record_failure(("k", "m"), q, now),
+            Some(Duration::from_secs(3 * 3600))
+        );
+        let q = Outcome::QuotaExhausted {
+            retry_after: None,
+            until_daily_reset: Duration::from_secs(5),
+        };
+        assert_eq!(
+            book.record_failure(("k2", "m"), q, now),
+            Some(Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn invalid_until_reset() {
+        let book = CooldownBook::default();
+        assert_eq!(
+            book.record_failure(("k", "m"), Outcome::InvalidCredential, Instant::now()),
+            None
+        );
+        assert!(book.is_invalid("k"));
+        assert!(!book.is_invalid("k2"));
+        book.reset_key("k");
+        assert!(!book.is_invalid("k"));
+    }
+}

@@ -1,0 +1,265 @@
+//! Encryption at rest (AES-256-GCM, fresh 96-bit nonce per value), the encryption-key file, password hashing
+//! (argon2id) and token hashing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::store::StoreError;
+
+const FORMAT_PREFIX: &str = "v1:";
+const KEY_FILE: &str = "encryption.key";
+
+/// The value cipher. `Debug` never prints the key.
+#[derive(Clone)]
+pub struct Cipher {
+    aead: Aes256Gcm,
+}
+
+impl std::fmt::Debug for Cipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cipher([redacted])")
+    }
+}
+
+impl Cipher {
+    pub fn new(key: &[u8; 32]) -> Self {
+        Self {
+            aead: Aes256Gcm::new(key.into()),
+        }
+    }
+
+    /// Parses `ENCRYPTION_KEY`: exactly 64 hex characters.
+    pub fn from_hex(hex_key: &str) -> Result<Self, StoreError> {
+        let bytes = hex::decode(hex_key.trim()).map_err(|_| StoreError::BadEncryptionKey)?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| StoreError::BadEncryptionKey)?;
+        Ok(Self::new(&key))
+    }
+
+    pub fn encrypt(&self, plaintext: &str) -> Result<String, StoreError> {
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ciphertext = self
+            .aead
+            .encrypt(Nonce::from_slice(&nonce), plaintext.as_bytes())
+            .map_err(|_| StoreError::Crypto)?;
+        let mut blob = Vec::with_capacity(12 + ciphertext.len());
+        blob.extend_from_slice(&nonce);
+        blob.extend_from_slice(&ciphertext);
+        Ok(format!("{FORMAT_PREFIX}{}", B64.encode(blob)))
+    }
+
+    pub fn decrypt(&self, stored: &str) -> Result<String, StoreError> {
+        let encoded = stored
+            .strip_prefix(FORMAT_PREFIX)
+            .ok_or(StoreError::Crypto)?;
+        let blob = B64.decode(encoded).map_err(|_| StoreError::Crypto)?;
+        if blob.len() < 12 + 16 {
+            return Err(StoreError::Crypto);
+        }
+        let (nonce, ciphertext) = blob.split_at(12);
+        let plain = self
+            .aead
+            .decrypt(Nonce::from_slice(nonce), ciphertext)
+            .map_err(|_| StoreError::Crypto)?;
+        String::from_utf8(plain).map_err(|_| StoreError::Crypto)
+    }
+}
+
+/// Where the encryption key came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Environment,
+    KeyFile(PathBuf),
+    /// Generated now and written to this file (0600).
+    Generated(PathBuf),
+}
+
+/// Resolves the encryption key: `ENCRYPTION_KEY` if set, else `<data_dir>/encryption.key`, else a new random key
+/// written to that file with mode 0600. A key given in the environment is validated (64 hex characters).
+pub fn resolve_encryption_key(
+    from_env: Option<&str>,
+    data_dir: &Path,
+) -> Result<(Cipher, KeySource), StoreError> {
+    if let Some(hex_key) = from_env.map(str::trim).filter(|k| !k.is_empty()) {
+        return Ok((Cipher::from_hex(hex_key)?, KeySource::Environment));
+    }
+    let path = data_dir.join(KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let cipher =
+                Cipher::from_hex(&text).map_err(|_| StoreError::BadKeyFile(path.clone()))?;
+            return Ok((cipher, KeySource::KeyFile(path)));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(StoreError::Io(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )))
+        }
+    }
+    let mut key = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    write_private_file(&path, hex::encode(key).as_bytes())?;
+    Ok((Cipher::new(&key), KeySource::Generated(path)))
+}
+
+/// Writes a file readable by the owner only, atomically (temp file + rename), refusing to replace an existing one.
+fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError::Io(format!("cannot write {}: {e}", path.display()));
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp).map_err(io)?;
+    file.write_all(contents).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    // hard_link fails if the target exists, so a key file is never overwritten.
+    std::fs::hard_link(&tmp, path).map_err(io)?;
+    std::fs::remove_file(&tmp).map_err(io)?;
+    Ok(())
+}
+
+/// Why a password was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    #[error("password must be at least 8 characters")]
+    TooShort,
+    #[error("password must be at most 256 characters")]
+    TooLong,
+    #[error("password hashing failed")]
+    Hashing,
+}
+
+/// argon2id with the crate's default (OWASP) parameters and a random salt, in PHC string format.
+pub fn hash_password(password: &str) -> Result<String, PasswordError> {
+    if password.chars().count() < 8 {
+        return Err(PasswordError::TooShort);
+    }
+    if password.len() > 256 {
+        return Err(PasswordError::TooLong);
+    }
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| PasswordError::Hashing)
+}
+
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// SHA-256 of a token, hex. Gateway keys and session tokens are stored and looked up this way.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// `abcd…wxyz` for long secrets, `…yz` for short ones, nothing for very short ones.
+pub fn mask_secret(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    match chars.len() {
+        0 => String::new(),
+        n if n >= 12 => format!(
+            "{}…{}",
+            chars[..4].iter().collect::<String>(),
+            chars[n - 4..].iter().collect::<String>()
+        ),
+        n if n >= 6 => format!("…{}", chars[n - 2..].iter().collect::<String>()),
+        _ => "…".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_with_fresh_nonces() {
+        let c = Cipher::new(&[7u8; 32]);
+        let a = c.encrypt("gsk_secret").unwrap();
+        let b = c.encrypt("gsk_secret").unwrap();
+        assert_ne!(a, b);
+        assert!(!a.contains("gsk_secret"));
+        assert_eq!(c.decrypt(&a).unwrap(), "gsk_secret");
+    }
+
+    #[test]
+    fn wrong_key_and_tampering_fail() {
+        let a = Cipher::new(&[1u8; 32]).encrypt("x").unwrap();
+        assert!(Cipher::new(&[2u8; 32]).decrypt(&a).is_err());
+        let mut tampered = a.clone();
+        tampered.pop();
+        tampered.push('A');
+        assert!(Cipher::new(&[1u8; 32]).decrypt(&tampered).is_err());
+    }
+
+    #[test]
+    fn env_key_must_be_64_hex() {
+        assert!(Cipher::from_hex(&"ab".repeat(32)).is_ok());
+        assert!(Cipher::from_hex("abcd").is_err());
+        assert!(Cipher::from_hex(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn key_file_is_generated_once_with_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c1, src) = resolve_encryption_key(None, dir.path()).unwrap();
+        assert!(matches!(src, KeySource::Generated(_)));
+        let (c2, src) = resolve_encryption_key(None, dir.path()).unwrap();
+        assert!(matches!(src, KeySource::KeyFile(_)));
+        assert_eq!(c2.decrypt(&c1.encrypt("v").unwrap()).unwrap(), "v");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn passwords() {
+        assert_eq!(hash_password("short"), Err(PasswordError::TooShort));
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong horse!", &h));
+        assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn masks() {
+        assert_eq!(mask_secret("gsk_abcdefghijkl"), "gsk_…ijkl");
+        assert_eq!(mask_secret("abcdefg"), "…fg");
+        assert_eq!(mask_secret("abc"), "…");
+    }
+}

@@ -1,0 +1,91 @@
+//! Versioned schema migrations, written in the SQL subset SQLite and PostgreSQL share (TEXT and BIGINT columns,
+//! application-generated ids), applied in order at start-up inside one transaction each.
+
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial schema",
+    sql: r#"
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    username TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    enabled BIGINT NOT NULL DEFAULT 1,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX sessions_user ON sessions(user_id);
+CREATE TABLE provider_keys (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    platform TEXT NOT NULL,
+    label TEXT NOT NULL,
+    secret TEXT,
+    base_url TEXT,
+    models TEXT NOT NULL,
+    enabled BIGINT NOT NULL DEFAULT 1,
+    status TEXT NOT NULL DEFAULT 'unknown',
+    status_reason TEXT,
+    config_name TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX provider_keys_user ON provider_keys(user_id);
+CREATE UNIQUE INDEX provider_keys_config ON provider_keys(user_id, config_name);
+CREATE TABLE gateway_keys (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    label TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    enabled BIGINT NOT NULL DEFAULT 1,
+    config_name TEXT,
+    created_at BIGINT NOT NULL,
+    last_used_at BIGINT
+);
+CREATE INDEX gateway_keys_user ON gateway_keys(user_id);
+CREATE UNIQUE INDEX gateway_keys_config ON gateway_keys(user_id, config_name);
+CREATE TABLE requests (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    gateway_key_id TEXT,
+    endpoint TEXT NOT NULL,
+    requested_model TEXT NOT NULL,
+    platform TEXT,
+    model TEXT,
+    provider_key_id TEXT,
+    status TEXT NOT NULL,
+    http_status BIGINT NOT NULL,
+    error_class TEXT,
+    error_message TEXT,
+    stream BIGINT NOT NULL,
+    attempts BIGINT NOT NULL,
+    input_tokens BIGINT,
+    output_tokens BIGINT,
+    latency_ms BIGINT NOT NULL,
+    ttfb_ms BIGINT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX requests_user_time ON requests(user_id, created_at);
+"#,
+}];
+
+/// Splits a migration into statements (the schema SQL contains no semicolons inside literals).
+pub fn statements(sql: &str) -> impl Iterator<Item = &str> {
+    sql.split(';').map(str::trim).filter(|s| !s.is_empty())
+}

@@ -1,0 +1,109 @@
+//! Rows as the rest of the gateway sees them.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub role: String,
+    pub enabled: bool,
+    pub created_at: i64,
+}
+
+impl User {
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
+}
+
+/// A provider key as stored, secret still encrypted. Never serialised as is.
+#[derive(Debug, Clone)]
+pub struct ProviderKeyRow {
+    pub id: String,
+    pub user_id: String,
+    pub platform: String,
+    pub label: String,
+    pub encrypted_secret: Option<String>,
+    pub base_url: Option<String>,
+    pub models: Vec<String>,
+    pub enabled: bool,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub config_name: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What a caller supplies to create (or, from the config file, upsert) a provider key.
+#[derive(Debug, Clone, Default)]
+pub struct NewProviderKey {
+    pub user_id: String,
+    pub platform: String,
+    pub label: String,
+    pub secret: Option<String>,
+    pub base_url: Option<String>,
+    pub models: Vec<String>,
+    pub enabled: bool,
+    pub config_name: Option<String>,
+}
+
+/// A partial update of a provider key; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderKeyPatch {
+    pub label: Option<String>,
+    pub secret: Option<String>,
+    pub base_url: Option<Option<String>>,
+    pub models: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GatewayKeyRow {
+    pub id: String,
+    pub user_id: String,
+    pub label: String,
+    #[serde(skip)]
+    pub key_hash: String,
+    pub prefix: String,
+    pub enabled: bool,
+    pub config_name: Option<String>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// One finished request, as the batch writer stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestLog {
+    pub id: String,
+    pub user_id: String,
+    pub gateway_key_id: Option<String>,
+    pub endpoint: &'static str,
+    pub requested_model: String,
+    pub platform: Option<String>,
+    pub model: Option<String>,
+    pub provider_key_id: Option<String>,
+    /// `success`, `error` or `canceled`.
+    pub status: &'static str,
+    pub http_status: u16,
+    pub error_class: Option<&'static str>,
+    pub error_message: Option<String>,
+    pub stream: bool,
+    pub attempts: u32,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub latency_ms: u64,
+    pub ttfb_ms: Option<u64>,
+    pub created_at: i64,
+}
+
+/// Outcome of the admin bootstrap at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminBootstrap {
+    /// Users already exist; nothing was done.
+    Existing,
+    /// Created from `ADMIN_USERNAME`/`ADMIN_PASSWORD`.
+    Created { username: String },
+    /// Created with a generated password, to be shown once.
+    Generated { username: String, password: String },
+}

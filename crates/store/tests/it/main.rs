@@ -1,0 +1,306 @@
+//! Store tests, run on every engine available: embedded SQLite always, PostgreSQL when
+//! `FREELLMAPI_TEST_POSTGRES_URL` names a server (each test gets its own fresh database there).
+
+use std::time::Duration;
+
+use store::{
+    AdminBootstrap, Cipher, NewProviderKey, ProviderKeyPatch, RequestLog, Store, StoreError,
+};
+
+struct TestDb {
+    url: String,
+    label: &'static str,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn engines() -> Vec<TestDb> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let mut out = vec![TestDb {
+        url,
+        label: "sqlite",
+        _dir: Some(dir),
+    }];
+    match std::env::var("FREELLMAPI_TEST_POSTGRES_URL") {
+        Ok(base) if !base.is_empty() => out.push(TestDb { url: fresh_postgres_db(&base).await, label: "postgres", _dir: None }),
+        _ => eprintln!(
+            "\n!!!! NOTICE: FREELLMAPI_TEST_POSTGRES_URL is not set; store tests ran on SQLite ONLY, PostgreSQL was NOT tested !!!!\n"
+        ),
+    }
+    out
+}
+
+async fn fresh_postgres_db(base: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("freellmapi_test_{}", store::random_hex(6));
+    let mut conn = sqlx::PgConnection::connect(base)
+        .await
+        .expect("connect to FREELLMAPI_TEST_POSTGRES_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (head, _) = base.rsplit_once('/').unwrap();
+    format!("{head}/{name}")
+}
+
+fn cipher() -> Cipher {
+    Cipher::new(&[9u8; 32])
+}
+
+fn new_key(user_id: &str, secret: &str) -> NewProviderKey {
+    NewProviderKey {
+        user_id: user_id.into(),
+        platform: "groq".into(),
+        label: "main".into(),
+        secret: Some(secret.into()),
+        base_url: None,
+        models: vec!["llama-3.3-70b-versatile".into()],
+        enabled: true,
+        config_name: None,
+    }
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_wrong_key_is_refused() {
+    for db in engines().await {
+        let store = Store::open(&db.url, cipher()).await.unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), 1, "{}", db.label);
+        store.close().await;
+        let again = Store::open(&db.url, cipher()).await.unwrap();
+        assert_eq!(again.schema_version().await.unwrap(), 1);
+        again.close().await;
+        let err = Store::open(&db.url, Cipher::new(&[1u8; 32]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::WrongEncryptionKey),
+            "{}: {err}",
+            db.label
+        );
+        // Refusal changed nothing: the right key still opens it.
+        Store::open(&db.url, cipher()).await.unwrap().close().await;
+    }
+}
+
+#[tokio::test]
+async fn admin_bootstrap_login_and_sessions() {
+    for db in engines().await {
+        let store = Store::open(&db.url, cipher()).await.unwrap();
+        let generated = store.bootstrap_admin(None, None).await.unwrap();
+        let AdminBootstrap::Generated { username, password } = generated else {
+            panic!("expected generated admin")
+        };
+        assert_eq!(username, "admin");
+        assert_eq!(
+            store
+                .bootstrap_admin(Some("other"), Some("password123"))
+                .await
+                .unwrap(),
+            AdminBootstrap::Existing
+        );
+        let user = store
+            .verify_login("admin", &password)
+            .await
+            .unwrap()
+            .expect("login");
+        assert!(user.is_admin());
+        assert!(store
+            .verify_login("admin", "wrong password")
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .verify_login("nobody", &password)
+            .await
+            .unwrap()
+            .is_none());
+        let token = store
+            .create_session(&user.id, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.session_user(&token).await.unwrap().unwrap().id,
+            user.id
+        );
+        store.delete_session(&token).await.unwrap();
+        assert!(store.session_user(&token).await.unwrap().is_none());
+        let expired = store
+            .create_session(&user.id, Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(
+            store.session_user(&expired).await.unwrap().is_none(),
+            "{}",
+            db.label
+        );
+        assert!(matches!(
+            store.create_user("admin", "password123", "user").await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn provider_keys_are_encrypted_scoped_and_patchable() {
+    for db in engines().await {
+        let store = Store::open(&db.url, cipher()).await.unwrap();
+        let a = store
+            .create_user("alice", "password-a", "user")
+            .await
+            .unwrap();
+        let b = store
+            .create_user("bob", "password-b", "user")
+            .await
+            .unwrap();
+        let row = store
+            .insert_provider_key(&new_key(&a.id, "gsk_supersecret"))
+            .await
+            .unwrap();
+        let stored = row.encrypted_secret.clone().unwrap();
+        assert!(!stored.contains("supersecret"));
+        assert_eq!(
+            store.reveal(&row).unwrap().as_deref(),
+            Some("gsk_supersecret")
+        );
+        assert!(
+            store.provider_key(&b.id, &row.id).await.unwrap().is_none(),
+            "{}: other user sees key",
+            db.label
+        );
+        assert!(store
+            .update_provider_key(&b.id, &row.id, &ProviderKeyPatch::default())
+            .await
+            .unwrap()
+            .is_none());
+        assert!(!store.delete_provider_key(&b.id, &row.id).await.unwrap());
+        store
+            .set_provider_key_status(&row.id, "invalid", Some("401"))
+            .await
+            .unwrap();
+        let patch = ProviderKeyPatch {
+            label: Some("renamed".into()),
+            models: Some(vec!["m2".into()]),
+            ..Default::default()
+        };
+        let updated = store
+            .update_provider_key(&a.id, &row.id, &patch)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(updated.label, "renamed");
+        assert_eq!(updated.status, "unknown");
+        let listed = store.provider_keys_of(&a.id).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].models, vec!["m2"]);
+        assert_eq!(
+            store.reveal(&listed[0]).unwrap().as_deref(),
+            Some("gsk_supersecret")
+        );
+        assert!(store.provider_keys_of(&b.id).await.unwrap().is_empty());
+        assert!(store.delete_provider_key(&a.id, &row.id).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn config_upserts_are_idempotent() {
+    for db in engines().await {
+        let store = Store::open(&db.url, cipher()).await.unwrap();
+        let a = store
+            .create_user("alice", "password-a", "admin")
+            .await
+            .unwrap();
+        let mut k = new_key(&a.id, "s1");
+        k.config_name = Some("groq-main".into());
+        let (first, changed) = store.upsert_config_provider_key(&k).await.unwrap();
+        assert!(changed);
+        let (second, changed) = store.upsert_config_provider_key(&k).await.unwrap();
+        assert!(!changed, "{}", db.label);
+        assert_eq!(first.id, second.id);
+        k.secret = Some("s2".into());
+        let (third, changed) = store.upsert_config_provider_key(&k).await.unwrap();
+        assert!(changed);
+        assert_eq!(third.id, first.id);
+        assert_eq!(store.reveal(&third).unwrap().as_deref(), Some("s2"));
+        assert_eq!(store.provider_keys_of(&a.id).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn gateway_keys_store_only_hashes() {
+    for db in engines().await {
+        let store = Store::open(&db.url, cipher()).await.unwrap();
+        let a = store
+            .create_user("alice", "password-a", "user")
+            .await
+            .unwrap();
+        let (row, raw) = store
+            .create_gateway_key(&a.id, "app", None, None)
+            .await
+            .unwrap();
+        assert!(raw.starts_with("freellmapi-") && raw.len() == 11 + 48);
+        assert_ne!(row.key_hash, raw);
+        assert!(!row.key_hash.contains(&raw[11..]));
+        assert!(row.prefix.starts_with("freellmapi-"));
+        let dup = store
+            .create_gateway_key(&a.id, "dup", Some(&raw), None)
+            .await;
+        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{}", db.label);
+        let disabled = store
+            .update_gateway_key(&a.id, &row.id, None, Some(false))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!disabled.enabled);
+        assert_eq!(store.all_gateway_keys().await.unwrap().len(), 1);
+        assert!(store.delete_gateway_key(&a.id, &row.id).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn request_logs_batch_and_retention() {
+    for db in engines().await {
+        let store = Store::open(&db.url, cipher()).await.unwrap();
+        let logs: Vec<RequestLog> = (0..5)
+            .map(|i| RequestLog {
+                id: format!("r{i}"),
+                user_id: "u".into(),
+                gateway_key_id: None,
+                endpoint: "chat",
+                requested_model: "m".into(),
+                platform: Some("custom".into()),
+                model: Some("m".into()),
+                provider_key_id: Some("k".into()),
+                status: "success",
+                http_status: 200,
+                error_class: None,
+                error_message: None,
+                stream: i % 2 == 0,
+                attempts: 1,
+                input_tokens: Some(3),
+                output_tokens: Some(4),
+                latency_ms: 12,
+                ttfb_ms: Some(5),
+                created_at: 1_000 + i,
+            })
+            .collect();
+        store.insert_request_logs(&logs).await.unwrap();
+        let recent = store.recent_requests("u", 10).await.unwrap();
+        assert_eq!(recent.len(), 5);
+        assert_eq!(recent[0]["id"], "r4");
+        assert_eq!(
+            store.prune_requests(None, Some(2)).await.unwrap(),
+            3,
+            "{}",
+            db.label
+        );
+        assert_eq!(store.recent_requests("u", 10).await.unwrap().len(), 2);
+        assert_eq!(
+            store
+                .prune_requests(Some(Duration::from_secs(1)), None)
+                .await
+                .unwrap(),
+            2
+        );
+    }
+}
