@@ -1,0 +1,572 @@
+//! Scriptable mock LLM provider speaking the OpenAI dialect.
+//!
+//! Every request path starts with a *scenario* segment that scripts the answer:
+//! `http://127.0.0.1:PORT/<scenario>/v1/chat/completions`. A scenario is a list of
+//! directives joined by `+`, e.g. `ok`, `429ra5`, `slow300+ok`, `drip5+chunks3`.
+//!
+//! | directive | effect |
+//! |---|---|
+//! | `ok` | normal success (the default) |
+//! | `<status>` (400..=599) | that status with an OpenAI-style error body; `200` is `ok` |
+//! | `ra<secs>` | `Retry-After: <secs>` header (also `429ra5` shorthand) |
+//! | `slow<ms>` | wait before sending the response headers |
+//! | `hang` | never answer (counted as cancelled when the client goes away) |
+//! | `stall` | stream: role chunk then silence; non-stream: like `hang` |
+//! | `stallafter<n>` | stream: n delta chunks then silence; non-stream: like `hang` |
+//! | `cut<n>` | stream: n delta chunks then the connection is aborted mid-body |
+//! | `empty` | stream: role chunk then `[DONE]` |
+//! | `drip<ms>` | stream: delay between delta chunks |
+//! | `chunks<n>` | number of content chunks (overrides [`MockOptions::stream_chunks`]) |
+//! | `tool` | answer with a tool call when the request has `tools` |
+//! | `reason` | 2 `reasoning_content` deltas before the content (non-stream: `reasoning_content` field) |
+//! | `inbanderr` | stream: 200 then a single `data: {"error":...}` event |
+//! | `auth=<token>` | require `Authorization: Bearer <token>`, else 401 |
+//!
+//! "Delta chunks" are every chunk after the role chunk that carries reasoning, content or a
+//! tool-call fragment. Stream-only directives (`cut`, `empty`, `drip`, `inbanderr`) are ignored
+//! for non-stream requests. Precedence: unknown directive (400) → `slow` → `auth` (401) →
+//! `hang` → `<status>` → the endpoint's normal answer. `ra<secs>` applies to any answer.
+//!
+//! Unknown directives answer 400 with a message naming the directive.
+
+mod body;
+mod render;
+mod scenario;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use body::{CancelGuard, MockBody, Sse, SseConfig};
+use render::Answer;
+use scenario::{LimitKind, Scenario};
+
+/// Server options.
+#[derive(Clone, Debug)]
+pub struct MockOptions {
+    /// Content chunks per streamed answer (default 20); the `chunks<n>` directive overrides it.
+    pub stream_chunks: usize,
+    /// Store every request (headers and body) for [`MockProvider::requests`] (default true).
+    /// When false only the counters are kept.
+    pub record: bool,
+}
+
+impl Default for MockOptions {
+    fn default() -> MockOptions {
+        MockOptions {
+            stream_chunks: 20,
+            record: true,
+        }
+    }
+}
+
+/// A request received by the mock.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// Path and query, e.g. `/ok/v1/chat/completions`.
+    pub path: String,
+    /// Header names are lowercase, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl RecordedRequest {
+    /// First value of a header (name matched case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body parsed as JSON (`None` if it is not JSON).
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+/// Per-scenario state: parsed directives and counters.
+pub(crate) struct Entry {
+    scenario: Result<Scenario, String>,
+    hits: AtomicUsize,
+    cancelled: AtomicUsize,
+    notify: Notify,
+    requests: Mutex<Vec<RecordedRequest>>,
+}
+
+impl Entry {
+    pub(crate) fn mark_cancelled(&self) {
+        self.cancelled.fetch_add(1, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+}
+
+struct Shared {
+    opts: MockOptions,
+    scenarios: RwLock<HashMap<Box<str>, Arc<Entry>>>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn get(&self, scenario: &str) -> Option<Arc<Entry>> {
+        let map = self.scenarios.read().unwrap_or_else(|e| e.into_inner());
+        map.get(scenario).cloned()
+    }
+
+    fn entry(&self, scenario: &str) -> Arc<Entry> {
+        if let Some(entry) = self.get(scenario) {
+            return entry;
+        }
+        let mut map = self.scenarios.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(Box::from(scenario))
+            .or_insert_with(|| {
+                Arc::new(Entry {
+                    scenario: Scenario::parse(scenario),
+                    hits: AtomicUsize::new(0),
+                    cancelled: AtomicUsize::new(0),
+                    notify: Notify::new(),
+                    requests: Mutex::new(Vec::new()),
+                })
+            })
+            .clone()
+    }
+}
+
+/// A running mock provider. The accept loop stops when this is dropped (connections already
+/// open keep being served until they close).
+pub struct MockProvider {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for MockProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockProvider")
+            .field("addr", &self.addr)
+            .field("opts", &self.shared.opts)
+            .finish()
+    }
+}
+
+impl Drop for MockProvider {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MockProvider {
+    /// Binds `127.0.0.1:0` with default options and serves on a spawned task.
+    pub async fn start() -> std::io::Result<MockProvider> {
+        MockProvider::start_on(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            MockOptions::default(),
+        )
+        .await
+    }
+
+    /// Binds `addr` and serves on a spawned task.
+    pub async fn start_on(addr: SocketAddr, opts: MockOptions) -> std::io::Result<MockProvider> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            opts,
+            scenarios: RwLock::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        });
+        let task = tokio::spawn(accept_loop(listener, shared.clone()));
+        Ok(MockProvider { addr, shared, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT/<scenario>/v1`
+    pub fn base_url(&self, scenario: &str) -> String {
+        format!("http://{}/{}/v1", self.addr, scenario)
+    }
+
+    /// Requests received for `scenario` (any endpoint).
+    pub fn hits(&self, scenario: &str) -> usize {
+        self.shared
+            .get(scenario)
+            .map_or(0, |e| e.hits.load(Ordering::SeqCst))
+    }
+
+    /// Recorded requests for `scenario` (empty when recording is off).
+    pub fn requests(&self, scenario: &str) -> Vec<RecordedRequest> {
+        self.shared.get(scenario).map_or_else(Vec::new, |e| {
+            e.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        })
+    }
+
+    /// Responses dropped before completing (the client went away mid-wait or mid-stream).
+    pub fn cancelled(&self, scenario: &str) -> usize {
+        self.shared
+            .get(scenario)
+            .map_or(0, |e| e.cancelled.load(Ordering::SeqCst))
+    }
+
+    /// Waits until `cancelled(scenario) >= n`; false on timeout.
+    pub async fn wait_cancelled(&self, scenario: &str, n: usize, timeout: Duration) -> bool {
+        let entry = self.shared.entry(scenario);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let mut notified = std::pin::pin!(entry.notify.notified());
+            notified.as_mut().enable();
+            if entry.cancelled.load(Ordering::SeqCst) >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return entry.cancelled.load(Ordering::SeqCst) >= n;
+            }
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Typically EMFILE: back off briefly instead of spinning.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(shared, req).await) }
+            });
+            let _ = http1::Builder::new()
+                .keep_alive(true)
+                .header_read_timeout(None)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: MockBody) -> Response<MockBody> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<MockBody> {
+    respond(status, "application/json", MockBody::full(body))
+}
+
+fn error_response(status: u16, message: &str) -> Response<MockBody> {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(code, render::error_body(status, message))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Chat,
+    Embeddings,
+    Models,
+    Unknown,
+}
+
+/// Splits `/<scenario>/v1/<rest>`.
+fn split_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix('/')?;
+    let (scenario, rest) = rest.split_once('/')?;
+    let rest = rest.strip_prefix("v1")?;
+    if scenario.is_empty() || !(rest.is_empty() || rest.starts_with('/')) {
+        return None;
+    }
+    Some((scenario, rest.trim_start_matches('/')))
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<MockBody> {
+    let Some((scenario, rest)) = split_path(req.uri().path()) else {
+        return error_response(404, &format!("mock: no route for {}", req.uri().path()));
+    };
+    let entry = shared.entry(scenario);
+    entry.hits.fetch_add(1, Ordering::SeqCst);
+    let endpoint = match (req.method(), rest.trim_end_matches('/')) {
+        (&Method::POST, "chat/completions") => Endpoint::Chat,
+        (&Method::POST, "embeddings") => Endpoint::Embeddings,
+        (&Method::GET, "models") => Endpoint::Models,
+        _ => Endpoint::Unknown,
+    };
+
+    let (parts, incoming) = req.into_parts();
+    let body = match incoming.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return error_response(400, "mock: failed to read request body"),
+    };
+    if shared.opts.record {
+        let recorded = RecordedRequest {
+            method: parts.method.as_str().to_owned(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.as_str().to_owned(),
+                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: body.clone(),
+        };
+        entry
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(recorded);
+    }
+
+    let sc = match &entry.scenario {
+        Ok(sc) => sc,
+        Err(message) => return error_response(400, message),
+    };
+    // From here on, going away before the response completes counts as a cancellation.
+    let mut guard = CancelGuard::new(entry.clone());
+
+    if let Some(delay) = sc.slow {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(token) = &sc.auth {
+        let ok = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .is_some_and(|t| t == token.as_bytes());
+        if !ok {
+            guard.disarm();
+            return error_response(401, "mock 401: invalid or missing bearer token");
+        }
+    }
+    if sc.hang {
+        std::future::pending::<()>().await;
+    }
+    if let Some(status) = sc.status {
+        guard.disarm();
+        let mut resp = error_response(status, &format!("mock {status}"));
+        add_retry_after(&mut resp, sc);
+        return resp;
+    }
+
+    let mut resp = match endpoint {
+        Endpoint::Chat => chat(&shared, sc, &body, guard).await,
+        Endpoint::Embeddings => {
+            guard.disarm();
+            embeddings(&body)
+        }
+        Endpoint::Models => {
+            guard.disarm();
+            json_response(
+                StatusCode::OK,
+                Bytes::from_static(render::MODELS_BODY.as_bytes()),
+            )
+        }
+        Endpoint::Unknown => {
+            guard.disarm();
+            error_response(
+                404,
+                &format!("mock: no route for {} {}", parts.method, parts.uri.path()),
+            )
+        }
+    };
+    add_retry_after(&mut resp, sc);
+    resp
+}
+
+fn add_retry_after(resp: &mut Response<MockBody>, sc: &Scenario) {
+    if let Some(secs) = sc.retry_after {
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+}
+
+/// Rough token estimate: one token per 4 characters, at least 1.
+fn tokens_for(chars: usize) -> u64 {
+    (chars as u64).div_ceil(4).max(1)
+}
+
+/// Prompt tokens of a chat request: text of every message plus a small per-message overhead.
+fn prompt_tokens(req: &Value) -> u64 {
+    let Some(messages) = req.get("messages").and_then(Value::as_array) else {
+        return 1;
+    };
+    let mut chars = 0usize;
+    for m in messages {
+        match m.get("content") {
+            Some(Value::String(s)) => chars += s.len(),
+            Some(Value::Array(parts)) => {
+                chars += parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .map(str::len)
+                    .sum::<usize>();
+            }
+            _ => {}
+        }
+    }
+    tokens_for(chars) + 3 * messages.len() as u64
+}
+
+async fn chat(
+    shared: &Shared,
+    sc: &Scenario,
+    body: &Bytes,
+    mut guard: CancelGuard,
+) -> Response<MockBody> {
+    let req: Value = match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            guard.disarm();
+            return error_response(400, "mock: request body is not a JSON object");
+        }
+    };
+    let model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("mock-model");
+    let model_json = render::json_string(model);
+    let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let tool_name_json = if sc.tool {
+        req.get("tools")
+            .and_then(Value::as_array)
+            .and_then(|tools| tools.first())
+            .map(|tool| {
+                let name = tool
+                    .pointer("/function/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("get_weather");
+                render::json_string(name)
+            })
+    } else {
+        None
+    };
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let created = render::unix_now();
+    let prompt = prompt_tokens(&req);
+
+    if !stream {
+        if sc.limit.is_some_and(|(_, kind)| kind == LimitKind::Stall) {
+            // A non-stream stall never produces headers: identical to `hang`.
+            std::future::pending::<()>().await;
+        }
+        guard.disarm();
+        let answer = match &tool_name_json {
+            Some(name_json) => Answer::Tool { name_json },
+            None => Answer::Text {
+                reasoning: sc.reason,
+            },
+        };
+        let text = render::chat_completion(id, created, &model_json, prompt, &answer);
+        return json_response(StatusCode::OK, text);
+    }
+
+    let include_usage = req
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let sse = Sse::new(SseConfig {
+        id,
+        created,
+        model_json,
+        content_chunks: sc.chunks.unwrap_or(shared.opts.stream_chunks),
+        tool_name_json,
+        reason: sc.reason,
+        empty: sc.empty,
+        inband_err: sc.inband_err,
+        limit: sc.limit,
+        drip: sc.drip,
+        usage_prompt: include_usage.then_some(prompt),
+    });
+    let mut resp = respond(
+        StatusCode::OK,
+        "text/event-stream",
+        MockBody::sse(sse, guard),
+    );
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    resp
+}
+
+fn embeddings(body: &Bytes) -> Response<MockBody> {
+    let req: Value = match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => return error_response(400, "mock: request body is not a JSON object"),
+    };
+    let model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("mock-embed");
+    let (inputs, tokens) = match req.get("input") {
+        Some(Value::String(s)) => (1, tokens_for(s.len())),
+        // A single pre-tokenized input.
+        Some(Value::Array(items)) if items.first().is_some_and(Value::is_number) => {
+            (1, items.len().max(1) as u64)
+        }
+        Some(Value::Array(items)) => (
+            items.len(),
+            items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => tokens_for(s.len()),
+                    Value::Array(toks) => toks.len().max(1) as u64,
+                    _ => 1,
+                })
+                .sum(),
+        ),
+        _ => return error_response(400, "mock: embeddings request needs `input`"),
+    };
+    let text = render::embeddings(inputs, &render::json_string(model), tokens);
+    json_response(StatusCode::OK, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_path;
+
+    #[test]
+    fn splits_paths() {
+        assert_eq!(
+            split_path("/ok/v1/chat/completions"),
+            Some(("ok", "chat/completions"))
+        );
+        assert_eq!(split_path("/429ra5/v1/models"), Some(("429ra5", "models")));
+        assert_eq!(split_path("/ok/v1"), Some(("ok", "")));
+        assert_eq!(split_path("/v1/models"), None);
+        assert_eq!(split_path("/ok/v2/models"), None);
+        assert_eq!(split_path("/ok/v1x/models"), None);
+        assert_eq!(split_path("//v1/models"), None);
+    }
+}

@@ -1,0 +1,239 @@
+//! Parsing of the scenario path segment (`429ra5`, `slow300+ok`, `drip5+chunks3`, ...).
+
+use std::time::Duration;
+
+/// What a streaming response does once it has sent a given number of delta chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LimitKind {
+    /// Keep the connection open and send nothing more.
+    Stall,
+    /// Abort the connection mid-body (no `[DONE]`, no chunked terminator).
+    Cut,
+}
+
+/// A parsed scenario: the union of all its directives (later directives win on conflict).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Scenario {
+    /// Error status to answer with (400..=599).
+    pub status: Option<u16>,
+    /// `Retry-After` header value in seconds.
+    pub retry_after: Option<u64>,
+    /// Delay before the response headers.
+    pub slow: Option<Duration>,
+    /// Never answer.
+    pub hang: bool,
+    /// Streaming: stop (stall or cut) after this many delta chunks.
+    pub limit: Option<(usize, LimitKind)>,
+    /// Streaming: role chunk then `[DONE]` only.
+    pub empty: bool,
+    /// Streaming: delay between delta chunks.
+    pub drip: Option<Duration>,
+    /// Number of content chunks (overrides `MockOptions::stream_chunks`).
+    pub chunks: Option<usize>,
+    /// Answer with a tool call when the request carries `tools`.
+    pub tool: bool,
+    /// Emit reasoning deltas before the content.
+    pub reason: bool,
+    /// Streaming: a single in-band error event.
+    pub inband_err: bool,
+    /// Required bearer token.
+    pub auth: Option<String>,
+}
+
+impl Scenario {
+    /// Parses a scenario segment; the error names the offending directive.
+    pub(crate) fn parse(segment: &str) -> Result<Scenario, String> {
+        let mut sc = Scenario::default();
+        for directive in segment.split('+') {
+            if !sc.apply(directive) {
+                return Err(format!(
+                    "mock: unknown scenario directive '{directive}' in scenario '{segment}'"
+                ));
+            }
+        }
+        Ok(sc)
+    }
+
+    /// Applies one directive; returns false if it is not understood.
+    fn apply(&mut self, d: &str) -> bool {
+        match d {
+            "ok" => return true,
+            "hang" => {
+                self.hang = true;
+                return true;
+            }
+            "stall" => {
+                self.limit = Some((0, LimitKind::Stall));
+                return true;
+            }
+            "empty" => {
+                self.empty = true;
+                return true;
+            }
+            "tool" => {
+                self.tool = true;
+                return true;
+            }
+            "reason" => {
+                self.reason = true;
+                return true;
+            }
+            "inbanderr" => {
+                self.inband_err = true;
+                return true;
+            }
+            _ => {}
+        }
+        if let Some(token) = d.strip_prefix("auth=") {
+            if token.is_empty() {
+                return false;
+            }
+            self.auth = Some(token.to_owned());
+            return true;
+        }
+        if let Some(n) = d.strip_prefix("stallafter") {
+            return match number(n) {
+                Some(n) => {
+                    self.limit = Some((n as usize, LimitKind::Stall));
+                    true
+                }
+                None => false,
+            };
+        }
+        if let Some(n) = d.strip_prefix("cut") {
+            return match number(n) {
+                Some(n) => {
+                    self.limit = Some((n as usize, LimitKind::Cut));
+                    true
+                }
+                None => false,
+            };
+        }
+        if let Some(n) = d.strip_prefix("slow") {
+            return match number(n) {
+                Some(ms) => {
+                    self.slow = Some(Duration::from_millis(ms));
+                    true
+                }
+                None => false,
+            };
+        }
+        if let Some(n) = d.strip_prefix("drip") {
+            return match number(n) {
+                Some(ms) => {
+                    self.drip = Some(Duration::from_millis(ms));
+                    true
+                }
+                None => false,
+            };
+        }
+        if let Some(n) = d.strip_prefix("chunks") {
+            return match number(n) {
+                Some(n) => {
+                    self.chunks = Some(n as usize);
+                    true
+                }
+                None => false,
+            };
+        }
+        if let Some(n) = d.strip_prefix("ra") {
+            return match number(n) {
+                Some(secs) => {
+                    self.retry_after = Some(secs);
+                    true
+                }
+                None => false,
+            };
+        }
+        // `<3-digit status>` optionally followed by `ra<secs>` (shorthand `429ra5`).
+        if d.len() >= 3 && d.is_char_boundary(3) {
+            let (code, rest) = d.split_at(3);
+            let Some(code) = number(code) else {
+                return false;
+            };
+            if rest.is_empty() {
+                return self.set_status(code);
+            }
+            if let Some(secs) = rest.strip_prefix("ra").and_then(number) {
+                if self.set_status(code) {
+                    self.retry_after = Some(secs);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    fn set_status(&mut self, code: u64) -> bool {
+        match code {
+            200 => true,
+            400..=599 => {
+                self.status = Some(code as u16);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Parses a non-empty run of ASCII digits.
+fn number(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_simple_directives() {
+        assert_eq!(Scenario::parse("ok"), Ok(Scenario::default()));
+        let sc = Scenario::parse("429ra5").unwrap_or_default();
+        assert_eq!(sc.status, Some(429));
+        assert_eq!(sc.retry_after, Some(5));
+        assert_eq!(Scenario::parse("429+ra5"), Ok(sc));
+        let sc = Scenario::parse("slow300+ok").unwrap_or_default();
+        assert_eq!(sc.slow, Some(Duration::from_millis(300)));
+        let sc =
+            Scenario::parse("stallafter3+drip5+chunks7+tool+reason+auth=abc").unwrap_or_default();
+        assert_eq!(sc.limit, Some((3, LimitKind::Stall)));
+        assert_eq!(sc.drip, Some(Duration::from_millis(5)));
+        assert_eq!(sc.chunks, Some(7));
+        assert!(sc.tool && sc.reason);
+        assert_eq!(sc.auth.as_deref(), Some("abc"));
+        let sc = Scenario::parse("cut2").unwrap_or_default();
+        assert_eq!(sc.limit, Some((2, LimitKind::Cut)));
+        let sc = Scenario::parse("stall").unwrap_or_default();
+        assert_eq!(sc.limit, Some((0, LimitKind::Stall)));
+        assert!(Scenario::parse("hang+empty+inbanderr").is_ok());
+        assert_eq!(Scenario::parse("200"), Ok(Scenario::default()));
+    }
+
+    #[test]
+    fn rejects_unknown_directives() {
+        for bad in [
+            "okk",
+            "",
+            "ok+",
+            "slow",
+            "slowx",
+            "42",
+            "4290",
+            "299",
+            "429ra",
+            "ra",
+            "auth=",
+            "stallafter",
+            "cut-1",
+            "é",
+            "5é",
+        ] {
+            assert!(Scenario::parse(bad).is_err(), "{bad} should be rejected");
+        }
+        let err = Scenario::parse("ok+typo").err().unwrap_or_default();
+        assert!(err.contains("'typo'"), "{err}");
+    }
+}
