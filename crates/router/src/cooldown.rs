@@ -61,6 +61,9 @@ struct Entry {
     streak: u32,
 }
 
+/// (provider key id, model id).
+type CandidateId = (Arc<str>, Arc<str>);
+
 /// A candidate as the book sees it: the provider key id and the upstream model id.
 pub type Attempted<'a> = (&'a str, &'a str);
 
@@ -68,7 +71,7 @@ pub type Attempted<'a> = (&'a str, &'a str);
 #[derive(Debug, Default)]
 pub struct CooldownBook {
     policy: CooldownPolicy,
-    cooling: Mutex<HashMap<(Arc<str>, Arc<str>), Entry>>,
+    cooling: Mutex<HashMap<CandidateId, Entry>>,
     invalid: Mutex<HashSet<Arc<str>>>,
 }
 

@@ -1,1 +1,58 @@
-//! placeholder
+//! The gateway's HTTP application: `/v1` (OpenAI-compatible inference), `/api` (dashboard and admin REST) and the
+//! background tasks that serve them (request-log writer, retention). Routing decisions come from `router`, upstream
+//! wire details from `providers`, persistence from `store`.
+//!
+//! Request path for `/v1/chat/completions`, in order (see ARCHITECTURE.md):
+//! 1. `openai::authenticate` — client-address rate limit, then the gateway key (SHA-256) looked up in the in-memory
+//!    [`snapshot::Snapshot`]; no database query.
+//! 2. `body::read_limited` — the body as one `Bytes`, refused over the configured limit.
+//! 3. `wire::ChatRequestView::parse` — borrowed `model`/`stream`/`messages`/`max_tokens`; the rest stays raw.
+//! 4. `relay::run_chat` — candidates for the model, ordered by `router`, tried until one answers; streams are
+//!    watched until their first real delta before anything is sent to the client (the commit point).
+//! 5. `request_log` — one row per request through a bounded channel to the batch writer.
+
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod ip_limit;
+pub mod openai;
+pub mod relay;
+pub mod request_log;
+pub mod snapshot;
+pub mod state;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use config::ServerConfig;
+pub use state::AppState;
+
+/// Builds the application router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(openai::routes())
+        .merge(admin::routes())
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests and flushes request logs.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        // Without TCP_NODELAY small SSE frames wait for delayed ACKs (tens of ms per stream).
+        let _ = tcp.set_nodelay(true);
+    });
+    let app = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    state.shutdown().await;
+    result
+}

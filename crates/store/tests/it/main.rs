@@ -1,6 +1,8 @@
 //! Store tests, run on every engine available: embedded SQLite always, PostgreSQL when
 //! `FREELLMAPI_TEST_POSTGRES_URL` names a server (each test gets its own fresh database there).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::Duration;
 
 use store::{

@@ -1,0 +1,154 @@
+//! Command line and environment. Every option can be given as a flag or as the environment variable named in
+//! `--help`; the variable names and defaults are those of the original FreeLLMAPI where it had one.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "freellmapi",
+    version,
+    about = "One OpenAI-compatible endpoint in front of every free LLM tier you own keys for."
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub serve: Box<ServeArgs>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default when no command is given).
+    Serve(Box<ServeArgs>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// TCP port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 3001)]
+    pub port: u16,
+
+    /// Interface to bind; 0.0.0.0 exposes the gateway to the network.
+    #[arg(long = "host", env = "HOST_BIND", default_value = "127.0.0.1")]
+    pub host_bind: String,
+
+    /// Directory for the SQLite database and the generated encryption key file.
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: sqlite://<path> or postgres://user:pass@host/db. Default: SQLite at <DATA_DIR>/freellmapi.db.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// 64 hex characters (32 bytes) encrypting provider keys at rest. If unset, read from <DATA_DIR>/encryption.key,
+    /// or generated there (mode 0600) on the first start.
+    #[arg(long, env = "ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+
+    /// Username of the admin created on the first start.
+    #[arg(long, env = "ADMIN_USERNAME", default_value = "admin")]
+    pub admin_username: String,
+
+    /// Password of the admin created on the first start (at least 8 characters). If unset on the first start, one
+    /// is generated and printed once.
+    #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// Declarative TOML file of provider keys and gateway keys, applied idempotently at start-up.
+    #[arg(long = "config", env = "FREELLMAPI_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Log verbosity.
+    #[arg(
+        long,
+        env = "LOG_LEVEL",
+        value_enum,
+        ignore_case = true,
+        default_value = "info"
+    )]
+    pub log_level: LogLevel,
+
+    /// Log line format.
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_enum,
+        ignore_case = true,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// Requests per minute per client address on /v1; 0 turns the limit off.
+    #[arg(long, env = "PROXY_RATE_LIMIT_RPM", default_value_t = 120)]
+    pub proxy_rate_limit_rpm: u32,
+
+    /// Largest accepted request body, in MiB.
+    #[arg(long, env = "REQUEST_BODY_LIMIT_MB", default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub request_body_limit_mb: u32,
+
+    /// Seconds a request may wait for a rate-limited provider to free up before a 429. Accepted now; the wait queue
+    /// arrives with the scoring router (until then an exhausted pool answers 429 with Retry-After at once).
+    #[arg(long, env = "REQUEST_QUEUE_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub request_queue_timeout_seconds: u64,
+
+    /// Deadline of a non-streaming upstream call, and of a stream's response headers, in milliseconds.
+    #[arg(long, env = "PROVIDER_TIMEOUT_MS", default_value_t = 120_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub provider_timeout_ms: u64,
+
+    /// Before anything reached the client, a stream with no content, tool or reasoning delta for this long is
+    /// abandoned and the next key is tried (milliseconds).
+    #[arg(long, env = "STREAM_FIRST_TOKEN_STALL_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stream_first_token_stall_ms: u64,
+
+    /// After the first byte reached the client, a stream silent for this long is ended with an error event
+    /// (milliseconds).
+    #[arg(long, env = "PROVIDER_STREAM_STALL_TIMEOUT_MS", default_value_t = 90_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub provider_stream_stall_timeout_ms: u64,
+
+    /// Most provider keys tried for one request.
+    #[arg(long, env = "FALLBACK_MAX_RETRIES", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub fallback_max_retries: u32,
+
+    /// Days of request history to keep; 0 keeps everything.
+    #[arg(long, env = "REQUEST_ANALYTICS_RETENTION_DAYS", default_value_t = 90)]
+    pub request_analytics_retention_days: u64,
+
+    /// Most request-history rows to keep; 0 means no limit.
+    #[arg(long, env = "REQUEST_ANALYTICS_MAX_ROWS", default_value_t = 100_000)]
+    pub request_analytics_max_rows: u64,
+
+    /// Hours a dashboard login session lasts.
+    #[arg(long, env = "SESSION_TTL_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub session_ttl_hours: u64,
+}
+
+impl Cli {
+    /// The serve arguments, whether `serve` was given or the options were passed at the top level.
+    pub fn serve_args(self) -> ServeArgs {
+        match self.command {
+            Some(Command::Serve(args)) => *args,
+            None => *self.serve,
+        }
+    }
+}

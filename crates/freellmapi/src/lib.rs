@@ -1,0 +1,8 @@
+//! The `freellmapi` binary's library half: the command line and environment (`cli`), the declarative TOML file
+//! (`declarative`), logging set-up and the start-up sequence (`startup`). Kept as a library so tests can drive
+//! start-up without spawning processes.
+
+pub mod cli;
+pub mod declarative;
+pub mod logging;
+pub mod startup;

@@ -1,0 +1,190 @@
+//! The start-up sequence: data directory, encryption key, database and migrations, admin bootstrap, declarative
+//! configuration, then the HTTP server. Any failure stops start-up with a message that says what to fix.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use server::{AppState, ServerConfig};
+use store::{AdminBootstrap, KeySource, Store, StoreError};
+use tokio::net::TcpListener;
+
+use crate::cli::ServeArgs;
+use crate::declarative;
+
+/// Everything `serve` prepared, before listening.
+pub struct Prepared {
+    pub state: AppState,
+    pub listener: TcpListener,
+}
+
+fn server_config(args: &ServeArgs) -> ServerConfig {
+    ServerConfig {
+        body_limit_bytes: args.request_body_limit_mb as usize * 1024 * 1024,
+        upstream_timeout: Duration::from_millis(args.provider_timeout_ms),
+        first_token_stall: Duration::from_millis(args.stream_first_token_stall_ms),
+        stream_idle_timeout: Duration::from_millis(args.provider_stream_stall_timeout_ms),
+        max_attempts: args.fallback_max_retries as usize,
+        ip_rate_limit_rpm: args.proxy_rate_limit_rpm,
+        session_ttl: Duration::from_secs(args.session_ttl_hours * 3600),
+        log_retention: (args.request_analytics_retention_days > 0)
+            .then(|| Duration::from_secs(args.request_analytics_retention_days * 86_400)),
+        log_max_rows: (args.request_analytics_max_rows > 0)
+            .then_some(args.request_analytics_max_rows),
+        ..ServerConfig::default()
+    }
+}
+
+/// Opens the store with the resolved encryption key. A freshly generated key that does not open an existing database
+/// is removed again, so a missing key never leaves a wrong key file behind.
+async fn open_store(args: &ServeArgs, url: &str) -> anyhow::Result<Store> {
+    let (cipher, source) =
+        store::resolve_encryption_key(args.encryption_key.as_deref(), &args.data_dir)?;
+    match Store::open(url, cipher).await {
+        Ok(store) => {
+            match &source {
+                KeySource::Generated(path) => tracing::warn!(
+                    path = %path.display(),
+                    "no ENCRYPTION_KEY set: generated one and saved it (mode 0600); back this file up with the database"
+                ),
+                KeySource::KeyFile(path) => {
+                    tracing::info!(path = %path.display(), "encryption key read from key file")
+                }
+                KeySource::Environment => tracing::info!("encryption key read from ENCRYPTION_KEY"),
+            }
+            Ok(store)
+        }
+        Err(StoreError::WrongEncryptionKey) => {
+            if let KeySource::Generated(path) = &source {
+                let _ = std::fs::remove_file(path);
+                bail!(
+                    "the database at {} already holds data encrypted with another key, and no key was given: set \
+                     ENCRYPTION_KEY or restore {} (nothing was changed)",
+                    store::redact_url(url),
+                    path.display()
+                );
+            }
+            Err(StoreError::WrongEncryptionKey.into())
+        }
+        Err(e) => {
+            if let KeySource::Generated(path) = &source {
+                let _ = std::fs::remove_file(path);
+            }
+            Err(e).with_context(|| format!("cannot open the database {}", store::redact_url(url)))
+        }
+    }
+}
+
+pub fn database_url(args: &ServeArgs) -> String {
+    match &args.database_url {
+        Some(url) if !url.trim().is_empty() => url.trim().to_owned(),
+        _ => format!(
+            "sqlite://{}",
+            store::default_sqlite_path(&args.data_dir).display()
+        ),
+    }
+}
+
+fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    Ok(())
+}
+
+/// Runs everything up to (not including) serving.
+pub async fn prepare(args: &ServeArgs) -> anyhow::Result<Prepared> {
+    if let Some(p) = args.admin_password.as_deref().filter(|p| !p.is_empty()) {
+        if p.chars().count() < 8 {
+            bail!("ADMIN_PASSWORD must be at least 8 characters");
+        }
+    }
+    // Validate the declarative file before touching anything.
+    let env = |name: &str| std::env::var(name).ok();
+    let config_file = match &args.config {
+        Some(path) => Some(
+            declarative::load(path, &env)
+                .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?,
+        ),
+        None => None,
+    };
+    let address: SocketAddr = format!("{}:{}", args.host_bind, args.port)
+        .parse()
+        .or_else(|_| format!("[{}]:{}", args.host_bind, args.port).parse())
+        .with_context(|| format!("HOST_BIND `{}` is not an IP address", args.host_bind))?;
+    ensure_data_dir(&args.data_dir)?;
+    let url = database_url(args);
+    let store = open_store(args, &url).await?;
+    match store
+        .bootstrap_admin(Some(&args.admin_username), args.admin_password.as_deref())
+        .await?
+    {
+        AdminBootstrap::Existing => {}
+        AdminBootstrap::Created { username } => {
+            tracing::info!(%username, "admin user created from ADMIN_USERNAME/ADMIN_PASSWORD")
+        }
+        AdminBootstrap::Generated { username, password } => {
+            // Printed once, to the terminal, not through the log pipeline.
+            eprintln!(
+                "\n  First start: created admin user `{username}` with password: {password}\n  \
+                 Log in at http://{address}/ and change it. This password is not shown again.\n"
+            );
+        }
+    }
+    if let Some(config_file) = &config_file {
+        let report = declarative::apply(&store, config_file).await?;
+        tracing::info!(
+            provider_keys_changed = report.provider_keys_changed,
+            provider_keys_unchanged = report.provider_keys_unchanged,
+            gateway_keys_created = report.gateway_keys_created,
+            "configuration file applied"
+        );
+        for (name, raw) in &report.minted {
+            eprintln!("\n  Gateway key `{name}` created from the configuration file: {raw}\n  It is shown only once.\n");
+        }
+        for item in &report.undeclared {
+            tracing::warn!(item = %item, "declared by an earlier configuration file but not this one; kept (delete it in the admin API if unwanted)");
+        }
+    }
+    let state = AppState::new(server_config(args), store).await?;
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    Ok(Prepared { state, listener })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: draining requests and flushing request logs");
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let prepared = prepare(&args).await?;
+    let addr = prepared.listener.local_addr()?;
+    tracing::info!(address = %addr, database = store::redact_url(&database_url(&args)), "FreeLLMAPI listening on http://{addr}");
+    server::serve(prepared.listener, prepared.state, shutdown_signal()).await?;
+    Ok(())
+}

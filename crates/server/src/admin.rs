@@ -1,0 +1,658 @@
+//! `/api`: health, login sessions and the admin REST for provider keys and gateway keys. Every route here except
+//! `ping` and `login` needs a session (cookie `freellmapi_session`, or `Authorization: Bearer <session token>`), and
+//! every object is scoped to the session's user: another user's id answers 404. Mutations rebuild the snapshot.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use providers::{parse_model_list, Adapter, Endpoint, Platform, UpstreamCredentials};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use store::{mask_secret, NewProviderKey, ProviderKeyPatch, ProviderKeyRow, User};
+use wire::{ApiError, ErrorType};
+
+use crate::error::{error_response, not_found, GatewayError};
+use crate::state::AppState;
+
+pub const SESSION_COOKIE: &str = "freellmapi_session";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/ping", get(ping))
+        .route("/api/auth/login", post(login))
+        .route("/api/auth/logout", post(logout))
+        .route("/api/auth/me", get(me))
+        .route("/api/platforms", get(platforms))
+        .route("/api/keys", get(list_keys).post(create_key))
+        .route("/api/keys/{id}", patch(update_key).delete(delete_key))
+        .route("/api/keys/{id}/discover", post(discover_key_models))
+        .route(
+            "/api/gateway-keys",
+            get(list_gateway_keys).post(create_gateway_key),
+        )
+        .route(
+            "/api/gateway-keys/{id}",
+            patch(update_gateway_key).delete(delete_gateway_key),
+        )
+        .route("/api/requests", get(recent_requests))
+        .route("/api/{*rest}", axum::routing::any(unknown_api))
+}
+
+type ApiResult<T> = Result<T, GatewayError>;
+
+/// Parses a JSON body. Requiring `application/json` also keeps cross-site form posts out (they cannot set it
+/// without a CORS preflight).
+fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !is_json {
+        return Err(ApiError::new(
+            415,
+            ErrorType::InvalidRequestError,
+            "unsupported_media_type",
+            "send the body as application/json",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid_request("invalid_body", format!("invalid request body: {e}"))
+    })
+}
+
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some((scheme, token)) = auth.trim().split_once(' ') {
+            if scheme.eq_ignore_ascii_case("bearer") {
+                return Some(token.trim().to_owned());
+            }
+        }
+    }
+    let cookies = headers.get_all(header::COOKIE);
+    for value in cookies.iter().filter_map(|v| v.to_str().ok()) {
+        for pair in value.split(';') {
+            if let Some((name, token)) = pair.trim().split_once('=') {
+                if name == SESSION_COOKIE && !token.is_empty() {
+                    return Some(token.to_owned());
+                }
+            }
+        }
+    }
+    None
+}
+
+async fn session_user(state: &AppState, headers: &HeaderMap) -> Result<User, GatewayError> {
+    let unauthorized = || {
+        GatewayError(ApiError::new(
+            401,
+            ErrorType::AuthenticationError,
+            "not_authenticated",
+            "log in first (POST /api/auth/login)",
+        ))
+    };
+    let token = session_token(headers).ok_or_else(unauthorized)?;
+    // Session tokens are 64 hex characters; anything else is not worth a database query.
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(unauthorized());
+    }
+    state
+        .store
+        .session_user(&token)
+        .await?
+        .ok_or_else(unauthorized)
+}
+
+async fn ping() -> Json<Value> {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Json(json!({ "status": "ok", "timestamp": ts }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+fn session_cookie(token: &str, max_age: Duration, headers: &HeaderMap) -> HeaderValue {
+    let secure = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let value = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        max_age.as_secs(),
+        if secure { "; Secure" } else { "" }
+    );
+    HeaderValue::from_str(&value)
+        .unwrap_or_else(|_| HeaderValue::from_static("freellmapi_session=; Max-Age=0"))
+}
+
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body: LoginBody = parse_json(&headers, &body)?;
+    let Some(user) = state
+        .store
+        .verify_login(&body.username, &body.password)
+        .await?
+    else {
+        return Err(ApiError::new(
+            401,
+            ErrorType::AuthenticationError,
+            "invalid_credentials",
+            "wrong username or password",
+        )
+        .into());
+    };
+    let ttl = state.config.session_ttl;
+    let token = state.store.create_session(&user.id, ttl).await?;
+    tracing::info!(user = %user.username, "login");
+    let mut response =
+        Json(json!({ "user": user, "token": token, "expires_in": ttl.as_secs() })).into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&token, ttl, &headers));
+    Ok(response)
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    if let Some(token) = session_token(&headers) {
+        state.store.delete_session(&token).await?;
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie("", Duration::ZERO, &headers),
+    );
+    Ok(response)
+}
+
+async fn me(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<User>> {
+    Ok(Json(session_user(&state, &headers).await?))
+}
+
+async fn platforms(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    session_user(&state, &headers).await?;
+    let rows: Vec<Value> = providers::platform::PLATFORMS
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "name": p.display_name,
+                "default_base_url": p.default_base_url,
+                "keyless": p.keyless,
+                "served": p.platform.is_served(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "data": rows })))
+}
+
+fn key_view(state: &AppState, row: &ProviderKeyRow) -> Value {
+    let masked = match state.store.reveal(row) {
+        Ok(Some(secret)) => Some(mask_secret(&secret)),
+        Ok(None) => None,
+        Err(_) => Some("(cannot decrypt)".into()),
+    };
+    let now = tokio::time::Instant::now();
+    let cooldowns: Vec<Value> = state
+        .cooldowns
+        .cooldowns_of(&row.id, now)
+        .into_iter()
+        .map(|(model, remaining)| json!({ "model": model, "remaining_ms": remaining.as_millis() as u64 }))
+        .collect();
+    let platform_name = row
+        .platform
+        .parse::<Platform>()
+        .map(|p| p.info().display_name)
+        .unwrap_or("unknown");
+    json!({
+        "id": row.id,
+        "platform": row.platform,
+        "platform_name": platform_name,
+        "label": row.label,
+        "masked_key": masked,
+        "base_url": row.base_url,
+        "models": row.models,
+        "enabled": row.enabled,
+        "status": if state.cooldowns.is_invalid(&row.id) { "invalid" } else { row.status.as_str() },
+        "status_reason": row.status_reason,
+        "cooldowns": cooldowns,
+        "source": if row.config_name.is_some() { "config" } else { "api" },
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    })
+}
+
+async fn list_keys(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let user = session_user(&state, &headers).await?;
+    let rows = state.store.provider_keys_of(&user.id).await?;
+    Ok(Json(
+        json!({ "data": rows.iter().map(|r| key_view(&state, r)).collect::<Vec<_>>() }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKeyBody {
+    platform: String,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> GatewayError {
+    GatewayError(ApiError::invalid_request(code, message))
+}
+
+/// Validates a key's settings by building its endpoint, as the snapshot will.
+pub fn validate_key_settings(
+    platform: Platform,
+    secret: Option<&str>,
+    base_url: Option<&str>,
+) -> Result<Endpoint, GatewayError> {
+    if !platform.is_served() {
+        return Err(bad(
+            "platform_not_served",
+            format!(
+                "{} speaks a native dialect that this build does not serve yet",
+                platform.info().display_name
+            ),
+        ));
+    }
+    let credentials = match (platform.info().keyless, secret) {
+        (true, _) | (false, None) => UpstreamCredentials::None,
+        (false, Some(s)) => UpstreamCredentials::Secret(s.to_owned()),
+    };
+    Endpoint::new(platform, base_url, &credentials)
+        .map_err(|e| bad("invalid_key_settings", e.to_string()))
+}
+
+fn clean_models(models: Vec<String>) -> Result<Vec<String>, GatewayError> {
+    let mut out: Vec<String> = Vec::new();
+    for m in models {
+        let m = m.trim().to_owned();
+        if m.is_empty() || m.len() > 200 {
+            return Err(bad(
+                "invalid_models",
+                "model ids must be 1 to 200 characters",
+            ));
+        }
+        if m == "auto" {
+            return Err(bad("invalid_models", "`auto` is reserved for the router"));
+        }
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+/// Asks the endpoint for its model list (`GET …/models`), bounded to 10 s.
+pub async fn discover_models(state: &AppState, endpoint: &Endpoint) -> Result<Vec<String>, String> {
+    let Some(adapter) = Adapter::for_platform(endpoint.platform) else {
+        return Err("this platform's dialect is not served".into());
+    };
+    let request = adapter
+        .models_request(&state.http, endpoint)
+        .timeout(Duration::from_secs(10));
+    let response = request
+        .send()
+        .await
+        .map_err(|e| providers::classify_transport(&e).message)?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| providers::classify_transport(&e).message)?;
+    if !status.is_success() {
+        let failure = providers::classify_response(status, &HeaderMap::new(), &body);
+        return Err(format!("{} {}", status.as_u16(), failure.message));
+    }
+    let mut models = parse_model_list(&body)
+        .ok_or_else(|| "the model list is not in OpenAI's shape".to_owned())?;
+    models.retain(|m| m != "auto");
+    models.dedup();
+    Ok(models)
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let user = session_user(&state, &headers).await?;
+    let body: CreateKeyBody = parse_json(&headers, &body)?;
+    let platform: Platform =
+        body.platform
+            .parse()
+            .map_err(|e: providers::platform::UnknownPlatform| {
+                bad("unknown_platform", e.to_string())
+            })?;
+    let secret = if platform.info().keyless {
+        None
+    } else {
+        body.key
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+    };
+    if secret.is_none() && !platform.info().keyless && platform != Platform::Custom {
+        return Err(bad(
+            "missing_key",
+            format!("{} needs an API key (`key`)", platform.info().display_name),
+        ));
+    }
+    let base_url = body
+        .base_url
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty());
+    let endpoint = validate_key_settings(platform, secret.as_deref(), base_url.as_deref())?;
+    let mut models = clean_models(body.models.unwrap_or_default())?;
+    let mut notice = None;
+    if models.is_empty() {
+        match discover_models(&state, &endpoint).await {
+            Ok(found) if !found.is_empty() => {
+                notice = Some(format!(
+                    "discovered {} models from the endpoint",
+                    found.len()
+                ));
+                models = found;
+            }
+            Ok(_) => {
+                notice = Some(
+                    "the endpoint lists no models; set `models` to route requests to this key"
+                        .to_owned(),
+                )
+            }
+            Err(e) => {
+                notice = Some(format!(
+                    "model discovery failed ({e}); set `models` to route requests to this key"
+                ))
+            }
+        }
+    }
+    let label = body
+        .label
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| platform.info().display_name.to_owned());
+    let row = state
+        .store
+        .insert_provider_key(&NewProviderKey {
+            user_id: user.id.clone(),
+            platform: platform.id().to_owned(),
+            label,
+            secret,
+            base_url,
+            models,
+            enabled: body.enabled.unwrap_or(true),
+            config_name: None,
+        })
+        .await?;
+    state.reload().await?;
+    tracing::info!(user = %user.username, key_id = %row.id, platform = %row.platform, "provider key added");
+    let mut view = key_view(&state, &row);
+    view["notice"] = json!(notice);
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateKeyBody {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+    /// An empty string clears the override.
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+async fn update_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let user = session_user(&state, &headers).await?;
+    let body: UpdateKeyBody = parse_json(&headers, &body)?;
+    let Some(existing) = state.store.provider_key(&user.id, &id).await? else {
+        return Err(not_found("provider key").into());
+    };
+    let platform: Platform = existing
+        .platform
+        .parse()
+        .map_err(|_| bad("unknown_platform", "stored platform is unknown"))?;
+    let secret = match &body.key {
+        Some(k) if !k.trim().is_empty() => Some(k.trim().to_owned()),
+        Some(_) => return Err(bad("missing_key", "`key` must not be empty")),
+        None => state.store.reveal(&existing)?,
+    };
+    let base_url = match &body.base_url {
+        Some(u) if u.trim().is_empty() => None,
+        Some(u) => Some(u.trim().to_owned()),
+        None => existing.base_url.clone(),
+    };
+    validate_key_settings(platform, secret.as_deref(), base_url.as_deref())?;
+    let patch = ProviderKeyPatch {
+        label: body
+            .label
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty()),
+        secret: body.key.map(|k| k.trim().to_owned()),
+        base_url: body.base_url.as_ref().map(|_| base_url.clone()),
+        models: body.models.map(clean_models).transpose()?,
+        enabled: body.enabled,
+    };
+    let row = state
+        .store
+        .update_provider_key(&user.id, &id, &patch)
+        .await?
+        .ok_or_else(|| GatewayError(not_found("provider key")))?;
+    state.cooldowns.reset_key(&id);
+    state.reload().await?;
+    Ok(Json(key_view(&state, &row)))
+}
+
+async fn delete_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let user = session_user(&state, &headers).await?;
+    if !state.store.delete_provider_key(&user.id, &id).await? {
+        return Err(not_found("provider key").into());
+    }
+    state.cooldowns.reset_key(&id);
+    state.reload().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn discover_key_models(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let user = session_user(&state, &headers).await?;
+    let Some(existing) = state.store.provider_key(&user.id, &id).await? else {
+        return Err(not_found("provider key").into());
+    };
+    let platform: Platform = existing
+        .platform
+        .parse()
+        .map_err(|_| bad("unknown_platform", "stored platform is unknown"))?;
+    let secret = state.store.reveal(&existing)?;
+    let endpoint =
+        validate_key_settings(platform, secret.as_deref(), existing.base_url.as_deref())?;
+    let found = discover_models(&state, &endpoint).await.map_err(|e| {
+        GatewayError(ApiError::new(
+            502,
+            ErrorType::ProviderError,
+            "discovery_failed",
+            format!("model discovery failed: {e}"),
+        ))
+    })?;
+    let added: Vec<&String> = found
+        .iter()
+        .filter(|m| !existing.models.contains(m))
+        .collect();
+    let missing: Vec<&String> = existing
+        .models
+        .iter()
+        .filter(|m| !found.contains(m))
+        .collect();
+    let mut merged = existing.models.clone();
+    merged.extend(added.iter().map(|m| (*m).clone()));
+    let patch = ProviderKeyPatch {
+        models: Some(merged),
+        ..ProviderKeyPatch::default()
+    };
+    let row = state
+        .store
+        .update_provider_key(&user.id, &id, &patch)
+        .await?
+        .ok_or_else(|| GatewayError(not_found("provider key")))?;
+    state.reload().await?;
+    let mut view = key_view(&state, &row);
+    view["discovered"] = json!({ "added": added, "not_listed_by_endpoint": missing });
+    Ok(Json(view))
+}
+
+async fn list_gateway_keys(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let user = session_user(&state, &headers).await?;
+    let rows = state.store.gateway_keys_of(&user.id).await?;
+    Ok(Json(json!({ "data": rows })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateGatewayKeyBody {
+    #[serde(default)]
+    label: Option<String>,
+}
+
+async fn create_gateway_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let user = session_user(&state, &headers).await?;
+    let body: CreateGatewayKeyBody = if body.is_empty() {
+        CreateGatewayKeyBody { label: None }
+    } else {
+        parse_json(&headers, &body)?
+    };
+    let label = body
+        .label
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let (row, raw) = state
+        .store
+        .create_gateway_key(&user.id, &label, None, None)
+        .await?;
+    state.reload().await?;
+    tracing::info!(user = %user.username, gateway_key = %row.prefix, "gateway key created");
+    let mut view = serde_json::to_value(&row)
+        .map_err(|_| GatewayError(crate::error::internal("serialisation failed")))?;
+    view["key"] = json!(raw);
+    view["notice"] = json!("store this key now: it is shown only once");
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateGatewayKeyBody {
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+async fn update_gateway_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let user = session_user(&state, &headers).await?;
+    let body: UpdateGatewayKeyBody = parse_json(&headers, &body)?;
+    let label = body
+        .label
+        .as_deref()
+        .map(str::trim)
+        .filter(|l| !l.is_empty());
+    let row = state
+        .store
+        .update_gateway_key(&user.id, &id, label, body.enabled)
+        .await?
+        .ok_or_else(|| GatewayError(not_found("gateway key")))?;
+    state.reload().await?;
+    Ok(Json(serde_json::to_value(&row).unwrap_or(Value::Null)))
+}
+
+async fn delete_gateway_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let user = session_user(&state, &headers).await?;
+    if !state.store.delete_gateway_key(&user.id, &id).await? {
+        return Err(not_found("gateway key").into());
+    }
+    state.reload().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct RecentQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+async fn recent_requests(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<RecentQuery>,
+) -> ApiResult<Json<Value>> {
+    let user = session_user(&state, &headers).await?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let rows = state.store.recent_requests(&user.id, limit).await?;
+    Ok(Json(json!({ "data": rows })))
+}
+
+async fn unknown_api() -> Response {
+    error_response(&not_found("API route"))
+}

@@ -1,0 +1,46 @@
+//! Validated runtime settings of the HTTP layer (the binary turns environment and flags into this).
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest accepted request body (`REQUEST_BODY_LIMIT_MB`).
+    pub body_limit_bytes: usize,
+    /// Deadline for a non-streaming upstream call, and for a stream's response headers (`PROVIDER_TIMEOUT_MS`).
+    pub upstream_timeout: Duration,
+    /// A stream that shows no content, tool or reasoning delta this long before the commit point is abandoned
+    /// (`STREAM_FIRST_TOKEN_STALL_MS`).
+    pub first_token_stall: Duration,
+    /// After the commit point, a stream silent this long is ended with an error event
+    /// (`PROVIDER_STREAM_STALL_TIMEOUT_MS`).
+    pub stream_idle_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Most candidates tried for one request (`FALLBACK_MAX_RETRIES`).
+    pub max_attempts: usize,
+    /// Requests per minute per client address on `/v1` (`PROXY_RATE_LIMIT_RPM`); 0 turns the limit off.
+    pub ip_rate_limit_rpm: u32,
+    pub session_ttl: Duration,
+    /// Request-log retention (`REQUEST_ANALYTICS_RETENTION_DAYS`, `REQUEST_ANALYTICS_MAX_ROWS`); `None` keeps all.
+    pub log_retention: Option<Duration>,
+    pub log_max_rows: Option<u64>,
+    /// Capacity of the request-log channel; when full, rows are counted as dropped instead of blocking requests.
+    pub log_channel_capacity: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 25 * 1024 * 1024,
+            upstream_timeout: Duration::from_secs(120),
+            first_token_stall: Duration::from_millis(30_000),
+            stream_idle_timeout: Duration::from_millis(90_000),
+            connect_timeout: Duration::from_secs(10),
+            max_attempts: 20,
+            ip_rate_limit_rpm: 120,
+            session_ttl: Duration::from_secs(7 * 24 * 3600),
+            log_retention: Some(Duration::from_secs(90 * 24 * 3600)),
+            log_max_rows: Some(100_000),
+            log_channel_capacity: 8192,
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! `/v1`: the OpenAI-compatible surface. Handlers authenticate from the snapshot, read the body once, parse only
+//! the routing fields, and hand over to [`crate::relay`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue};
+use tokio::time::Instant;
+use wire::{ApiError, ChatRequestView, EmbeddingsRequestView, ErrorType};
+
+use crate::body::read_limited;
+use crate::error::{error_response, GatewayError};
+use crate::relay::{self, Operation, RequestMeta};
+use crate::snapshot::{hash_token, Tenant};
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{*id}", get(get_model))
+        .route("/v1/{*rest}", axum::routing::any(unknown_endpoint))
+}
+
+/// The authenticated caller of a `/v1` request.
+pub struct Caller {
+    pub tenant: Arc<Tenant>,
+    pub gateway_key_id: Arc<str>,
+    pub gateway_key_prefix: Arc<str>,
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let v = v.trim();
+        let (scheme, token) = v.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+fn auth_error(message: &str, code: &'static str) -> ApiError {
+    ApiError::new(401, ErrorType::AuthenticationError, code, message)
+}
+
+/// Client-address limit, then gateway key. No database access.
+pub fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<Caller, ApiError> {
+    if let Err(retry) = state.ip_limiter.check(peer.ip(), Instant::now()) {
+        return Err(ApiError::new(
+            429,
+            ErrorType::RateLimitError,
+            "client_rate_limited",
+            format!(
+                "too many requests from this address (limit {}/min)",
+                state.config.ip_rate_limit_rpm
+            ),
+        )
+        .with_retry_after(retry));
+    }
+    let token = bearer(headers).filter(|t| !t.is_empty()).ok_or_else(|| {
+        auth_error(
+            "missing API key: send `Authorization: Bearer <gateway key>`",
+            "missing_api_key",
+        )
+    })?;
+    let snapshot = state.snapshot.load();
+    let entry = snapshot
+        .gateway_keys
+        .get(&hash_token(token))
+        .ok_or_else(|| auth_error("invalid API key", "invalid_api_key"))?;
+    if !entry.enabled {
+        return Err(auth_error(
+            "this gateway key is disabled",
+            "api_key_disabled",
+        ));
+    }
+    Ok(Caller {
+        tenant: entry.tenant.clone(),
+        gateway_key_id: entry.id.clone(),
+        gateway_key_prefix: entry.prefix.clone(),
+    })
+}
+
+fn request_id(headers: &HeaderMap) -> Arc<str> {
+    let inbound = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()));
+    match inbound {
+        Some(v) => Arc::from(v),
+        None => Arc::from(store::random_hex(8).as_str()),
+    }
+}
+
+fn no_providers(tenant: &Tenant) -> Option<ApiError> {
+    tenant.keys.is_empty().then(|| {
+        ApiError::new(
+            503,
+            ErrorType::ServiceUnavailable,
+            "no_providers_configured",
+            "no provider keys are configured for this account; add one in the dashboard, the admin API or the config file",
+        )
+    })
+}
+
+fn model_not_found(model: &str) -> ApiError {
+    ApiError::new(
+        404,
+        ErrorType::NotFoundError,
+        "model_not_found",
+        format!("The model `{model}` does not exist or you do not have access to it. GET /v1/models lists the models you can use."),
+    )
+    .with_param("model")
+}
+
+async fn read_body(state: &AppState, request: Request) -> Result<(HeaderMap, Bytes), ApiError> {
+    let (parts, body) = request.into_parts();
+    let bytes = read_limited(&parts.headers, body, state.config.body_limit_bytes).await?;
+    Ok((parts.headers, bytes))
+}
+
+async fn chat_completions(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Response, GatewayError> {
+    let caller = authenticate(&state, request.headers(), peer)?;
+    let (headers, body) = read_body(&state, request).await?;
+    let view = ChatRequestView::parse(&body)?;
+    let tenant = caller.tenant;
+    if let Some(e) = no_providers(&tenant) {
+        return Err(e.into());
+    }
+    let candidates = if view.model == "auto" {
+        tenant.all_candidates()
+    } else {
+        let Some((model, keys)) = tenant.models.get_key_value(&*view.model) else {
+            return Err(model_not_found(&view.model).into());
+        };
+        keys.iter().map(|&k| (k, model.clone())).collect()
+    };
+    let meta = RequestMeta {
+        request_id: request_id(&headers),
+        requested_model: view.model.into_owned(),
+        operation: Operation::Chat {
+            stream: view.stream,
+        },
+        input_estimate: (view.messages.get().len() as u64).div_ceil(4),
+        tenant,
+        gateway_key_id: caller.gateway_key_id,
+        gateway_key_prefix: caller.gateway_key_prefix,
+        started: std::time::Instant::now(),
+    };
+    Ok(relay::run(state, meta, body, candidates).await)
+}
+
+async fn embeddings(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Response, GatewayError> {
+    let caller = authenticate(&state, request.headers(), peer)?;
+    let (headers, body) = read_body(&state, request).await?;
+    let view = EmbeddingsRequestView::parse(&body)?;
+    let tenant = caller.tenant;
+    if let Some(e) = no_providers(&tenant) {
+        return Err(e.into());
+    }
+    if view.model == "auto" {
+        return Err(ApiError::invalid_request(
+            "model_required",
+            "embeddings need a named embedding model (vectors from different models are not comparable)",
+        )
+        .with_param("model")
+        .into());
+    }
+    let Some((model, keys)) = tenant.models.get_key_value(&*view.model) else {
+        return Err(model_not_found(&view.model).into());
+    };
+    let candidates = keys.iter().map(|&k| (k, model.clone())).collect();
+    let meta = RequestMeta {
+        request_id: request_id(&headers),
+        input_estimate: view.estimated_tokens(),
+        requested_model: view.model.into_owned(),
+        operation: Operation::Embeddings,
+        tenant: tenant.clone(),
+        gateway_key_id: caller.gateway_key_id,
+        gateway_key_prefix: caller.gateway_key_prefix,
+        started: std::time::Instant::now(),
+    };
+    Ok(relay::run(state, meta, body, candidates).await)
+}
+
+fn json_response(body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn list_models(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, GatewayError> {
+    let caller = authenticate(&state, &headers, peer)?;
+    Ok(json_response(caller.tenant.models_body.clone()))
+}
+
+async fn get_model(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, GatewayError> {
+    let caller = authenticate(&state, &headers, peer)?;
+    let tenant = &caller.tenant;
+    let owner = if id == "auto" {
+        "freellmapi"
+    } else {
+        match tenant.models.get(id.as_str()).and_then(|keys| keys.first()) {
+            Some(&k) => tenant.keys[k].platform.id(),
+            None => return Err(model_not_found(&id).into()),
+        }
+    };
+    let body = serde_json::json!({ "id": id, "object": "model", "created": 0, "owned_by": owner });
+    Ok(json_response(Bytes::from(body.to_string())))
+}
+
+async fn unknown_endpoint(request: Request) -> impl IntoResponse {
+    let err = ApiError::new(
+        404,
+        ErrorType::InvalidRequestError,
+        "unknown_endpoint",
+        format!(
+            "Unknown request URL: {} {}",
+            request.method(),
+            request.uri().path()
+        ),
+    );
+    error_response(&err)
+}

@@ -1,0 +1,866 @@
+//! The attempt loop: try the ordered candidates until one answers, classify each failure once, cool the candidate
+//! down, and move on while nothing has reached the client. Streams are held until their first real delta (content,
+//! tool call or reasoning) — the commit point — and then relayed chunk by chunk with an inactivity timeout.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use http::{header, HeaderValue};
+use http_body::Frame;
+use providers::{classify_response, classify_transport, ErrorClass, UpstreamFailure};
+use router::{order_candidates, Outcome};
+use store::RequestLog;
+use tokio::time::{Instant, Sleep};
+use wire::{inspect_chunk, ApiError, ErrorType, SseSplitter, Usage};
+
+use crate::error::error_response;
+use crate::snapshot::{ProviderKeyEntry, Tenant};
+use crate::state::AppState;
+
+/// Which upstream operation a request performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Chat { stream: bool },
+    Embeddings,
+}
+
+impl Operation {
+    fn endpoint(self) -> &'static str {
+        match self {
+            Operation::Chat { .. } => "chat",
+            Operation::Embeddings => "embeddings",
+        }
+    }
+
+    fn stream(self) -> bool {
+        matches!(self, Operation::Chat { stream: true })
+    }
+}
+
+/// Who asked for what; owned by the request and, after the commit point, by the relayed stream.
+#[derive(Debug)]
+pub struct RequestMeta {
+    pub request_id: Arc<str>,
+    pub tenant: Arc<Tenant>,
+    pub gateway_key_id: Arc<str>,
+    pub gateway_key_prefix: Arc<str>,
+    pub requested_model: String,
+    pub operation: Operation,
+    pub input_estimate: u64,
+    pub started: std::time::Instant,
+}
+
+/// Records the request exactly once: explicitly on completion, or as `canceled` if the client goes away first.
+struct RequestGuard {
+    state: AppState,
+    meta: RequestMeta,
+    attempts: u32,
+    served: Option<(Arc<ProviderKeyEntry>, Arc<str>)>,
+    recorded: bool,
+}
+
+struct Completion {
+    status: &'static str,
+    http_status: u16,
+    error: Option<(&'static str, String)>,
+    usage: Option<Usage>,
+    output_estimate: Option<u64>,
+    ttfb: Option<Duration>,
+}
+
+impl RequestGuard {
+    fn record(&mut self, c: Completion) {
+        if self.recorded {
+            return;
+        }
+        self.recorded = true;
+        let meta = &self.meta;
+        let latency = meta.started.elapsed();
+        let (platform, model, key_id) = match &self.served {
+            Some((key, model)) => (
+                Some(key.platform.id()),
+                Some(model.to_string()),
+                Some(key.id.to_string()),
+            ),
+            None => (None, None, None),
+        };
+        let input_tokens = c
+            .usage
+            .map(|u| u.prompt_tokens)
+            .or((c.status == "success").then_some(meta.input_estimate));
+        let output_tokens = c.usage.map(|u| u.completion_tokens).or(c.output_estimate);
+        tracing::info!(
+            target: "freellmapi::request",
+            req_id = %meta.request_id,
+            user = %meta.tenant.username,
+            key = %meta.gateway_key_prefix,
+            endpoint = meta.operation.endpoint(),
+            stream = meta.operation.stream(),
+            requested_model = %meta.requested_model,
+            provider = platform.unwrap_or("-"),
+            model = model.as_deref().unwrap_or("-"),
+            provider_key = key_id.as_deref().unwrap_or("-"),
+            status = c.status,
+            http_status = c.http_status,
+            attempts = self.attempts,
+            latency_ms = latency.as_millis() as u64,
+            ttfb_ms = c.ttfb.map(|t| t.as_millis() as u64),
+            input_tokens,
+            output_tokens,
+            error_class = c.error.as_ref().map(|e| e.0),
+            "request finished"
+        );
+        self.state.logs.send(RequestLog {
+            id: meta.request_id.to_string(),
+            user_id: meta.tenant.user_id.to_string(),
+            gateway_key_id: Some(meta.gateway_key_id.to_string()),
+            endpoint: meta.operation.endpoint(),
+            requested_model: meta.requested_model.clone(),
+            platform: platform.map(str::to_owned),
+            model,
+            provider_key_id: key_id,
+            status: c.status,
+            http_status: c.http_status,
+            error_class: c.error.as_ref().map(|e| e.0),
+            error_message: c.error.map(|e| e.1),
+            stream: meta.operation.stream(),
+            attempts: self.attempts,
+            input_tokens,
+            output_tokens,
+            latency_ms: latency.as_millis() as u64,
+            ttfb_ms: c.ttfb.map(|t| t.as_millis() as u64),
+            created_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        });
+    }
+
+    fn record_error(&mut self, e: &ApiError) {
+        self.record(Completion {
+            status: "error",
+            http_status: e.status,
+            error: Some((e.code, e.message.clone())),
+            usage: None,
+            output_estimate: None,
+            ttfb: None,
+        });
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.record(Completion {
+                status: "canceled",
+                http_status: 499,
+                error: Some(("client_closed", "the client closed the connection".into())),
+                usage: None,
+                output_estimate: None,
+                ttfb: None,
+            });
+        }
+    }
+}
+
+/// Time until the next UTC midnight, when most free tiers reset their daily allowance.
+fn until_utc_midnight() -> Duration {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Duration::from_secs(86_400 - secs % 86_400)
+}
+
+fn outcome_for(failure: &UpstreamFailure) -> Outcome {
+    match failure.class {
+        ErrorClass::RateLimited => Outcome::RateLimited {
+            retry_after: failure.retry_after,
+        },
+        ErrorClass::QuotaExhausted => Outcome::QuotaExhausted {
+            retry_after: failure.retry_after,
+            until_daily_reset: until_utc_midnight(),
+        },
+        ErrorClass::Auth => Outcome::InvalidCredential,
+        ErrorClass::BadRequest | ErrorClass::ContextTooLong => Outcome::NoPenalty,
+        ErrorClass::NotFound | ErrorClass::Server | ErrorClass::Network | ErrorClass::Timeout => {
+            Outcome::Transient {
+                retry_after: failure.retry_after,
+            }
+        }
+    }
+}
+
+/// Replaces the `model` field of a JSON object body (for `auto`), keeping every other value byte for byte.
+fn with_model(body: &Bytes, model: &str) -> Result<Bytes, serde_json::Error> {
+    let mut map: std::collections::BTreeMap<&str, &serde_json::value::RawValue> =
+        serde_json::from_slice(body)?;
+    let value = serde_json::value::to_raw_value(model)?;
+    map.insert("model", &value);
+    Ok(Bytes::from(serde_json::to_vec(&map)?))
+}
+
+/// Runs a request over `candidates` (indexes into the tenant's keys, with the upstream model id).
+pub async fn run(
+    state: AppState,
+    meta: RequestMeta,
+    body: Bytes,
+    candidates: Vec<(usize, Arc<str>)>,
+) -> Response {
+    let tenant = meta.tenant.clone();
+    let mut guard = RequestGuard {
+        state: state.clone(),
+        meta,
+        attempts: 0,
+        served: None,
+        recorded: false,
+    };
+    let ordered = order_candidates(
+        candidates.iter().map(|(k, m)| (&*tenant.keys[*k].id, &**m)),
+        &state.cooldowns,
+        Instant::now(),
+        state.next_rotation(),
+    );
+    if ordered.ready.is_empty() {
+        let err = if let Some(free) = ordered.soonest_free {
+            let wait = free
+                .saturating_duration_since(Instant::now())
+                .as_secs()
+                .max(1);
+            ApiError::new(
+                429,
+                ErrorType::RateLimitError,
+                "all_keys_cooling",
+                format!(
+                    "every provider key for `{}` is rate-limited or cooling down; retry in about {wait}s",
+                    guard.meta.requested_model
+                ),
+            )
+            .with_retry_after(wait)
+        } else {
+            ApiError::new(
+                503,
+                ErrorType::ServiceUnavailable,
+                "no_provider_available",
+                format!(
+                    "every provider key for `{}` was refused by its provider (invalid credentials); fix or re-check the keys",
+                    guard.meta.requested_model
+                ),
+            )
+        };
+        guard.record_error(&err);
+        return error_response(&err);
+    }
+
+    let mut failures: Vec<(usize, Arc<str>, UpstreamFailure)> = Vec::new();
+    for &i in ordered.ready.iter().take(state.config.max_attempts) {
+        let (key_index, model) = &candidates[i];
+        let key = tenant.keys[*key_index].clone();
+        let attempt_body = if **model == *guard.meta.requested_model {
+            body.clone()
+        } else {
+            match with_model(&body, model) {
+                Ok(b) => b,
+                Err(_) => {
+                    let err = ApiError::invalid_request(
+                        "invalid_json",
+                        "request body is not a valid JSON object",
+                    );
+                    guard.record_error(&err);
+                    return error_response(&err);
+                }
+            }
+        };
+        guard.attempts += 1;
+        let attempt_started = Instant::now();
+        let result = attempt(&state, &key, attempt_body, guard.meta.operation).await;
+        let failure = match result {
+            Ok(Upstream::Complete { body, usage }) => {
+                state.cooldowns.record_success((&key.id, model));
+                guard.served = Some((key.clone(), model.clone()));
+                let response =
+                    success_response(&guard, &key, model, "application/json", Body::from(body));
+                guard.record(Completion {
+                    status: "success",
+                    http_status: 200,
+                    error: None,
+                    usage,
+                    output_estimate: None,
+                    ttfb: Some(attempt_started.elapsed()),
+                });
+                return response;
+            }
+            Ok(Upstream::Stream(committed)) => {
+                state.cooldowns.record_success((&key.id, model));
+                guard.served = Some((key.clone(), model.clone()));
+                let ttfb = guard.meta.started.elapsed();
+                let idle = state.config.stream_idle_timeout;
+                let placeholder = Body::empty();
+                let mut response =
+                    success_response(&guard, &key, model, "text/event-stream", placeholder);
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                *response.body_mut() = Body::new(RelayBody::new(committed, idle, guard, ttfb));
+                return response;
+            }
+            Err(failure) => failure,
+        };
+        on_failure(&state, &key, model, &failure);
+        if !failure.class.retryable() {
+            let status = failure
+                .status
+                .filter(|s| (400..500).contains(s))
+                .unwrap_or(400);
+            let err = ApiError::new(
+                status,
+                ErrorType::InvalidRequestError,
+                "upstream_rejected_request",
+                format!(
+                    "{} rejected the request: {}",
+                    key.platform.info().display_name,
+                    failure.message
+                ),
+            );
+            guard.record_error(&err);
+            return error_response(&err);
+        }
+        failures.push((*key_index, model.clone(), failure));
+    }
+    let err = exhausted_error(&state, &tenant, &guard.meta.requested_model, &failures);
+    guard.record_error(&err);
+    error_response(&err)
+}
+
+fn success_response(
+    guard: &RequestGuard,
+    key: &ProviderKeyEntry,
+    model: &str,
+    content_type: &'static str,
+    body: Body,
+) -> Response {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        "x-freellmapi-provider",
+        HeaderValue::from_static(key.platform.id()),
+    );
+    if let Ok(v) = HeaderValue::from_str(model) {
+        headers.insert("x-freellmapi-model", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&key.id) {
+        headers.insert("x-freellmapi-provider-key", v);
+    }
+    headers.insert("x-freellmapi-attempts", HeaderValue::from(guard.attempts));
+    if let Ok(v) = HeaderValue::from_str(&guard.meta.request_id) {
+        headers.insert("x-request-id", v);
+    }
+    response
+}
+
+fn on_failure(state: &AppState, key: &ProviderKeyEntry, model: &str, failure: &UpstreamFailure) {
+    let cooldown =
+        state
+            .cooldowns
+            .record_failure((&key.id, model), outcome_for(failure), Instant::now());
+    tracing::warn!(
+        target: "freellmapi::attempt",
+        provider = key.platform.id(),
+        model,
+        provider_key = %key.id,
+        class = failure.class.as_str(),
+        status = failure.status,
+        cooldown_s = cooldown.map(|d| d.as_secs()),
+        message = %failure.message,
+        "upstream attempt failed"
+    );
+    if failure.class == ErrorClass::Auth {
+        let state = state.clone();
+        let key_id = key.id.to_string();
+        let reason = format!(
+            "{} {}",
+            failure.status.map_or(String::new(), |s| s.to_string()),
+            failure.message
+        );
+        tokio::spawn(async move {
+            if let Err(e) = state
+                .store
+                .set_provider_key_status(&key_id, "invalid", Some(reason.trim()))
+                .await
+            {
+                tracing::error!(error = %e, "could not persist invalid key status");
+            }
+            if let Err(e) = state.reload().await {
+                tracing::error!(error = %e, "could not reload the key pool");
+            }
+        });
+    }
+}
+
+fn exhausted_error(
+    state: &AppState,
+    tenant: &Tenant,
+    model: &str,
+    failures: &[(usize, Arc<str>, UpstreamFailure)],
+) -> ApiError {
+    let all = |f: &dyn Fn(ErrorClass) -> bool| failures.iter().all(|(_, _, x)| f(x.class));
+    let mut trail: Vec<String> = failures
+        .iter()
+        .take(10)
+        .map(|(k, m, f)| {
+            let key = &tenant.keys[*k];
+            let status = f.status.map_or(String::new(), |s| format!(" {s}"));
+            format!(
+                "{}/{} (key {}): {}{} {}",
+                key.platform.id(),
+                m,
+                key.id,
+                f.class.as_str(),
+                status,
+                f.message
+            )
+        })
+        .collect();
+    if failures.len() > 10 {
+        trail.push(format!("+{} more", failures.len() - 10));
+    }
+    let trail = trail.join("; ");
+    if all(&|c| c == ErrorClass::Auth) {
+        return ApiError::new(
+            502,
+            ErrorType::ProviderError,
+            "provider_authentication_failed",
+            format!("every provider key tried for `{model}` was refused by its provider: {trail}"),
+        );
+    }
+    if all(&|c| c == ErrorClass::ContextTooLong) {
+        return ApiError::invalid_request(
+            "context_length_exceeded",
+            format!(
+                "the prompt does not fit the context window of any provider for `{model}`: {trail}"
+            ),
+        )
+        .with_param("messages");
+    }
+    if all(&|c| matches!(c, ErrorClass::RateLimited | ErrorClass::QuotaExhausted)) {
+        let now = Instant::now();
+        let soonest = failures
+            .iter()
+            .filter_map(|(k, m, _)| state.cooldowns.cooling_until((&tenant.keys[*k].id, m), now))
+            .min()
+            .map_or(1, |t| t.saturating_duration_since(now).as_secs().max(1));
+        return ApiError::new(
+            429,
+            ErrorType::RateLimitError,
+            "rate_limit_exceeded",
+            format!(
+                "every provider for `{model}` is rate-limited; retry in about {soonest}s: {trail}"
+            ),
+        )
+        .with_retry_after(soonest);
+    }
+    ApiError::new(
+        502,
+        ErrorType::ProviderError,
+        "upstream_failed",
+        format!(
+            "all {} attempts for `{model}` failed: {trail}",
+            failures.len()
+        ),
+    )
+}
+
+/// A successful upstream answer.
+enum Upstream {
+    Complete { body: Bytes, usage: Option<Usage> },
+    Stream(Committed),
+}
+
+/// A stream past its commit point: what was held back, and the rest.
+struct Committed {
+    held: Vec<Bytes>,
+    rest: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    watch: StreamWatch,
+}
+
+const MAX_ERROR_BODY: usize = 64 * 1024;
+const MAX_HELD_BYTES: usize = 1024 * 1024;
+
+async fn read_error_body(response: reqwest::Response) -> Bytes {
+    let mut stream = response.bytes_stream();
+    let mut out = Vec::new();
+    let read = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            let room = MAX_ERROR_BODY - out.len();
+            out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if out.len() >= MAX_ERROR_BODY {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+    Bytes::from(out)
+}
+
+#[derive(serde::Deserialize)]
+struct UsageOnly {
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+async fn attempt(
+    state: &AppState,
+    key: &ProviderKeyEntry,
+    body: Bytes,
+    operation: Operation,
+) -> Result<Upstream, UpstreamFailure> {
+    let config = &state.config;
+    let deadline = Instant::now() + config.upstream_timeout;
+    let request = match operation {
+        Operation::Chat { stream } => {
+            key.adapter
+                .chat_request(&state.http, &key.endpoint, body, stream)
+        }
+        Operation::Embeddings => key
+            .adapter
+            .embeddings_request(&state.http, &key.endpoint, body),
+    };
+    let response = match tokio::time::timeout_at(deadline, request.send()).await {
+        Err(_) => {
+            return Err(UpstreamFailure::new(
+                ErrorClass::Timeout,
+                format!(
+                    "no response within {} ms",
+                    config.upstream_timeout.as_millis()
+                ),
+            ))
+        }
+        Ok(Err(e)) => return Err(classify_transport(&e)),
+        Ok(Ok(r)) => r,
+    };
+    let status = response.status();
+    if !status.is_success() {
+        let headers = response.headers().clone();
+        let body = read_error_body(response).await;
+        return Err(classify_response(status, &headers, &body));
+    }
+    if !operation.stream() {
+        let body = match tokio::time::timeout_at(deadline, response.bytes()).await {
+            Err(_) => {
+                return Err(UpstreamFailure::new(
+                    ErrorClass::Timeout,
+                    "response body not complete in time",
+                ))
+            }
+            Ok(Err(e)) => return Err(classify_transport(&e)),
+            Ok(Ok(b)) => b,
+        };
+        return match serde_json::from_slice::<UsageOnly>(&body) {
+            Ok(parsed) => Ok(Upstream::Complete {
+                body,
+                usage: parsed.usage,
+            }),
+            Err(_) => Err(UpstreamFailure {
+                class: ErrorClass::Server,
+                status: Some(status.as_u16()),
+                retry_after: None,
+                message: "upstream answered 200 with a body that is not a JSON object".into(),
+            }),
+        };
+    }
+    let is_sse = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !is_sse {
+        return Err(UpstreamFailure::new(
+            ErrorClass::Server,
+            "upstream did not answer with an event stream",
+        ));
+    }
+    hold_until_first_delta(response, config.first_token_stall).await
+}
+
+/// Reads a stream until its first content, tool-call or reasoning delta (or a clean finish), holding the bytes back.
+/// Gives up — so the next candidate can be tried invisibly — on a stall, a broken or empty stream, or an in-band
+/// error frame.
+async fn hold_until_first_delta(
+    response: reqwest::Response,
+    stall: Duration,
+) -> Result<Upstream, UpstreamFailure> {
+    let mut rest: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>> =
+        Box::pin(response.bytes_stream());
+    let deadline = Instant::now() + stall;
+    let mut held = Vec::new();
+    let mut held_bytes = 0;
+    let mut watch = StreamWatch::default();
+    loop {
+        let next = match tokio::time::timeout_at(deadline, rest.next()).await {
+            Err(_) => {
+                return Err(UpstreamFailure::new(
+                    ErrorClass::Timeout,
+                    format!(
+                        "no content, tool or reasoning delta within {} ms",
+                        stall.as_millis()
+                    ),
+                ))
+            }
+            Ok(next) => next,
+        };
+        match next {
+            None => {
+                watch.finish_splitter();
+                if watch.done || watch.finished {
+                    return Ok(Upstream::Stream(Committed { held, rest, watch }));
+                }
+                return Err(UpstreamFailure::new(
+                    ErrorClass::Server,
+                    "stream ended before any output",
+                ));
+            }
+            Some(Err(e)) => {
+                let mut f = classify_transport(&e);
+                if f.class == ErrorClass::Network {
+                    f.class = ErrorClass::Server;
+                }
+                f.message = format!("stream broke before any output: {}", f.message);
+                return Err(f);
+            }
+            Some(Ok(chunk)) => {
+                let signal = watch.inspect_fully(&chunk);
+                held_bytes += chunk.len();
+                held.push(chunk);
+                if signal.error {
+                    return Err(UpstreamFailure::new(
+                        ErrorClass::Server,
+                        "upstream sent an in-band error before any output",
+                    ));
+                }
+                if signal.output || watch.finished || watch.done || held_bytes > MAX_HELD_BYTES {
+                    return Ok(Upstream::Stream(Committed { held, rest, watch }));
+                }
+            }
+        }
+    }
+}
+
+/// What the gateway learns from a stream while relaying it.
+#[derive(Debug, Default)]
+struct StreamWatch {
+    splitter: SseSplitter,
+    done: bool,
+    finished: bool,
+    usage: Option<Usage>,
+    output_events: u64,
+}
+
+impl StreamWatch {
+    /// Before the commit point: every event is parsed.
+    fn inspect_fully(&mut self, chunk: &[u8]) -> wire::ChunkSignal {
+        let mut total = wire::ChunkSignal::default();
+        let (done, finished, usage, output_events) = (
+            &mut self.done,
+            &mut self.finished,
+            &mut self.usage,
+            &mut self.output_events,
+        );
+        self.splitter.push(chunk, |event| {
+            let s = inspect_chunk(event);
+            *done |= s.done;
+            *finished |= s.finished;
+            if s.usage.is_some() {
+                *usage = s.usage;
+            }
+            if s.output {
+                *output_events += 1;
+            }
+            total.output |= s.output;
+            total.error |= s.error;
+        });
+        total
+    }
+
+    /// After the commit point: only events that can carry usage or a finish are parsed; the rest are counted.
+    fn observe(&mut self, chunk: &[u8]) {
+        let (done, finished, usage, output_events) = (
+            &mut self.done,
+            &mut self.finished,
+            &mut self.usage,
+            &mut self.output_events,
+        );
+        self.splitter.push(chunk, |event| {
+            if event == b"[DONE]" {
+                *done = true;
+                return;
+            }
+            let interesting = memchr::memmem::find(event, b"\"usage\"").is_some()
+                || memchr::memmem::find(event, b"\"finish_reason\":\"").is_some()
+                || memchr::memmem::find(event, b"\"finish_reason\": \"").is_some();
+            if interesting {
+                let s = inspect_chunk(event);
+                *finished |= s.finished;
+                if s.usage.is_some() {
+                    *usage = s.usage;
+                }
+                if s.output {
+                    *output_events += 1;
+                }
+            } else {
+                *output_events += 1;
+            }
+        });
+    }
+
+    fn finish_splitter(&mut self) {
+        let (done, finished) = (&mut self.done, &mut self.finished);
+        self.splitter.finish(|event| {
+            let s = inspect_chunk(event);
+            *done |= s.done;
+            *finished |= s.finished;
+        });
+    }
+}
+
+/// The relayed stream: held chunks first, then the upstream's, with an inactivity timeout. Ends with an SSE error
+/// event if the upstream stalls, breaks or closes before finishing. Dropping it (client gone) drops the upstream
+/// response, which closes that connection.
+struct RelayBody {
+    held: VecDeque<Bytes>,
+    upstream: Option<Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>>,
+    idle: Pin<Box<Sleep>>,
+    idle_timeout: Duration,
+    watch: StreamWatch,
+    guard: RequestGuard,
+    ttfb: Duration,
+}
+
+impl RelayBody {
+    fn new(
+        committed: Committed,
+        idle_timeout: Duration,
+        guard: RequestGuard,
+        ttfb: Duration,
+    ) -> Self {
+        Self {
+            held: committed.held.into(),
+            upstream: Some(committed.rest),
+            idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            idle_timeout,
+            watch: committed.watch,
+            guard,
+            ttfb,
+        }
+    }
+
+    fn complete(&mut self, status: &'static str, error: Option<ApiError>) -> Option<Bytes> {
+        self.upstream = None;
+        let event = error.as_ref().map(|e| Bytes::from(e.to_sse_event()));
+        self.guard.record(Completion {
+            status,
+            http_status: 200,
+            error: error.map(|e| (e.code, e.message)),
+            usage: self.watch.usage,
+            output_estimate: Some(self.watch.output_events),
+            ttfb: Some(self.ttfb),
+        });
+        event
+    }
+}
+
+fn stream_error(code: &'static str, message: String) -> ApiError {
+    ApiError::new(502, ErrorType::StreamError, code, message)
+}
+
+impl http_body::Body for RelayBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Some(chunk) = this.held.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        let Some(upstream) = this.upstream.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match upstream.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.watch.observe(&chunk);
+                let next = Instant::now() + this.idle_timeout;
+                this.idle.as_mut().reset(next);
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let message = format!(
+                    "the upstream stream broke: {}",
+                    classify_transport(&e).message
+                );
+                let event = this.complete(
+                    "error",
+                    Some(stream_error("upstream_stream_broken", message)),
+                );
+                Poll::Ready(event.map(|e| Ok(Frame::data(e))))
+            }
+            Poll::Ready(None) => {
+                this.watch.finish_splitter();
+                if this.watch.done || this.watch.finished {
+                    this.complete("success", None);
+                    Poll::Ready(None)
+                } else {
+                    let err = stream_error(
+                        "upstream_stream_incomplete",
+                        "the upstream closed the stream before finishing".into(),
+                    );
+                    let event = this.complete("error", Some(err));
+                    Poll::Ready(event.map(|e| Ok(Frame::data(e))))
+                }
+            }
+            Poll::Pending => {
+                if this.idle.as_mut().poll(cx).is_ready() {
+                    let message = format!(
+                        "the upstream sent nothing for {} ms",
+                        this.idle_timeout.as_millis()
+                    );
+                    let event = this.complete(
+                        "error",
+                        Some(stream_error("upstream_stream_stalled", message)),
+                    );
+                    return Poll::Ready(event.map(|e| Ok(Frame::data(e))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_rewrite_keeps_other_fields_verbatim() {
+        let body = Bytes::from_static(br#"{"model":"auto","messages":[{"role":"user","content":"h\u00e9"}],"x_vendor":{"a":1.50}}"#);
+        let out = with_model(&body, "real").unwrap();
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(text.contains(r#""model":"real""#), "{text}");
+        assert!(text.contains(r#""content":"h\u00e9""#), "{text}");
+        assert!(text.contains(r#"{"a":1.50}"#), "{text}");
+    }
+
+    #[test]
+    fn midnight_is_within_a_day() {
+        let d = until_utc_midnight();
+        assert!(d > Duration::ZERO && d <= Duration::from_secs(86_400));
+    }
+}

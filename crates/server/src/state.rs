@@ -1,0 +1,123 @@
+//! Shared application state: one `Arc` holding the configuration, the swapped snapshot, the cooldown book, the
+//! upstream HTTP client, the request-log writer and the client-address limiter.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use router::CooldownBook;
+use store::Store;
+
+use crate::config::ServerConfig;
+use crate::ip_limit::IpLimiter;
+use crate::request_log::RequestLogWriter;
+use crate::snapshot::Snapshot;
+
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+pub struct Inner {
+    pub config: ServerConfig,
+    pub store: Store,
+    pub snapshot: ArcSwap<Snapshot>,
+    pub cooldowns: CooldownBook,
+    pub http: reqwest::Client,
+    pub logs: RequestLogWriter,
+    pub ip_limiter: IpLimiter,
+    rotation: AtomicUsize,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The upstream client: one pool for every provider, TCP_NODELAY, no automatic retries or redirects to other hosts.
+pub fn upstream_client(config: &ServerConfig) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .user_agent(concat!("freellmapi/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+impl AppState {
+    /// Builds the state and loads the first snapshot.
+    pub async fn new(config: ServerConfig, store: Store) -> Result<Self, StateError> {
+        let snapshot = Snapshot::load(&store).await?;
+        let http = upstream_client(&config).map_err(|e| StateError::Http(e.to_string()))?;
+        let logs = RequestLogWriter::start(store.clone(), config.log_channel_capacity);
+        let ip_limiter = IpLimiter::new(config.ip_rate_limit_rpm);
+        let state = Self(Arc::new(Inner {
+            config,
+            store,
+            snapshot: ArcSwap::from_pointee(snapshot),
+            cooldowns: CooldownBook::default(),
+            http,
+            logs,
+            ip_limiter,
+            rotation: AtomicUsize::new(0),
+            reload_lock: tokio::sync::Mutex::new(()),
+        }));
+        state.spawn_retention();
+        Ok(state)
+    }
+
+    /// Rebuilds the snapshot from the store and swaps it in. Serialised so two admin changes cannot race an older
+    /// view over a newer one.
+    pub async fn reload(&self) -> Result<(), store::StoreError> {
+        let _guard = self.reload_lock.lock().await;
+        let snapshot = Snapshot::load(&self.store).await?;
+        self.snapshot.store(Arc::new(snapshot));
+        Ok(())
+    }
+
+    pub fn next_rotation(&self) -> usize {
+        self.rotation.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Flushes the request logs. Called once the HTTP server has drained.
+    pub async fn shutdown(&self) {
+        self.logs.shutdown().await;
+    }
+
+    fn spawn_retention(&self) {
+        let (age, rows) = (self.config.log_retention, self.config.log_max_rows);
+        if age.is_none() && rows.is_none() {
+            return;
+        }
+        let store = self.store.clone();
+        let weak = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                if weak.strong_count() == 0 {
+                    break;
+                }
+                match store.prune_requests(age, rows).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(rows = n, "request history pruned by retention settings")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "request history pruning failed"),
+                }
+                let _ = store.delete_expired_sessions().await;
+            }
+        });
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("HTTP client: {0}")]
+    Http(String),
+}
