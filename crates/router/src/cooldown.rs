@@ -157,6 +157,11 @@ impl CooldownBook {
             .filter(|until| *until > now)
     }
 
+    /// Marks a key invalid (its credential was refused, now or before a restart).
+    pub fn mark_invalid(&self, key: &str) {
+        lock(&self.invalid).insert(Arc::from(key));
+    }
+
     pub fn is_invalid(&self, key: &str) -> bool {
         let invalid = lock(&self.invalid);
         !invalid.is_empty() && invalid.contains(key)

@@ -225,7 +225,8 @@ pub async fn run(
         candidates.iter().map(|(k, m)| (&*tenant.keys[*k].id, &**m)),
         &state.cooldowns,
         Instant::now(),
-        state.next_rotation(),
+        // Candidates are tried in the order the keys were added (the scoring router will reorder them).
+        0,
     );
     if ordered.ready.is_empty() {
         let err = if let Some(free) = ordered.soonest_free {
@@ -618,7 +619,7 @@ async fn hold_until_first_delta(
         match next {
             None => {
                 watch.finish_splitter();
-                if watch.done || watch.finished {
+                if watch.finished {
                     return Ok(Upstream::Stream(Committed { held, rest, watch }));
                 }
                 return Err(UpstreamFailure::new(
@@ -644,8 +645,15 @@ async fn hold_until_first_delta(
                         "upstream sent an in-band error before any output",
                     ));
                 }
-                if signal.output || watch.finished || watch.done || held_bytes > MAX_HELD_BYTES {
+                // A finish reason without output is a legitimately empty answer; `[DONE]` without either is not.
+                if signal.output || watch.finished || held_bytes > MAX_HELD_BYTES {
                     return Ok(Upstream::Stream(Committed { held, rest, watch }));
+                }
+                if watch.done {
+                    return Err(UpstreamFailure::new(
+                        ErrorClass::Server,
+                        "stream ended with no output and no finish reason",
+                    ));
                 }
             }
         }

@@ -19,6 +19,8 @@ pub struct ProviderKeyEntry {
     pub endpoint: Endpoint,
     pub adapter: Adapter,
     pub models: Vec<Arc<str>>,
+    /// The store says a provider refused this key's credential; it stays out of rotation until edited.
+    pub stored_invalid: bool,
 }
 
 /// Everything one user can route to.
@@ -106,7 +108,7 @@ impl Snapshot {
             let Some(tenant) = tenants.get_mut(row.user_id.as_str()) else {
                 continue;
             };
-            if !row.enabled || row.status == "invalid" {
+            if !row.enabled {
                 continue;
             }
             let Ok(platform) = row.platform.parse::<Platform>() else {
@@ -143,6 +145,7 @@ impl Snapshot {
                 endpoint,
                 adapter,
                 models,
+                stored_invalid: row.status == "invalid",
             }));
         }
         let tenants: HashMap<Arc<str>, Arc<Tenant>> = tenants

@@ -1,7 +1,6 @@
 //! Shared application state: one `Arc` holding the configuration, the swapped snapshot, the cooldown book, the
 //! upstream HTTP client, the request-log writer and the client-address limiter.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -25,7 +24,6 @@ pub struct Inner {
     pub http: reqwest::Client,
     pub logs: RequestLogWriter,
     pub ip_limiter: IpLimiter,
-    rotation: AtomicUsize,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
@@ -62,9 +60,9 @@ impl AppState {
             http,
             logs,
             ip_limiter,
-            rotation: AtomicUsize::new(0),
             reload_lock: tokio::sync::Mutex::new(()),
         }));
+        state.mark_stored_invalid(&state.snapshot.load());
         state.spawn_retention();
         Ok(state)
     }
@@ -74,12 +72,17 @@ impl AppState {
     pub async fn reload(&self) -> Result<(), store::StoreError> {
         let _guard = self.reload_lock.lock().await;
         let snapshot = Snapshot::load(&self.store).await?;
+        self.mark_stored_invalid(&snapshot);
         self.snapshot.store(Arc::new(snapshot));
         Ok(())
     }
 
-    pub fn next_rotation(&self) -> usize {
-        self.rotation.fetch_add(1, Ordering::Relaxed)
+    fn mark_stored_invalid(&self, snapshot: &Snapshot) {
+        for tenant in snapshot.tenants.values() {
+            for key in tenant.keys.iter().filter(|k| k.stored_invalid) {
+                self.cooldowns.mark_invalid(&key.id);
+            }
+        }
     }
 
     /// Flushes the request logs. Called once the HTTP server has drained.

@@ -55,6 +55,15 @@ pub struct Store {
     cipher: Cipher,
 }
 
+/// Ids sort by creation: milliseconds, then a per-process sequence, then randomness. Listing and routing order
+/// (`ORDER BY created_at, id`) therefore follows the order in which things were added.
+pub(crate) fn new_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) & 0xffff;
+    format!("{:011x}{seq:04x}{}", now_ms(), random_hex(3))
+}
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -282,7 +291,7 @@ impl Store {
             .await
             .map_err(|e| StoreError::Io(format!("hashing task failed: {e}")))??;
         let user = User {
-            id: random_hex(8),
+            id: new_id(),
             username: username.to_owned(),
             role: role.to_owned(),
             enabled: true,
@@ -454,7 +463,7 @@ impl Store {
             .map(|s| self.cipher.encrypt(s))
             .transpose()?;
         let row = ProviderKeyRow {
-            id: random_hex(8),
+            id: new_id(),
             user_id: new.user_id.clone(),
             platform: new.platform.clone(),
             label: new.label.clone(),
@@ -691,7 +700,7 @@ impl Store {
             None => format!("freellmapi-{}", random_hex(24)),
         };
         let row = GatewayKeyRow {
-            id: random_hex(8),
+            id: new_id(),
             user_id: user_id.to_owned(),
             label: label.to_owned(),
             key_hash: token_hash(&raw),

@@ -1,1 +1,10 @@
-//! Integration tests.
+//! Integration tests: the real server on a loopback port, a real SQLite store, and the scriptable mock provider.
+//! Every behaviour of the `/v1` surface and the minimal admin API is driven over HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod admin;
+mod failover;
+mod harness;
+mod openai_surface;
+mod streaming;

@@ -1,0 +1,185 @@
+//! Failover before the commit point: 429, 5xx, connect errors, timeouts and invalid keys move to the next key and
+//! cool the failed one; a client's own bad request is returned, not retried.
+
+use std::time::Duration;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn rate_limited_key_fails_over_and_cools_for_retry_after() {
+    let gw = start(&[("429ra30", &["m"]), ("ok", &["m"])]).await;
+    for _ in 0..4 {
+        let (status, headers, body) = gw.chat_json(simple_chat("m")).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(headers["x-freellmapi-attempts"] == "1" || headers["x-freellmapi-attempts"] == "2");
+    }
+    // The throttled key was tried once, then rested for its Retry-After.
+    assert_eq!(gw.mock.hits("429ra30"), 1);
+    assert_eq!(gw.mock.hits("ok"), 4);
+    let keys = gw.store.provider_keys_of(&gw.user_id).await.unwrap();
+    let cooling = gw
+        .state
+        .cooldowns
+        .cooldowns_of(&keys[0].id, tokio::time::Instant::now());
+    assert_eq!(cooling.len(), 1);
+    assert!(
+        cooling[0].1 > Duration::from_secs(25) && cooling[0].1 <= Duration::from_secs(30),
+        "{cooling:?}"
+    );
+}
+
+#[tokio::test]
+async fn server_errors_and_dead_hosts_fail_over() {
+    let gw = start(&[("500", &["m"]), ("503", &["m"]), ("ok", &["m"])]).await;
+    // A key whose host refuses connections.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_url = format!("http://{}/v1", dead.local_addr().unwrap());
+    drop(dead);
+    add_key(&gw.store, &gw.user_id, &dead_url, &["m"]).await;
+    gw.state.reload().await.unwrap();
+    let (status, _, body) = gw.chat_json(simple_chat("m")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(gw.mock.hits("ok"), 1);
+}
+
+#[tokio::test]
+async fn all_rate_limited_gives_429_with_retry_after() {
+    let gw = start(&[("429ra7", &["m"]), ("429ra9", &["m"])]).await;
+    let r = gw.chat(simple_chat("m")).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((5..=7).contains(&retry), "retry-after {retry}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_openai_error(&body, "rate_limit_exceeded");
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    // While both cool, no upstream call is made at all.
+    let r = gw.chat(simple_chat("m")).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_openai_error(&r.json().await.unwrap(), "all_keys_cooling");
+    assert_eq!(gw.mock.hits("429ra7") + gw.mock.hits("429ra9"), 2);
+}
+
+#[tokio::test]
+async fn invalid_key_is_skipped_until_edited() {
+    let gw = start(&[("401", &["m"]), ("ok", &["m"])]).await;
+    for _ in 0..3 {
+        assert_eq!(
+            gw.chat(simple_chat("m")).send().await.unwrap().status(),
+            200
+        );
+    }
+    assert_eq!(gw.mock.hits("401"), 1, "an invalid key must not be retried");
+    let keys = gw.store.provider_keys_of(&gw.user_id).await.unwrap();
+    assert!(gw.state.cooldowns.is_invalid(&keys[0].id));
+    // Editing the key (here: pointing it at a working endpoint) puts it back in rotation.
+    let patch = store::ProviderKeyPatch {
+        base_url: Some(Some(gw.mock.base_url("ok+chunks5"))),
+        ..Default::default()
+    };
+    gw.store
+        .update_provider_key(&gw.user_id, &keys[0].id, &patch)
+        .await
+        .unwrap();
+    gw.state.cooldowns.reset_key(&keys[0].id);
+    gw.state.reload().await.unwrap();
+    for _ in 0..4 {
+        assert_eq!(
+            gw.chat(simple_chat("m")).send().await.unwrap().status(),
+            200
+        );
+    }
+    assert!(gw.mock.hits("ok+chunks5") >= 1);
+}
+
+#[tokio::test]
+async fn all_keys_invalid_is_reported() {
+    let gw = start(&[("401", &["m"]), ("403", &["m"])]).await;
+    let (status, _, body) = gw.chat_json(simple_chat("m")).await;
+    assert_eq!(status, 502);
+    assert_openai_error(&body, "provider_authentication_failed");
+    assert!(!body.to_string().contains(PROVIDER_SECRET));
+    let (status, _, body) = gw.chat_json(simple_chat("m")).await;
+    assert_eq!(status, 503);
+    assert_openai_error(&body, "no_provider_available");
+}
+
+#[tokio::test]
+async fn clients_bad_request_is_returned_not_retried() {
+    let gw = start(&[("400", &["m"]), ("ok", &["m"])]).await;
+    let (status, _, body) = gw.chat_json(simple_chat("m")).await;
+    assert_eq!(status, 400);
+    assert_openai_error(&body, "upstream_rejected_request");
+    assert_eq!(gw.mock.hits("ok"), 0);
+    // A bad request does not cool the key.
+    let (status, _, _) = gw.chat_json(simple_chat("m")).await;
+    assert_eq!(status, 400);
+    assert_eq!(gw.mock.hits("400"), 2);
+}
+
+#[tokio::test]
+async fn slow_first_byte_times_out_and_fails_over() {
+    let config = server::ServerConfig {
+        upstream_timeout: Duration::from_millis(300),
+        ..fast_config()
+    };
+    let gw = start_with(config, &[("slow5000", &["m"]), ("ok", &["m"])]).await;
+    let started = std::time::Instant::now();
+    let (status, _, body) = gw.chat_json(simple_chat("m")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        gw.mock
+            .wait_cancelled("slow5000", 1, Duration::from_secs(5))
+            .await,
+        "abandoned upstream call not cancelled"
+    );
+}
+
+#[tokio::test]
+async fn every_attempt_failing_names_the_trail() {
+    let gw = start(&[("500", &["m"]), ("502", &["m"])]).await;
+    let (status, _, body) = gw.chat_json(simple_chat("m")).await;
+    assert_eq!(status, 502);
+    assert_openai_error(&body, "upstream_failed");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("server_error 500") && msg.contains("server_error 502"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn non_json_success_body_fails_over() {
+    // An endpoint answering 200 with something that is not JSON (a misconfigured base URL) counts as a failure.
+    let gw = start(&[("ok", &["m"])]).await;
+    let html = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let html_url = format!("http://{}/v1", html.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = html.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 13\r\nconnection: close\r\n\r\n<html></html>")
+                .await;
+        }
+    });
+    let store = gw.store.clone();
+    // Make the HTML key the first candidate: delete and re-add the good one after it.
+    let keys = store.provider_keys_of(&gw.user_id).await.unwrap();
+    store
+        .delete_provider_key(&gw.user_id, &keys[0].id)
+        .await
+        .unwrap();
+    add_key(&store, &gw.user_id, &html_url, &["m"]).await;
+    add_key(&store, &gw.user_id, &gw.mock.base_url("ok"), &["m"]).await;
+    gw.state.reload().await.unwrap();
+    for _ in 0..2 {
+        let (status, _, body) = gw.chat_json(simple_chat("m")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}

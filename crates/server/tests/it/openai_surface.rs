@@ -1,0 +1,307 @@
+//! The OpenAI-compatible surface: pass-through, models, embeddings and every client error.
+
+use serde_json::json;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn chat_passes_unknown_fields_both_ways_and_names_the_server() {
+    let gw = start(&[("ok", &["mock-model"])]).await;
+    let body = json!({
+        "model": "mock-model",
+        "messages": [{ "role": "user", "content": [{ "type": "text", "text": "what is this?" },
+                      { "type": "image_url", "image_url": { "url": "data:image/png;base64,AAAA" } }] }],
+        "tools": [{ "type": "function", "function": { "name": "get_weather", "parameters": { "type": "object" } } }],
+        "response_format": { "type": "json_object" },
+        "x_vendor_extension": { "nested": [1, 2.50, "three"] },
+        "temperature": 0.2
+    });
+    let (status, headers, resp) = gw.chat_json(body.clone()).await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(
+        resp["x_mock_extra"]["kept"], true,
+        "response field dropped: {resp}"
+    );
+    assert_eq!(resp["choices"][0]["message"]["content"], "Hello from mock.");
+    assert_eq!(headers["x-freellmapi-provider"], "custom");
+    assert_eq!(headers["x-freellmapi-model"], "mock-model");
+    assert!(headers.contains_key("x-request-id"));
+    let recorded = gw.mock.requests("ok");
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(
+        recorded[0].json().unwrap(),
+        body,
+        "request body was altered"
+    );
+    assert_eq!(
+        recorded[0].header("authorization"),
+        Some(format!("Bearer {PROVIDER_SECRET}").as_str())
+    );
+}
+
+#[tokio::test]
+async fn inbound_request_id_is_echoed() {
+    let gw = start(&[("ok", &["m"])]).await;
+    let r = gw
+        .chat(simple_chat("m"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+}
+
+#[tokio::test]
+async fn auto_rewrites_only_the_model() {
+    let gw = start(&[("ok", &["mock-model"])]).await;
+    let mut body = simple_chat("auto");
+    body["x_extra"] = json!({"a": 1});
+    let (status, headers, _) = gw.chat_json(body).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-freellmapi-model"], "mock-model");
+    let sent = gw.mock.requests("ok")[0].json().unwrap();
+    assert_eq!(sent["model"], "mock-model");
+    assert_eq!(sent["x_extra"], json!({"a": 1}));
+}
+
+#[tokio::test]
+async fn models_lists_only_reachable_models_plus_auto() {
+    let gw = start(&[("ok", &["a", "b"]), ("ok+x", &["b", "c"])]).await;
+    let disabled = add_key(&gw.store, &gw.user_id, &gw.mock.base_url("ok"), &["hidden"]).await;
+    gw.store
+        .update_provider_key(
+            &gw.user_id,
+            &disabled,
+            &store::ProviderKeyPatch {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    gw.state.reload().await.unwrap();
+    let list: serde_json::Value = gw
+        .http
+        .get(format!("{}/v1/models", gw.url))
+        .bearer_auth(&gw.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["object"], "list");
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["auto", "a", "b", "c"]);
+    assert!(list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["object"] == "model"));
+    let one = gw
+        .http
+        .get(format!("{}/v1/models/b", gw.url))
+        .bearer_auth(&gw.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 200);
+    assert_eq!(one.json::<serde_json::Value>().await.unwrap()["id"], "b");
+    let missing = gw
+        .http
+        .get(format!("{}/v1/models/hidden", gw.url))
+        .bearer_auth(&gw.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_openai_error(&missing.json().await.unwrap(), "model_not_found");
+}
+
+#[tokio::test]
+async fn embeddings_route_and_pass_through() {
+    let gw = start(&[("500", &["mock-embed"]), ("ok", &["mock-embed"])]).await;
+    let body = json!({ "model": "mock-embed", "input": ["one", "two"], "encoding_format": "float", "dimensions": 4 });
+    let r = gw
+        .http
+        .post(format!("{}/v1/embeddings", gw.url))
+        .bearer_auth(&gw.key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    let sent = gw.mock.requests("ok");
+    assert_eq!(sent[0].json().unwrap(), body);
+    assert_eq!(sent[0].path, "/ok/v1/embeddings");
+    let bad = gw
+        .http
+        .post(format!("{}/v1/embeddings", gw.url))
+        .bearer_auth(&gw.key)
+        .json(&json!({"model": "mock-embed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let v: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "input");
+}
+
+#[tokio::test]
+async fn client_errors_have_openai_shape_and_status() {
+    let gw = start_with(
+        server::ServerConfig {
+            body_limit_bytes: 2048,
+            ..fast_config()
+        },
+        &[("ok", &["m"])],
+    )
+    .await;
+    let url = format!("{}/v1/chat/completions", gw.url);
+    let raw = |body: &'static str| {
+        gw.http
+            .post(&url)
+            .bearer_auth(&gw.key)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (raw("{not json"), 400, "invalid_json"),
+        (
+            raw(r#"{"messages":[{"role":"user","content":"x"}]}"#),
+            400,
+            "missing_required_parameter",
+        ),
+        (raw(r#"{"model":"m"}"#), 400, "missing_required_parameter"),
+        (raw(r#"{"model":"m","messages":"hi"}"#), 400, "invalid_type"),
+        (
+            raw(r#"{"model":"nope","messages":[{"role":"user","content":"x"}]}"#),
+            404,
+            "model_not_found",
+        ),
+        (
+            gw.http.post(&url).json(&simple_chat("m")),
+            401,
+            "missing_api_key",
+        ),
+        (
+            gw.http
+                .post(&url)
+                .bearer_auth("freellmapi-wrong")
+                .json(&simple_chat("m")),
+            401,
+            "invalid_api_key",
+        ),
+        (
+            gw.http
+                .post(&url)
+                .bearer_auth(&gw.key)
+                .json(&json!({"model":"m","messages":[{"content":"x".repeat(4096)}]})),
+            413,
+            "request_too_large",
+        ),
+        (
+            gw.http
+                .get(format!("{}/v1/nothing-here", gw.url))
+                .bearer_auth(&gw.key),
+            404,
+            "unknown_endpoint",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{code}");
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_openai_error(&body, code);
+    }
+    // The server is still up and serving.
+    assert_eq!(
+        gw.chat(simple_chat("m")).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn disabled_gateway_key_is_refused() {
+    let gw = start(&[("ok", &["m"])]).await;
+    let keys = gw.store.gateway_keys_of(&gw.user_id).await.unwrap();
+    gw.store
+        .update_gateway_key(&gw.user_id, &keys[0].id, None, Some(false))
+        .await
+        .unwrap();
+    gw.state.reload().await.unwrap();
+    let (status, _, body) = gw.chat_json(simple_chat("m")).await;
+    assert_eq!(status, 401);
+    assert_openai_error(&body, "api_key_disabled");
+}
+
+#[tokio::test]
+async fn no_provider_configured_is_503() {
+    let gw = start(&[]).await;
+    let (status, _, body) = gw.chat_json(simple_chat("m")).await;
+    assert_eq!(status, 503);
+    assert_openai_error(&body, "no_providers_configured");
+}
+
+#[tokio::test]
+async fn client_address_rate_limit() {
+    let gw = start_with(
+        server::ServerConfig {
+            ip_rate_limit_rpm: 2,
+            ..fast_config()
+        },
+        &[("ok", &["m"])],
+    )
+    .await;
+    assert_eq!(
+        gw.chat(simple_chat("m")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        gw.chat(simple_chat("m")).send().await.unwrap().status(),
+        200
+    );
+    let r = gw.chat(simple_chat("m")).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_openai_error(&r.json().await.unwrap(), "client_rate_limited");
+}
+
+#[tokio::test]
+async fn every_request_is_logged_once() {
+    let gw = start(&[("ok", &["m"])]).await;
+    assert_eq!(
+        gw.chat(simple_chat("m")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        gw.chat(simple_chat("missing"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let r = gw.chat(stream_chat("m")).send().await.unwrap();
+    let _ = sse_events(r).await;
+    let user = gw.user_id.clone();
+    let store = gw.stop().await;
+    let rows = store.recent_requests(&user, 10).await.unwrap();
+    // The 404 is refused before routing and is not a routed request; the other two are logged.
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["status"] == "success"));
+    let streamed = rows.iter().find(|r| r["stream"] == true).unwrap();
+    assert_eq!(
+        streamed["output_tokens"], 20,
+        "usage from the stream's usage chunk: {streamed}"
+    );
+}
