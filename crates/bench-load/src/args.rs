@@ -244,7 +244,6 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -157,6 +157,14 @@ impl CooldownBook {
             .filter(|until| *until > now)
     }
 
+    /// Replaces the whole invalid set (from the store's view after a reload). A key whose invalid verdict was not
+    /// persisted yet may be tried once more; a key that was edited since its verdict comes back into rotation.
+    pub fn replace_invalid<'a>(&self, keys: impl Iterator<Item = &'a str>) {
+        let mut invalid = lock(&self.invalid);
+        invalid.clear();
+        invalid.extend(keys.map(Arc::from));
+    }
+
     /// Marks a key invalid (its credential was refused, now or before a restart).
     pub fn mark_invalid(&self, key: &str) {
         lock(&self.invalid).insert(Arc::from(key));

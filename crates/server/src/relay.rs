@@ -390,16 +390,26 @@ fn on_failure(state: &AppState, key: &ProviderKeyEntry, model: &str, failure: &U
             failure.status.map_or(String::new(), |s| s.to_string()),
             failure.message
         );
+        let version = key.updated_at;
         tokio::spawn(async move {
-            if let Err(e) = state
+            let persisted = state
                 .store
-                .set_provider_key_status(&key_id, "invalid", Some(reason.trim()))
-                .await
-            {
-                tracing::error!(error = %e, "could not persist invalid key status");
-            }
-            if let Err(e) = state.reload().await {
-                tracing::error!(error = %e, "could not reload the key pool");
+                .set_provider_key_status_if_unchanged(
+                    &key_id,
+                    version,
+                    "invalid",
+                    Some(reason.trim()),
+                )
+                .await;
+            match persisted {
+                Ok(true) => {
+                    if let Err(e) = state.reload().await {
+                        tracing::error!(error = %e, "could not reload the key pool");
+                    }
+                }
+                // The key was edited meanwhile: the verdict was about its old version.
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "could not persist invalid key status"),
             }
         });
     }

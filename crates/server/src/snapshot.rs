@@ -21,6 +21,8 @@ pub struct ProviderKeyEntry {
     pub models: Vec<Arc<str>>,
     /// The store says a provider refused this key's credential; it stays out of rotation until edited.
     pub stored_invalid: bool,
+    /// The stored version this entry was built from.
+    pub updated_at: i64,
 }
 
 /// Everything one user can route to.
@@ -146,6 +148,7 @@ impl Snapshot {
                 adapter,
                 models,
                 stored_invalid: row.status == "invalid",
+                updated_at: row.updated_at,
             }));
         }
         let tenants: HashMap<Arc<str>, Arc<Tenant>> = tenants

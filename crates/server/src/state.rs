@@ -78,11 +78,12 @@ impl AppState {
     }
 
     fn mark_stored_invalid(&self, snapshot: &Snapshot) {
-        for tenant in snapshot.tenants.values() {
-            for key in tenant.keys.iter().filter(|k| k.stored_invalid) {
-                self.cooldowns.mark_invalid(&key.id);
-            }
-        }
+        let invalid = snapshot
+            .tenants
+            .values()
+            .flat_map(|t| t.keys.iter())
+            .filter(|k| k.stored_invalid);
+        self.cooldowns.replace_invalid(invalid.map(|k| &*k.id));
     }
 
     /// Flushes the request logs. Called once the HTTP server has drained.

@@ -585,6 +585,25 @@ impl Store {
         Ok(Some(row))
     }
 
+    /// Sets the health status of the exact version of a key that was used: if the key was edited since
+    /// (`updated_at` moved), the verdict is about an old version and is dropped. Returns whether it was applied.
+    pub async fn set_provider_key_status_if_unchanged(
+        &self,
+        id: &str,
+        updated_at: i64,
+        status: &str,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE provider_keys SET status = $1, status_reason = $2 WHERE id = $3 AND updated_at = $4")
+            .bind(status)
+            .bind(reason.map(str::to_owned))
+            .bind(id)
+            .bind(updated_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
     pub async fn set_provider_key_status(
         &self,
         id: &str,
