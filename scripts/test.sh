@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every test of the project: formatting and lints, the Rust test suites (unit, integration over loopback HTTP
+# with the mock provider, store tests on SQLite and PostgreSQL), and the official OpenAI Python SDK against a real
+# gateway process. Installs what it needs into the repository (.venv) on first use.
+#
+# PostgreSQL: store tests also run against FREELLMAPI_TEST_POSTGRES_URL. If it is unset and a server answers on
+# 127.0.0.1:5432, that server is used (database `postgres`, user `postgres`); otherwise a loud notice says PostgreSQL
+# was not tested.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if [ -z "${FREELLMAPI_TEST_POSTGRES_URL:-}" ]; then
+  if (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+    export FREELLMAPI_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/postgres"
+  else
+    echo "!!!! NOTICE: no PostgreSQL on 127.0.0.1:5432 and FREELLMAPI_TEST_POSTGRES_URL unset: PostgreSQL will NOT be tested !!!!"
+  fi
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "Rust tests (cargo nextest, or cargo test when nextest is absent)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
+
+step "Build the gateway and the mock provider for the SDK test"
+cargo build --quiet -p freellmapi -p mock-provider
+
+step "OpenAI Python SDK against the gateway"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if ! .venv/bin/python -c "import openai" 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check "openai>=1.40,<4"
+fi
+.venv/bin/python tests/sdk/test_openai_sdk.py
+
+step "All tests passed"
