@@ -863,37 +863,53 @@ impl Store {
 
     // ---- request logs ----
 
-    /// Inserts a batch of request logs in one transaction.
+    /// Inserts a batch of request logs in one transaction, many rows per statement (one round trip per 50 rows).
     pub async fn insert_request_logs(&self, logs: &[RequestLog]) -> Result<(), StoreError> {
+        const COLUMNS: usize = 19;
+        const ROWS_PER_STATEMENT: usize = 50;
         let mut tx = self.pool.begin().await?;
-        for log in logs {
-            sqlx::query(
+        for chunk in logs.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = String::with_capacity(400 + chunk.len() * COLUMNS * 5);
+            sql.push_str(
                 "INSERT INTO requests (id, user_id, gateway_key_id, endpoint, requested_model, platform, model, \
                  provider_key_id, status, http_status, error_class, error_message, stream, attempts, input_tokens, \
-                 output_tokens, latency_ms, ttfb_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                 $12, $13, $14, $15, $16, $17, $18, $19)",
-            )
-            .bind(&log.id)
-            .bind(&log.user_id)
-            .bind(log.gateway_key_id.clone())
-            .bind(log.endpoint)
-            .bind(&log.requested_model)
-            .bind(log.platform.clone())
-            .bind(log.model.clone())
-            .bind(log.provider_key_id.clone())
-            .bind(log.status)
-            .bind(i64::from(log.http_status))
-            .bind(log.error_class.map(str::to_owned))
-            .bind(log.error_message.clone())
-            .bind(flag(log.stream))
-            .bind(i64::from(log.attempts))
-            .bind(log.input_tokens.map(|n| n as i64))
-            .bind(log.output_tokens.map(|n| n as i64))
-            .bind(log.latency_ms as i64)
-            .bind(log.ttfb_ms.map(|n| n as i64))
-            .bind(log.created_at)
-            .execute(&mut *tx)
-            .await?;
+                 output_tokens, latency_ms, ttfb_ms, created_at) VALUES ",
+            );
+            for row in 0..chunk.len() {
+                sql.push_str(if row == 0 { "(" } else { ", (" });
+                for col in 0..COLUMNS {
+                    if col > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push('$');
+                    sql.push_str(&(row * COLUMNS + col + 1).to_string());
+                }
+                sql.push(')');
+            }
+            let mut query = sqlx::query(&sql);
+            for log in chunk {
+                query = query
+                    .bind(log.id.clone())
+                    .bind(log.user_id.clone())
+                    .bind(log.gateway_key_id.clone())
+                    .bind(log.endpoint)
+                    .bind(log.requested_model.clone())
+                    .bind(log.platform.clone())
+                    .bind(log.model.clone())
+                    .bind(log.provider_key_id.clone())
+                    .bind(log.status)
+                    .bind(i64::from(log.http_status))
+                    .bind(log.error_class.map(str::to_owned))
+                    .bind(log.error_message.clone())
+                    .bind(flag(log.stream))
+                    .bind(i64::from(log.attempts))
+                    .bind(log.input_tokens.map(|n| n as i64))
+                    .bind(log.output_tokens.map(|n| n as i64))
+                    .bind(log.latency_ms as i64)
+                    .bind(log.ttfb_ms.map(|n| n as i64))
+                    .bind(log.created_at);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

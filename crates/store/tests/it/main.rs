@@ -263,7 +263,7 @@ async fn gateway_keys_store_only_hashes() {
 async fn request_logs_batch_and_retention() {
     for db in engines().await {
         let store = Store::open(&db.url, cipher()).await.unwrap();
-        let logs: Vec<RequestLog> = (0..5)
+        let logs: Vec<RequestLog> = (0..120)
             .map(|i| RequestLog {
                 id: format!("r{i}"),
                 user_id: "u".into(),
