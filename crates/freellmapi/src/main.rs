@@ -16,12 +16,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(freellmapi::startup::serve(args)) {
+    let code = match runtime.block_on(freellmapi::startup::serve(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    freellmapi::logging::flush();
+    code
 }

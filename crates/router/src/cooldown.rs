@@ -7,7 +7,7 @@
 //! - invalid credential (401/403): the key is out of rotation until it is edited or re-checked;
 //! - a success clears the candidate's failure streak.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -72,7 +72,8 @@ pub type Attempted<'a> = (&'a str, &'a str);
 pub struct CooldownBook {
     policy: CooldownPolicy,
     cooling: Mutex<HashMap<CandidateId, Entry>>,
-    invalid: Mutex<HashSet<Arc<str>>>,
+    /// Keys whose credential was refused, with the generation (stored version) of the key that was refused.
+    invalid: Mutex<HashMap<Arc<str>, i64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -101,7 +102,7 @@ impl CooldownBook {
         now: Instant,
     ) -> Option<Duration> {
         if outcome == Outcome::InvalidCredential {
-            lock(&self.invalid).insert(Arc::from(key));
+            // Invalid credentials are recorded with `mark_invalid`, which knows the key's generation.
             return None;
         }
         if outcome == Outcome::NoPenalty {
@@ -157,22 +158,29 @@ impl CooldownBook {
             .filter(|until| *until > now)
     }
 
-    /// Replaces the whole invalid set (from the store's view after a reload). A key whose invalid verdict was not
-    /// persisted yet may be tried once more; a key that was edited since its verdict comes back into rotation.
-    pub fn replace_invalid<'a>(&self, keys: impl Iterator<Item = &'a str>) {
-        let mut invalid = lock(&self.invalid);
-        invalid.clear();
-        invalid.extend(keys.map(Arc::from));
+    /// Marks a key invalid: its credential, at `generation` (the stored version of the key), was refused.
+    pub fn mark_invalid(&self, key: &str, generation: i64) {
+        lock(&self.invalid).insert(Arc::from(key), generation);
     }
 
-    /// Marks a key invalid (its credential was refused, now or before a restart).
-    pub fn mark_invalid(&self, key: &str) {
-        lock(&self.invalid).insert(Arc::from(key));
+    /// Re-derives the invalid set after the key pool was reloaded. `keys` yields every key with its current
+    /// generation and whether the store records it as invalid. A mark survives if the store has it or if it was set
+    /// for the key's current generation (its verdict may not be persisted yet); a key edited since its verdict comes
+    /// back into rotation; deleted keys are forgotten.
+    pub fn sync_invalid<'a>(&self, keys: impl Iterator<Item = (&'a str, i64, bool)>) {
+        let mut invalid = lock(&self.invalid);
+        let mut next = HashMap::new();
+        for (key, generation, stored_invalid) in keys {
+            if stored_invalid || invalid.get(key) == Some(&generation) {
+                next.insert(Arc::from(key), generation);
+            }
+        }
+        *invalid = next;
     }
 
     pub fn is_invalid(&self, key: &str) -> bool {
         let invalid = lock(&self.invalid);
-        !invalid.is_empty() && invalid.contains(key)
+        !invalid.is_empty() && invalid.contains_key(key)
     }
 
     /// Forgets everything about a key (it was edited, re-checked or deleted).
@@ -298,9 +306,22 @@ mod tests {
             book.record_failure(("k", "m"), Outcome::InvalidCredential, Instant::now()),
             None
         );
+        assert!(
+            !book.is_invalid("k"),
+            "invalid verdicts go through mark_invalid"
+        );
+        book.mark_invalid("k", 7);
         assert!(book.is_invalid("k"));
         assert!(!book.is_invalid("k2"));
         book.reset_key("k");
         assert!(!book.is_invalid("k"));
+        // A reload keeps a mark for the same generation and drops it once the key was edited.
+        book.mark_invalid("k", 7);
+        book.sync_invalid([("k", 7, false), ("s", 1, true)].into_iter());
+        assert!(book.is_invalid("k") && book.is_invalid("s"));
+        book.sync_invalid([("k", 8, false), ("s", 1, true)].into_iter());
+        assert!(!book.is_invalid("k") && book.is_invalid("s"));
+        book.sync_invalid(std::iter::empty());
+        assert!(!book.is_invalid("s"), "deleted keys are forgotten");
     }
 }

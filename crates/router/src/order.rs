@@ -64,7 +64,7 @@ mod tests {
             },
             now,
         );
-        book.record_failure(("c", "m"), Outcome::InvalidCredential, now);
+        book.mark_invalid("c", 1);
         let cands = [("a", "m"), ("b", "m"), ("c", "m"), ("d", "m")];
         for rotation in 0..5 {
             let o = order_candidates(cands.iter().copied(), &book, now, rotation);

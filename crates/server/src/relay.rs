@@ -2,7 +2,6 @@
 //! down, and move on while nothing has reached the client. Streams are held until their first real delta (content,
 //! tool call or reasoning) — the commit point — and then relayed chunk by chunk with an inactivity timeout.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::response::Response;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use http::{header, HeaderValue};
 use http_body::Frame;
@@ -383,6 +382,7 @@ fn on_failure(state: &AppState, key: &ProviderKeyEntry, model: &str, failure: &U
         "upstream attempt failed"
     );
     if failure.class == ErrorClass::Auth {
+        state.cooldowns.mark_invalid(&key.id, key.updated_at);
         let state = state.clone();
         let key_id = key.id.to_string();
         let reason = format!(
@@ -750,8 +750,16 @@ impl StreamWatch {
 /// The relayed stream: held chunks first, then the upstream's, with an inactivity timeout. Ends with an SSE error
 /// event if the upstream stalls, breaks or closes before finishing. Dropping it (client gone) drops the upstream
 /// response, which closes that connection.
+///
+/// Chunks that are already available are coalesced into one frame: after taking a chunk, the body gives the
+/// upstream connection task one scheduler turn to produce the next before handing the batch to hyper. A burst of
+/// SSE events then costs one socket write instead of one per event, while a model producing tokens one at a time
+/// still has each token written as soon as it arrives.
 struct RelayBody {
-    held: VecDeque<Bytes>,
+    batch: BytesMut,
+    gave_turn: bool,
+    /// Set once the upstream is done: the terminal frame still to send (`Some(None)`: just end).
+    ending: Option<Option<Bytes>>,
     upstream: Option<Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>>,
     idle: Pin<Box<Sleep>>,
     idle_timeout: Duration,
@@ -760,6 +768,10 @@ struct RelayBody {
     ttfb: Duration,
 }
 
+const MAX_BATCH: usize = 64 * 1024;
+
+type FramePoll = Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>>;
+
 impl RelayBody {
     fn new(
         committed: Committed,
@@ -767,8 +779,15 @@ impl RelayBody {
         guard: RequestGuard,
         ttfb: Duration,
     ) -> Self {
+        let held_len = committed.held.iter().map(Bytes::len).sum::<usize>();
+        let mut batch = BytesMut::with_capacity(held_len.max(4096));
+        for chunk in &committed.held {
+            batch.extend_from_slice(chunk);
+        }
         Self {
-            held: committed.held.into(),
+            batch,
+            gave_turn: false,
+            ending: None,
             upstream: Some(committed.rest),
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
             idle_timeout,
@@ -791,6 +810,26 @@ impl RelayBody {
         });
         event
     }
+
+    fn flush(&mut self) -> FramePoll {
+        self.gave_turn = false;
+        Poll::Ready(Some(Ok(Frame::data(self.batch.split().freeze()))))
+    }
+
+    /// Sends what is batched, then the terminal frame (if any), then ends.
+    fn finish_with(&mut self, terminal: Option<Bytes>) -> FramePoll {
+        if !self.batch.is_empty() {
+            self.ending = Some(terminal);
+            return self.flush();
+        }
+        match terminal {
+            Some(event) => {
+                self.ending = Some(None);
+                Poll::Ready(Some(Ok(Frame::data(event))))
+            }
+            None => Poll::Ready(None),
+        }
+    }
 }
 
 fn stream_error(code: &'static str, message: String) -> ApiError {
@@ -801,62 +840,73 @@ impl http_body::Body for RelayBody {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> FramePoll {
         let this = self.get_mut();
-        if let Some(chunk) = this.held.pop_front() {
-            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        if let Some(terminal) = this.ending.take() {
+            return this.finish_with(terminal);
         }
-        let Some(upstream) = this.upstream.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match upstream.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                this.watch.observe(&chunk);
-                let next = Instant::now() + this.idle_timeout;
-                this.idle.as_mut().reset(next);
-                Poll::Ready(Some(Ok(Frame::data(chunk))))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                let message = format!(
-                    "the upstream stream broke: {}",
-                    classify_transport(&e).message
-                );
-                let event = this.complete(
-                    "error",
-                    Some(stream_error("upstream_stream_broken", message)),
-                );
-                Poll::Ready(event.map(|e| Ok(Frame::data(e))))
-            }
-            Poll::Ready(None) => {
-                this.watch.finish_splitter();
-                if this.watch.done || this.watch.finished {
-                    this.complete("success", None);
-                    Poll::Ready(None)
-                } else {
-                    let err = stream_error(
-                        "upstream_stream_incomplete",
-                        "the upstream closed the stream before finishing".into(),
-                    );
-                    let event = this.complete("error", Some(err));
-                    Poll::Ready(event.map(|e| Ok(Frame::data(e))))
+        loop {
+            let Some(upstream) = this.upstream.as_mut() else {
+                return this.finish_with(None);
+            };
+            match upstream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    this.watch.observe(&chunk);
+                    let next = Instant::now() + this.idle_timeout;
+                    this.idle.as_mut().reset(next);
+                    this.gave_turn = false;
+                    this.batch.extend_from_slice(&chunk);
+                    if this.batch.len() >= MAX_BATCH {
+                        return this.flush();
+                    }
                 }
-            }
-            Poll::Pending => {
-                if this.idle.as_mut().poll(cx).is_ready() {
+                Poll::Ready(Some(Err(e))) => {
                     let message = format!(
-                        "the upstream sent nothing for {} ms",
-                        this.idle_timeout.as_millis()
+                        "the upstream stream broke: {}",
+                        classify_transport(&e).message
                     );
                     let event = this.complete(
                         "error",
-                        Some(stream_error("upstream_stream_stalled", message)),
+                        Some(stream_error("upstream_stream_broken", message)),
                     );
-                    return Poll::Ready(event.map(|e| Ok(Frame::data(e))));
+                    return this.finish_with(event);
                 }
-                Poll::Pending
+                Poll::Ready(None) => {
+                    this.watch.finish_splitter();
+                    let event = if this.watch.done || this.watch.finished {
+                        this.complete("success", None)
+                    } else {
+                        let err = stream_error(
+                            "upstream_stream_incomplete",
+                            "the upstream closed the stream before finishing".into(),
+                        );
+                        this.complete("error", Some(err))
+                    };
+                    return this.finish_with(event);
+                }
+                Poll::Pending => {
+                    if !this.batch.is_empty() {
+                        if !this.gave_turn {
+                            // Let the upstream connection task run once; we are polled again right after it.
+                            this.gave_turn = true;
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                        return this.flush();
+                    }
+                    if this.idle.as_mut().poll(cx).is_ready() {
+                        let message = format!(
+                            "the upstream sent nothing for {} ms",
+                            this.idle_timeout.as_millis()
+                        );
+                        let event = this.complete(
+                            "error",
+                            Some(stream_error("upstream_stream_stalled", message)),
+                        );
+                        return this.finish_with(event);
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }

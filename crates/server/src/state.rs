@@ -78,12 +78,9 @@ impl AppState {
     }
 
     fn mark_stored_invalid(&self, snapshot: &Snapshot) {
-        let invalid = snapshot
-            .tenants
-            .values()
-            .flat_map(|t| t.keys.iter())
-            .filter(|k| k.stored_invalid);
-        self.cooldowns.replace_invalid(invalid.map(|k| &*k.id));
+        let keys = snapshot.tenants.values().flat_map(|t| t.keys.iter());
+        self.cooldowns
+            .sync_invalid(keys.map(|k| (&*k.id, k.updated_at, k.stored_invalid)));
     }
 
     /// Flushes the request logs. Called once the HTTP server has drained.

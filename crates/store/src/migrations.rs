@@ -60,8 +60,9 @@ CREATE TABLE gateway_keys (
 );
 CREATE INDEX gateway_keys_user ON gateway_keys(user_id);
 CREATE UNIQUE INDEX gateway_keys_config ON gateway_keys(user_id, config_name);
+-- `id` is the request id, which a client may choose (X-Request-ID) and reuse, so it is not a key.
 CREATE TABLE requests (
-    id TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
     user_id TEXT NOT NULL,
     gateway_key_id TEXT,
     endpoint TEXT NOT NULL,
@@ -82,6 +83,7 @@ CREATE TABLE requests (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX requests_user_time ON requests(user_id, created_at);
+CREATE INDEX requests_time ON requests(created_at)
 "#,
 }];
 

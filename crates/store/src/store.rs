@@ -881,8 +881,14 @@ impl Store {
                     if col > 0 {
                         sql.push_str(", ");
                     }
-                    sql.push('$');
-                    sql.push_str(&(row * COLUMNS + col + 1).to_string());
+                    // Positional `?` on SQLite: named `$N` parameters make its binder look every name up.
+                    match self.engine {
+                        Engine::Sqlite => sql.push('?'),
+                        Engine::Postgres => {
+                            sql.push('$');
+                            sql.push_str(&(row * COLUMNS + col + 1).to_string());
+                        }
+                    }
                 }
                 sql.push(')');
             }

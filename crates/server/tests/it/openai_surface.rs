@@ -42,13 +42,23 @@ async fn chat_passes_unknown_fields_both_ways_and_names_the_server() {
 #[tokio::test]
 async fn inbound_request_id_is_echoed() {
     let gw = start(&[("ok", &["m"])]).await;
-    let r = gw
-        .chat(simple_chat("m"))
-        .header("x-request-id", "abc-123")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    for _ in 0..2 {
+        let r = gw
+            .chat(simple_chat("m"))
+            .header("x-request-id", "abc-123")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["x-request-id"], "abc-123");
+    }
+    // A reused request id is still logged twice (it is not a key).
+    let user = gw.user_id.clone();
+    let rows = gw.stop().await.recent_requests(&user, 10).await.unwrap();
+    assert_eq!(
+        rows.iter().filter(|r| r["id"] == "abc-123").count(),
+        2,
+        "{rows:?}"
+    );
 }
 
 #[tokio::test]

@@ -288,11 +288,12 @@ async fn request_logs_batch_and_retention() {
             .collect();
         store.insert_request_logs(&logs).await.unwrap();
         let recent = store.recent_requests("u", 10).await.unwrap();
-        assert_eq!(recent.len(), 5);
-        assert_eq!(recent[0]["id"], "r4");
+        assert_eq!(recent.len(), 10);
+        assert_eq!(recent[0]["id"], "r119");
+        assert_eq!(recent[0]["output_tokens"], 4);
         assert_eq!(
             store.prune_requests(None, Some(2)).await.unwrap(),
-            3,
+            118,
             "{}",
             db.label
         );

@@ -1,0 +1,151 @@
+//! Start-up end to end (without serving): data directory, encryption key file, admin bootstrap, wrong-key refusal,
+//! and the declarative file applied idempotently.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use clap::Parser;
+use freellmapi::cli::{Cli, ServeArgs};
+use freellmapi::startup::prepare;
+
+fn args(dir: &std::path::Path, extra: &[&str]) -> ServeArgs {
+    let data = dir.join("data");
+    let mut argv = vec![
+        "freellmapi".to_owned(),
+        "--port".into(),
+        "0".into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ];
+    argv.extend(extra.iter().map(|s| (*s).to_owned()));
+    Cli::try_parse_from(argv).unwrap().serve_args()
+}
+
+#[tokio::test]
+async fn first_start_generates_key_file_and_refuses_wrong_keys_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = args(dir.path(), &["--admin-password", "first-password"]);
+    let prepared = prepare(&a).await.unwrap();
+    let key_file = dir.path().join("data/encryption.key");
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert_eq!(key.trim().len(), 64);
+    assert!(prepared
+        .state
+        .store
+        .verify_login("admin", "first-password")
+        .await
+        .unwrap()
+        .is_some());
+    prepared.state.store.close().await;
+    drop(prepared);
+
+    // A different explicit key is refused, and nothing changes.
+    let wrong = "ab".repeat(32);
+    let err = prepare(&args(dir.path(), &["--encryption-key", &wrong]))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("different ENCRYPTION_KEY"), "{err}");
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key);
+
+    // Losing the key file: refused, and no new key file is left behind.
+    std::fs::remove_file(&key_file).unwrap();
+    let err = prepare(&args(dir.path(), &[]))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("set ENCRYPTION_KEY or restore"), "{err}");
+    assert!(!key_file.exists());
+
+    // The original key, given explicitly, still opens everything.
+    let prepared = prepare(&args(dir.path(), &["--encryption-key", key.trim()]))
+        .await
+        .unwrap();
+    assert!(prepared
+        .state
+        .store
+        .verify_login("admin", "first-password")
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
+async fn bad_settings_stop_start_up_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = prepare(&args(dir.path(), &["--encryption-key", "not-hex"]))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("64 hexadecimal"), "{err}");
+    let err = prepare(&args(dir.path(), &["--admin-password", "short"]))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("ADMIN_PASSWORD"), "{err}");
+    let fresh = tempfile::tempdir().unwrap();
+    let cfg = fresh.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[[provider_keys]]\nname = \"x\"\nplatform = \"custom\"\nmodels = [\"m\"]\n",
+    )
+    .unwrap();
+    let err = prepare(&args(fresh.path(), &["--config", cfg.to_str().unwrap()]))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("provider_keys[0].base_url"), "{err}");
+    assert!(
+        !fresh.path().join("data").exists(),
+        "a bad config must stop start-up before anything is created"
+    );
+    let err = Cli::try_parse_from(["freellmapi", "--log-level", "loud"])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("loud"), "{err}");
+}
+
+#[tokio::test]
+async fn config_file_is_applied_idempotently() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[[provider_keys]]
+name = "local"
+platform = "custom"
+base_url = "http://127.0.0.1:9/v1"
+models = ["m1"]
+
+[[gateway_keys]]
+name = "ci"
+key = "freellmapi-ci-0123456789abcdef0123"
+"#,
+    )
+    .unwrap();
+    let a = args(
+        dir.path(),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--admin-password",
+            "first-password",
+        ],
+    );
+    for _ in 0..3 {
+        let prepared = prepare(&a).await.unwrap();
+        let store = prepared.state.store.clone();
+        let admin = store.first_admin().await.unwrap().unwrap();
+        assert_eq!(store.provider_keys_of(&admin.id).await.unwrap().len(), 1);
+        assert_eq!(store.gateway_keys_of(&admin.id).await.unwrap().len(), 1);
+        let snapshot = prepared.state.snapshot.load();
+        assert_eq!(snapshot.gateway_keys.len(), 1);
+        store.close().await;
+    }
+}
