@@ -757,7 +757,8 @@ impl StreamWatch {
 /// still has each token written as soon as it arrives.
 struct RelayBody {
     batch: BytesMut,
-    gave_turn: bool,
+    /// Scheduler turns given to the upstream connection since the last chunk.
+    turns_given: u8,
     /// Set once the upstream is done: the terminal frame still to send (`Some(None)`: just end).
     ending: Option<Option<Bytes>>,
     upstream: Option<Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>>,
@@ -769,6 +770,9 @@ struct RelayBody {
 }
 
 const MAX_BATCH: usize = 64 * 1024;
+/// Scheduler turns without a new chunk before the batch is written. The upstream connection task needs more than
+/// one turn to hand over its next decoded chunk.
+const TURNS_BEFORE_FLUSH: u8 = 3;
 
 type FramePoll = Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>>;
 
@@ -786,7 +790,7 @@ impl RelayBody {
         }
         Self {
             batch,
-            gave_turn: false,
+            turns_given: 0,
             ending: None,
             upstream: Some(committed.rest),
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
@@ -812,7 +816,7 @@ impl RelayBody {
     }
 
     fn flush(&mut self) -> FramePoll {
-        self.gave_turn = false;
+        self.turns_given = 0;
         Poll::Ready(Some(Ok(Frame::data(self.batch.split().freeze()))))
     }
 
@@ -854,7 +858,7 @@ impl http_body::Body for RelayBody {
                     this.watch.observe(&chunk);
                     let next = Instant::now() + this.idle_timeout;
                     this.idle.as_mut().reset(next);
-                    this.gave_turn = false;
+                    this.turns_given = 0;
                     this.batch.extend_from_slice(&chunk);
                     if this.batch.len() >= MAX_BATCH {
                         return this.flush();
@@ -886,9 +890,9 @@ impl http_body::Body for RelayBody {
                 }
                 Poll::Pending => {
                     if !this.batch.is_empty() {
-                        if !this.gave_turn {
-                            // Let the upstream connection task run once; we are polled again right after it.
-                            this.gave_turn = true;
+                        if this.turns_given < TURNS_BEFORE_FLUSH {
+                            // Let the upstream connection task run; we are polled again right after it.
+                            this.turns_given += 1;
                             cx.waker().wake_by_ref();
                             return Poll::Pending;
                         }
