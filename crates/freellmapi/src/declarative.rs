@@ -220,7 +220,8 @@ impl RawConfigFile {
             Endpoint::new(platform, base_url.as_deref(), &credentials).map_err(|e| {
                 let field = match e {
                     providers::EndpointError::MissingBaseUrl(_)
-                    | providers::EndpointError::BadScheme => "base_url",
+                    | providers::EndpointError::BadScheme
+                    | providers::EndpointError::BadUrl(_) => "base_url",
                     _ => "key",
                 };
                 err(at(field), e.to_string())

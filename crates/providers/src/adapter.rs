@@ -30,6 +30,8 @@ pub enum EndpointError {
     MissingBaseUrl(Platform),
     #[error("base URL must start with http:// or https://")]
     BadScheme,
+    #[error("base URL is not a valid URL: {0}")]
+    BadUrl(String),
     #[error("platform `{0}` needs an API key")]
     MissingKey(Platform),
     #[error("Cloudflare keys must be given as `<account_id>:<api_token>`")]
@@ -46,9 +48,10 @@ pub enum EndpointError {
 pub struct Endpoint {
     pub platform: Platform,
     pub base_url: String,
-    chat_url: String,
-    embeddings_url: String,
-    models_url: String,
+    // Parsed once: parsing a URL on every request costs more than the rest of building it.
+    chat_url: reqwest::Url,
+    embeddings_url: reqwest::Url,
+    models_url: reqwest::Url,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -126,9 +129,9 @@ impl Endpoint {
         }
         Ok(Self {
             platform,
-            chat_url: format!("{base}/chat/completions"),
-            embeddings_url: format!("{base}/embeddings"),
-            models_url: format!("{base}/models"),
+            chat_url: parse_url(&format!("{base}/chat/completions"))?,
+            embeddings_url: parse_url(&format!("{base}/embeddings"))?,
+            models_url: parse_url(&format!("{base}/models"))?,
             base_url: base,
             headers,
         })
@@ -140,6 +143,10 @@ impl Endpoint {
         }
         builder
     }
+}
+
+fn parse_url(text: &str) -> Result<reqwest::Url, EndpointError> {
+    reqwest::Url::parse(text).map_err(|e| EndpointError::BadUrl(e.to_string()))
 }
 
 /// The adapter for a platform's dialect (static dispatch; native dialects add variants).
@@ -170,7 +177,7 @@ impl Adapter {
             "application/json"
         };
         let builder = client
-            .post(&endpoint.chat_url)
+            .post(endpoint.chat_url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, accept)
             .body(body);
@@ -185,7 +192,7 @@ impl Adapter {
         body: Bytes,
     ) -> reqwest::RequestBuilder {
         let builder = client
-            .post(&endpoint.embeddings_url)
+            .post(endpoint.embeddings_url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body);
         endpoint.apply(builder)
@@ -197,7 +204,7 @@ impl Adapter {
         client: &reqwest::Client,
         endpoint: &Endpoint,
     ) -> reqwest::RequestBuilder {
-        endpoint.apply(client.get(&endpoint.models_url))
+        endpoint.apply(client.get(endpoint.models_url.clone()))
     }
 }
 
@@ -241,7 +248,10 @@ mod tests {
             &UpstreamCredentials::None,
         )
         .unwrap();
-        assert_eq!(ep.chat_url, "http://127.0.0.1:8080/v1/chat/completions");
+        assert_eq!(
+            ep.chat_url.as_str(),
+            "http://127.0.0.1:8080/v1/chat/completions"
+        );
         assert!(ep.headers.is_empty());
     }
 
@@ -249,7 +259,7 @@ mod tests {
     fn bearer_header_is_sensitive() {
         let ep = Endpoint::new(Platform::Groq, None, &secret("gsk_test")).unwrap();
         assert_eq!(
-            ep.chat_url,
+            ep.chat_url.as_str(),
             "https://api.groq.com/openai/v1/chat/completions"
         );
         let (name, value) = &ep.headers[0];
@@ -276,7 +286,7 @@ mod tests {
     fn cloudflare_account_goes_into_url() {
         let ep = Endpoint::new(Platform::Cloudflare, None, &secret("abc123:tok")).unwrap();
         assert_eq!(
-            ep.chat_url,
+            ep.chat_url.as_str(),
             "https://api.cloudflare.com/client/v4/accounts/abc123/ai/v1/chat/completions"
         );
         assert_eq!(

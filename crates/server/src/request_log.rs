@@ -9,7 +9,7 @@ use store::{RequestLog, Store};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-const BATCH: usize = 512;
+const BATCH: usize = 1024;
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Debug)]
