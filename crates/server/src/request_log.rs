@@ -11,6 +11,8 @@ use tokio::task::JoinHandle;
 
 const BATCH: usize = 1024;
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// How often the writer folds SQLite's write-ahead log back into the database (see `Store::checkpoint`).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub struct RequestLogWriter {
@@ -68,6 +70,7 @@ impl RequestLogWriter {
 
 async fn write_loop(store: Store, mut rx: mpsc::Receiver<RequestLog>, written: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut last_checkpoint = tokio::time::Instant::now();
     loop {
         let n = rx.recv_many(&mut batch, BATCH).await;
         if n == 0 {
@@ -93,5 +96,11 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<RequestLog>, written: A
             }
         }
         batch.clear();
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            last_checkpoint = tokio::time::Instant::now();
+            if let Err(e) = store.checkpoint().await {
+                tracing::warn!(error = %e, "database checkpoint failed");
+            }
+        }
     }
 }
