@@ -13,7 +13,11 @@ import sys
 
 TARGET_ORDER = ["direct", "nginx", "gateway"]
 MODE_TITLE = {"plain": "Non-streaming", "stream": "Streaming (SSE)"}
+MODE_SHORT = {"plain": "non-streaming", "stream": "streaming"}
 REPEATABLE_META = {"note", "failed"}
+# Thresholds above which a phase is flagged as measured on a busy machine.
+NOISY_OTHER_PCT = 5.0
+NOISY_STEAL_PCT = 2.0
 
 
 def load_meta(path):
@@ -43,6 +47,12 @@ def load_results(path, clk_tck):
             row["cpu_us"] = None
             if load and row.get("cpu_ticks") is not None and load.get("requests_incl_warmup"):
                 row["cpu_us"] = row["cpu_ticks"] * 1e6 / clk_tck / load["requests_incl_warmup"]
+            row["other_pct"] = row["steal_pct"] = None
+            m = row.get("machine")
+            if m and m.get("total_ticks"):
+                ours = (row.get("cpu_ticks") or 0) + m["mock_ticks"] + m["load_ticks"]
+                row["other_pct"] = max(0, m["busy_ticks"] - ours) * 100 / m["total_ticks"]
+                row["steal_pct"] = m["steal_ticks"] * 100 / m["total_ticks"]
             rows.append(row)
     return rows
 
@@ -67,13 +77,13 @@ def target_rank(t):
 
 def phase_table(rows):
     out = [
-        "| target | run | requests | rps | p50 | p90 | p99 | max | ttfb p50 | ttfb p99 | errors | CPU µs/req |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| target | run | requests | rps | p50 | p90 | p99 | max | ttfb p50 | ttfb p99 | errors | CPU µs/req | other CPU % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in sorted(rows, key=lambda r: (target_rank(r["target"]), r["run"])):
         load = row["load"]
         if not load:
-            out.append(f"| {row['target']} | {row['run']} | bench-load failed | | | | | | | | | |")
+            out.append(f"| {row['target']} | {row['run']} | bench-load failed | | | | | | | | | | |")
             continue
         errors = load["errors"]
         if load.get("incomplete_streams"):
@@ -81,7 +91,7 @@ def phase_table(rows):
         out.append(
             f"| {row['target']} | {row['run']} | {fmt_int(load['requests'])} | {fmt(load['rps'], 0)} "
             f"| {fmt(load['p50_ms'])} | {fmt(load['p90_ms'])} | {fmt(load['p99_ms'])} | {fmt(load['max_ms'])} "
-            f"| {fmt(load['ttfb_p50_ms'])} | {fmt(load['ttfb_p99_ms'])} | {errors} | {fmt(row['cpu_us'], 1)} |"
+            f"| {fmt(load['ttfb_p50_ms'])} | {fmt(load['ttfb_p99_ms'])} | {errors} | {fmt(row['cpu_us'], 1)} | {fmt(row['other_pct'], 0)} |"
         )
     return out
 
@@ -155,13 +165,13 @@ def summary(rows, meta, levels):
     lines.append(row(f"added streaming TTFB p50 vs direct, c={lo} (ms)",
                      added("nginx", "stream", "ttfb_p50_ms"), added("gateway", "stream", "ttfb_p50_ms")))
     for mode in ("plain", "stream"):
-        lines.append(row(f"p99 latency, {MODE_TITLE[mode].lower()} c={mid} (ms)",
+        lines.append(row(f"p99 latency, {MODE_SHORT[mode]} c={mid} (ms)",
                          pair("nginx", mode, mid, "p99_ms"), pair("gateway", mode, mid, "p99_ms")))
     for mode in ("plain", "stream"):
-        lines.append(row(f"throughput, {MODE_TITLE[mode].lower()} c={hi} (req/s)",
+        lines.append(row(f"throughput, {MODE_SHORT[mode]} c={hi} (req/s)",
                          pair("nginx", mode, hi, "rps", True), pair("gateway", mode, hi, "rps", True), 0))
     for mode in ("plain", "stream"):
-        lines.append(row(f"proxy CPU per request, {MODE_TITLE[mode].lower()} c={hi} (µs)",
+        lines.append(row(f"proxy CPU per request, {MODE_SHORT[mode]} c={hi} (µs)",
                          pair("nginx", mode, hi, "cpu_us"), pair("gateway", mode, hi, "cpu_us"), 1))
 
     def rss_mb(target):
@@ -191,7 +201,7 @@ def main():
         "## Machine and setup",
         "",
         f"- CPU: {meta.get('cpu_model', '?')}, `nproc` = {meta.get('nproc', '?')}, memory {meta.get('mem_total', '?')}",
-        f"- Kernel: {meta.get('kernel', '?')}",
+        f"- Kernel: {meta.get('kernel', '?')}; load average at start: {meta.get('loadavg', '?')}",
         f"- Date: {meta.get('date', '?')}",
         f"- Source: git {meta.get('git_rev', '?')}, {meta.get('rustc', '?')}",
     ]
@@ -207,15 +217,26 @@ def main():
         f"- Upstream: mock-provider, scenario `ok`, {meta.get('mock_chunks', '?')} content chunks per stream; "
         "body `{\"model\":\"mock-model\",\"messages\":[{\"role\":\"user\",\"content\":\"Say hello\"}]}` "
         "(+ `\"stream\":true` for streaming phases)",
-        "- nginx: `worker_processes 1`, `master_process off`, upstream `keepalive 64`, `proxy_buffering off`, "
-        "**access_log on** (default combined format, to a file) because the gateway also logs every request"
-        + (f"; {meta['nginx_access_log_lines']} access-log lines written" if "nginx_access_log_lines" in meta else ""),
-        "- gateway: `freellmapi serve`, `LOG_LEVEL=info LOG_FORMAT=json` to a file, `PROXY_RATE_LIMIT_RPM=0`"
-        + (f"; {meta['gateway_log_lines']} log lines written" if "gateway_log_lines" in meta else ""),
+]
+    if "nginx" in targets_run:
+        md.append(
+            "- nginx: `worker_processes 1`, `master_process off`, upstream `keepalive 64`, `proxy_buffering off`, "
+            "**access_log on** (default combined format, to a file) because the gateway also logs every request"
+            + (f"; {meta['nginx_access_log_lines']} access-log lines written" if "nginx_access_log_lines" in meta else "")
+        )
+    if "gateway" in targets_run:
+        md.append(
+            "- gateway: `freellmapi serve`, `LOG_LEVEL=info LOG_FORMAT=json` to a file, `PROXY_RATE_LIMIT_RPM=0`"
+            + (f"; {meta['gateway_log_lines']} log lines written" if "gateway_log_lines" in meta else "")
+        )
+    md += [
         f"- CPU µs/req: proxy process utime+stime delta from /proc/PID/stat (CLK_TCK={clk_tck}) across the "
         "whole bench-load invocation (warm-up included) divided by all requests it completed, warm-up included",
         "- Latency columns are milliseconds over 2xx responses (exact nearest-rank percentiles of every sample); "
         "rps counts 2xx responses; errors = non-2xx + transport failures",
+        "- other CPU %: machine-wide busy time (/proc/stat) during the phase not charged to the proxy, the mock "
+        "or bench-load, as a share of all cores; more than a few % means something else was competing "
+        "and the phase should be re-run on a quiet machine",
     ]
     for note in meta["note"]:
         md.append(f"- Note: {note}")
@@ -245,9 +266,15 @@ def main():
         load = r["load"]
         if not load:
             problems.append(f"{r['target']} run{r['run']} {r['mode']} c={r['concurrency']}: bench-load failed")
-        elif load["errors"] or load.get("incomplete_streams"):
+            continue
+        if load["errors"] or load.get("incomplete_streams"):
             problems.append(
                 f"{load['label']}: {load['errors']} errors, {load.get('incomplete_streams', 0)} streams without [DONE]"
+            )
+        if (r["other_pct"] or 0) > NOISY_OTHER_PCT or (r["steal_pct"] or 0) > NOISY_STEAL_PCT:
+            problems.append(
+                f"{load['label']}: noisy machine: {r['other_pct']:.0f}% of CPU used by other processes, "
+                f"{r['steal_pct']:.1f}% stolen by the hypervisor"
             )
     if problems:
         md += ["## Problems", ""] + [f"- {p}" for p in problems] + [""]

@@ -38,6 +38,9 @@ usage: bench/run.sh [--targets direct,nginx,gateway] [--duration SECS] [--warmup
   --keep-tmp     keep the temp dir (configs, logs, gateway data) for inspection
   --no-build     do not run cargo build (use the existing target/release binaries)
 
+Environment: FREELLMAPI_BIN=/path/to/freellmapi benchmarks that binary instead of
+target/release/freellmapi (and skips building it).
+
 Writes bench/out/report-<timestamp>.md (+ raw results-<timestamp>.jsonl) and prints the
 report on stdout. Progress goes to stderr.
 EOF
@@ -103,13 +106,13 @@ fi
 cd "$ROOT"
 if [ "$BUILD" = 1 ]; then
     PKGS=(-p mock-provider -p bench-load)
-    has_target gateway && PKGS+=(-p freellmapi)
+    has_target gateway && [ -z "${FREELLMAPI_BIN:-}" ] && PKGS+=(-p freellmapi)
     log "cargo build --release ${PKGS[*]}"
     cargo build --release "${PKGS[@]}" >&2
 fi
 MOCK_BIN="$ROOT/target/release/mock-provider"
 LOAD_BIN="$ROOT/target/release/bench-load"
-GATEWAY_BIN="$ROOT/target/release/freellmapi"
+GATEWAY_BIN="${FREELLMAPI_BIN:-$ROOT/target/release/freellmapi}"
 [ -x "$MOCK_BIN" ] || die "$MOCK_BIN missing (build it, or drop --no-build)"
 [ -x "$LOAD_BIN" ] || die "$LOAD_BIN missing (build it, or drop --no-build)"
 if has_target gateway; then
@@ -188,15 +191,15 @@ cpu_ticks() {
 sys_ticks() {
     awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $9; exit}' /proc/stat
 }
-# CPU seconds (user+sys) of this shell's reaped children, from the `times` builtin.
-# Must run in the current shell (not in a pipeline/subshell) to see the children.
+# Sets CHILD_CPU_S to the CPU seconds (user+sys) of this shell's reaped children, from
+# the `times` builtin. Call it directly, never inside $(...): a subshell has no children.
 children_cpu_s() {
     times >"$WORK/times.txt"
-    awk 'NR == 2 {
+    CHILD_CPU_S=$(awk 'NR == 2 {
         t = 0
         for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] }
         printf "%.3f\n", t
-    }' "$WORK/times.txt"
+    }' "$WORK/times.txt")
 }
 vmhwm_kb() {
     awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo ""
@@ -239,6 +242,7 @@ meta cpu_model "${CPU_MODEL:-unknown}"
 meta kernel "$(uname -srm)"
 meta mem_total "$(awk '/^MemTotal:/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 meta clk_tck "$CLK_TCK"
+meta loadavg "$(cut -d' ' -f1-3 /proc/loadavg)"
 meta pinning "$PINNING"
 meta targets "$TARGETS"
 meta duration "$DURATION"
@@ -406,7 +410,8 @@ run_phase() {
     [ -n "$TARGET_PID" ] && before=$(cpu_ticks "$TARGET_PID")
     local mock_before sys_before child_before mock_after sys_after child_after
     mock_before=$(cpu_ticks "$MOCK_PID")
-    child_before=$(children_cpu_s)
+    children_cpu_s
+    child_before=$CHILD_CPU_S
     sys_before=$(sys_ticks)
     timeout -k 5 $((WARMUP + DURATION + 30)) "${PIN_LOAD[@]}" "$LOAD_BIN" \
         --url "$TARGET_URL" --concurrency "$conc" --duration-secs "$DURATION" --warmup-secs "$WARMUP" \
@@ -418,7 +423,8 @@ run_phase() {
     wait "$load_pid" || rc=$?
     stop_pid "$load_pid"
     sys_after=$(sys_ticks)
-    child_after=$(children_cpu_s)
+    children_cpu_s
+    child_after=$CHILD_CPU_S
     mock_after=$(cpu_ticks "$MOCK_PID")
     if [ -n "$TARGET_PID" ]; then
         after=$(cpu_ticks "$TARGET_PID" 2>/dev/null || echo "")
