@@ -82,7 +82,8 @@ CREATE TABLE requests (
     ttfb_ms BIGINT,
     created_at BIGINT NOT NULL
 );
-CREATE INDEX requests_user_time ON requests(user_id, created_at)
+CREATE INDEX requests_user_time ON requests(user_id, created_at);
+CREATE INDEX requests_time ON requests(created_at)
 "#,
 }];
 

@@ -106,7 +106,7 @@ impl Store {
                     format!("{url}?mode=rwc")
                 };
                 AnyPoolOptions::new()
-                    .max_connections(4)
+                    .max_connections(2)
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
                             sqlx::query("PRAGMA journal_mode=WAL")
@@ -977,37 +977,61 @@ impl Store {
             .collect()
     }
 
-    /// Applies retention: deletes request logs older than `max_age` and beyond the newest `max_rows`.
+    /// Applies retention: deletes request logs older than `max_age` and beyond the newest `max_rows`. Deletes in
+    /// chunks of a few thousand rows, oldest first, so that a large backlog never holds the database (or the CPU)
+    /// for long in one statement.
     pub async fn prune_requests(
         &self,
         max_age: Option<Duration>,
         max_rows: Option<u64>,
     ) -> Result<u64, StoreError> {
-        let mut removed = 0;
-        if let Some(age) = max_age {
-            removed += sqlx::query("DELETE FROM requests WHERE created_at < $1")
-                .bind(now_ms() - age.as_millis() as i64)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-        }
+        const CHUNK: i64 = 5000;
+        // Rows with `created_at` below the cutoff go.
+        let mut cutoff: Option<i64> = max_age.map(|age| now_ms() - age.as_millis() as i64);
         if let Some(max) = max_rows {
-            let cutoff = sqlx::query(
+            let row = sqlx::query(
                 "SELECT created_at FROM requests ORDER BY created_at DESC LIMIT 1 OFFSET $1",
             )
             .bind(max as i64)
             .fetch_optional(&self.pool)
             .await?;
-            if let Some(row) = cutoff {
-                let at: i64 = row.try_get("created_at")?;
-                removed += sqlx::query("DELETE FROM requests WHERE created_at <= $1")
-                    .bind(at)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
+            if let Some(row) = row {
+                let oldest_kept_excluded: i64 = row.try_get("created_at")?;
+                let by_rows = oldest_kept_excluded + 1;
+                cutoff = Some(cutoff.map_or(by_rows, |c| c.max(by_rows)));
             }
         }
-        Ok(removed)
+        let Some(cutoff) = cutoff else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        loop {
+            let chunk_end = sqlx::query(
+                "SELECT created_at FROM requests WHERE created_at < $1 ORDER BY created_at LIMIT 1 OFFSET $2",
+            )
+            .bind(cutoff)
+            .bind(CHUNK)
+            .fetch_optional(&self.pool)
+            .await?;
+            match chunk_end {
+                Some(row) => {
+                    let end: i64 = row.try_get("created_at")?;
+                    removed += sqlx::query("DELETE FROM requests WHERE created_at <= $1")
+                        .bind(end)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                }
+                None => {
+                    removed += sqlx::query("DELETE FROM requests WHERE created_at < $1")
+                        .bind(cutoff)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                    return Ok(removed);
+                }
+            }
+        }
     }
 }
 

@@ -307,3 +307,44 @@ async fn request_logs_batch_and_retention() {
         );
     }
 }
+
+#[tokio::test]
+async fn retention_deletes_a_large_backlog_in_chunks() {
+    for db in engines().await {
+        let store = Store::open(&db.url, cipher()).await.unwrap();
+        let log = |i: i64| RequestLog {
+            id: format!("r{i}"),
+            user_id: "u".into(),
+            gateway_key_id: None,
+            endpoint: "chat",
+            requested_model: "m".into(),
+            platform: None,
+            model: None,
+            provider_key_id: None,
+            status: "success",
+            http_status: 200,
+            error_class: None,
+            error_message: None,
+            stream: false,
+            attempts: 1,
+            input_tokens: None,
+            output_tokens: None,
+            latency_ms: 1,
+            ttfb_ms: None,
+            created_at: 10_000 + i,
+        };
+        for start in (0..12_000).step_by(1_000) {
+            let batch: Vec<RequestLog> = (start..start + 1_000).map(log).collect();
+            store.insert_request_logs(&batch).await.unwrap();
+        }
+        assert_eq!(
+            store.prune_requests(None, Some(1_000)).await.unwrap(),
+            11_000,
+            "{}",
+            db.label
+        );
+        let newest = store.recent_requests("u", 1).await.unwrap();
+        assert_eq!(newest[0]["id"], "r11999");
+        assert_eq!(store.prune_requests(None, Some(1_000)).await.unwrap(), 0);
+    }
+}
