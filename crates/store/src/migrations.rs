@@ -82,7 +82,8 @@ CREATE TABLE requests (
     ttfb_ms BIGINT,
     created_at BIGINT NOT NULL
 );
-CREATE INDEX requests_user_time ON requests(user_id, created_at);
+-- One index only: every request inserts a row and retention deletes one, so each index is paid twice per request.
+-- Per-user history reads walk this index newest first and filter by user.
 CREATE INDEX requests_time ON requests(created_at)
 "#,
 }];
