@@ -869,10 +869,12 @@ impl Store {
 
     // ---- request logs ----
 
-    /// Inserts a batch of request logs in one transaction, many rows per statement (one round trip per 200 rows).
+    /// Inserts a batch of request logs in one transaction, 50 rows per statement, yielding to other tasks between
+    /// statements: building and binding a statement runs on the caller's thread, and long stretches of it there
+    /// showed up as the p99 of concurrent requests (bench/RESULTS.md).
     pub async fn insert_request_logs(&self, logs: &[RequestLog]) -> Result<(), StoreError> {
         const COLUMNS: usize = 19;
-        const ROWS_PER_STATEMENT: usize = 200;
+        const ROWS_PER_STATEMENT: usize = 50;
         let mut tx = self.pool.begin().await?;
         for chunk in logs.chunks(ROWS_PER_STATEMENT) {
             let mut sql = String::with_capacity(400 + chunk.len() * COLUMNS * 5);
@@ -922,6 +924,8 @@ impl Store {
                     .bind(log.created_at);
             }
             query.execute(&mut *tx).await?;
+            // Building and binding a statement runs on the runtime's thread: let waiting requests go first.
+            tokio::task::yield_now().await;
         }
         tx.commit().await?;
         Ok(())
