@@ -133,6 +133,28 @@ pub fn interpolate(
     Ok(out)
 }
 
+/// An entry's `name`: present, well-formed and unique per user.
+fn entry_name(
+    name: Option<String>,
+    user: &Option<String>,
+    seen: &mut HashSet<(Option<String>, String)>,
+    field: String,
+) -> Result<String, ConfigError> {
+    let name = name.ok_or_else(|| {
+        err(
+            &field,
+            "is required (it identifies the entry across restarts)",
+        )
+    })?;
+    if !valid_name(&name) {
+        return Err(err(&field, "use 1 to 64 letters, digits, `-`, `_` or `.`"));
+    }
+    if !seen.insert((user.clone(), name.clone())) {
+        return Err(err(&field, format!("`{name}` is declared twice")));
+    }
+    Ok(name)
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -162,21 +184,7 @@ impl RawConfigFile {
         let mut names = HashSet::new();
         for (i, raw) in self.provider_keys.into_iter().enumerate() {
             let at = |f: &str| format!("provider_keys[{i}].{f}");
-            let name = raw.name.ok_or_else(|| {
-                err(
-                    at("name"),
-                    "is required (it identifies the entry across restarts)",
-                )
-            })?;
-            if !valid_name(&name) {
-                return Err(err(
-                    at("name"),
-                    "use 1 to 64 letters, digits, `-`, `_` or `.`",
-                ));
-            }
-            if !names.insert((raw.user.clone(), name.clone())) {
-                return Err(err(at("name"), format!("`{name}` is declared twice")));
-            }
+            let name = entry_name(raw.name, &raw.user, &mut names, at("name"))?;
             let platform_text = raw
                 .platform
                 .ok_or_else(|| err(at("platform"), "is required"))?;
@@ -257,21 +265,7 @@ impl RawConfigFile {
         let mut values = HashSet::new();
         for (i, raw) in self.gateway_keys.into_iter().enumerate() {
             let at = |f: &str| format!("gateway_keys[{i}].{f}");
-            let name = raw.name.ok_or_else(|| {
-                err(
-                    at("name"),
-                    "is required (it identifies the entry across restarts)",
-                )
-            })?;
-            if !valid_name(&name) {
-                return Err(err(
-                    at("name"),
-                    "use 1 to 64 letters, digits, `-`, `_` or `.`",
-                ));
-            }
-            if !names.insert((raw.user.clone(), name.clone())) {
-                return Err(err(at("name"), format!("`{name}` is declared twice")));
-            }
+            let name = entry_name(raw.name, &raw.user, &mut names, at("name"))?;
             let key = raw
                 .key
                 .map(|k| interpolate(&k, &at("key"), env))

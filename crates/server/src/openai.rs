@@ -136,6 +136,34 @@ async fn read_body(state: &AppState, request: Request) -> Result<(HeaderMap, Byt
     Ok((parts.headers, bytes))
 }
 
+/// The candidates for a named model: every key of the caller that serves it.
+fn named_candidates(tenant: &Tenant, model: &str) -> Result<Vec<(usize, Arc<str>)>, ApiError> {
+    let (model, keys) = tenant
+        .models
+        .get_key_value(model)
+        .ok_or_else(|| model_not_found(model))?;
+    Ok(keys.iter().map(|&k| (k, model.clone())).collect())
+}
+
+fn request_meta(
+    caller: Caller,
+    headers: &HeaderMap,
+    model: String,
+    operation: Operation,
+    input_estimate: u64,
+) -> RequestMeta {
+    RequestMeta {
+        request_id: request_id(headers),
+        requested_model: model,
+        operation,
+        input_estimate,
+        tenant: caller.tenant,
+        gateway_key_id: caller.gateway_key_id,
+        gateway_key_prefix: caller.gateway_key_prefix,
+        started: std::time::Instant::now(),
+    }
+}
+
 async fn chat_completions(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -144,30 +172,25 @@ async fn chat_completions(
     let caller = authenticate(&state, request.headers(), peer)?;
     let (headers, body) = read_body(&state, request).await?;
     let view = ChatRequestView::parse(&body)?;
-    let tenant = caller.tenant;
-    if let Some(e) = no_providers(&tenant) {
+    if let Some(e) = no_providers(&caller.tenant) {
         return Err(e.into());
     }
     let candidates = if view.model == "auto" {
-        tenant.all_candidates()
+        caller.tenant.all_candidates()
     } else {
-        let Some((model, keys)) = tenant.models.get_key_value(&*view.model) else {
-            return Err(model_not_found(&view.model).into());
-        };
-        keys.iter().map(|&k| (k, model.clone())).collect()
+        named_candidates(&caller.tenant, &view.model)?
     };
-    let meta = RequestMeta {
-        request_id: request_id(&headers),
-        requested_model: view.model.into_owned(),
-        operation: Operation::Chat {
-            stream: view.stream,
-        },
-        input_estimate: (view.messages.get().len() as u64).div_ceil(4),
-        tenant,
-        gateway_key_id: caller.gateway_key_id,
-        gateway_key_prefix: caller.gateway_key_prefix,
-        started: std::time::Instant::now(),
+    let operation = Operation::Chat {
+        stream: view.stream,
     };
+    let estimate = view.estimated_prompt_tokens();
+    let meta = request_meta(
+        caller,
+        &headers,
+        view.model.into_owned(),
+        operation,
+        estimate,
+    );
     Ok(relay::run(state, meta, body, candidates).await)
 }
 
@@ -179,8 +202,7 @@ async fn embeddings(
     let caller = authenticate(&state, request.headers(), peer)?;
     let (headers, body) = read_body(&state, request).await?;
     let view = EmbeddingsRequestView::parse(&body)?;
-    let tenant = caller.tenant;
-    if let Some(e) = no_providers(&tenant) {
+    if let Some(e) = no_providers(&caller.tenant) {
         return Err(e.into());
     }
     if view.model == "auto" {
@@ -191,20 +213,15 @@ async fn embeddings(
         .with_param("model")
         .into());
     }
-    let Some((model, keys)) = tenant.models.get_key_value(&*view.model) else {
-        return Err(model_not_found(&view.model).into());
-    };
-    let candidates = keys.iter().map(|&k| (k, model.clone())).collect();
-    let meta = RequestMeta {
-        request_id: request_id(&headers),
-        input_estimate: view.estimated_tokens(),
-        requested_model: view.model.into_owned(),
-        operation: Operation::Embeddings,
-        tenant: tenant.clone(),
-        gateway_key_id: caller.gateway_key_id,
-        gateway_key_prefix: caller.gateway_key_prefix,
-        started: std::time::Instant::now(),
-    };
+    let candidates = named_candidates(&caller.tenant, &view.model)?;
+    let estimate = view.estimated_tokens();
+    let meta = request_meta(
+        caller,
+        &headers,
+        view.model.into_owned(),
+        Operation::Embeddings,
+        estimate,
+    );
     Ok(relay::run(state, meta, body, candidates).await)
 }
 
