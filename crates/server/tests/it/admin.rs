@@ -22,6 +22,22 @@ async fn login(gw: &Gateway) -> String {
 }
 
 #[tokio::test]
+async fn landing_page_and_unknown_paths() {
+    let gw = start(&[]).await;
+    let page = gw.http.get(format!("{}/", gw.url)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("FreeLLMAPI is running"));
+    let missing = gw
+        .http
+        .get(format!("{}/nothing/here", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_openai_error(&missing.json().await.unwrap(), "not_found");
+}
+
+#[tokio::test]
 async fn ping_is_public() {
     let gw = start(&[]).await;
     let v: Value = gw
