@@ -229,7 +229,9 @@ impl RawConfigFile {
                 let field = match e {
                     providers::EndpointError::MissingBaseUrl(_)
                     | providers::EndpointError::BadScheme
-                    | providers::EndpointError::BadUrl(_) => "base_url",
+                    | providers::EndpointError::BadUrl(_)
+                    | providers::EndpointError::CredentialsInUrl
+                    | providers::EndpointError::QueryInUrl => "base_url",
                     _ => "key",
                 };
                 err(at(field), e.to_string())

@@ -32,6 +32,10 @@ pub enum EndpointError {
     BadScheme,
     #[error("base URL is not a valid URL: {0}")]
     BadUrl(String),
+    #[error("base URL must not carry credentials (user:password@); put the key in `key`")]
+    CredentialsInUrl,
+    #[error("base URL must not have a query string or fragment")]
+    QueryInUrl,
     #[error("platform `{0}` needs an API key")]
     MissingKey(Platform),
     #[error("Cloudflare keys must be given as `<account_id>:<api_token>`")]
@@ -78,6 +82,14 @@ impl Endpoint {
         }
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(EndpointError::BadScheme);
+        }
+        // URLs appear in transport error messages and in key listings: they must never hold a secret.
+        let parsed = parse_url(&base)?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(EndpointError::CredentialsInUrl);
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(EndpointError::QueryInUrl);
         }
         let mut headers = Vec::new();
         let secret = match credentials {
@@ -266,6 +278,33 @@ mod tests {
         assert_eq!(name, http::header::AUTHORIZATION);
         assert!(value.is_sensitive());
         assert!(!format!("{ep:?}").contains("gsk_test"));
+    }
+
+    #[test]
+    fn base_urls_never_hold_secrets() {
+        let none = UpstreamCredentials::None;
+        assert_eq!(
+            Endpoint::new(
+                Platform::Custom,
+                Some("http://user:pw@127.0.0.1:8080/v1"),
+                &none
+            )
+            .unwrap_err(),
+            EndpointError::CredentialsInUrl
+        );
+        assert_eq!(
+            Endpoint::new(
+                Platform::Custom,
+                Some("http://127.0.0.1:8080/v1?api_key=x"),
+                &none
+            )
+            .unwrap_err(),
+            EndpointError::QueryInUrl
+        );
+        assert!(matches!(
+            Endpoint::new(Platform::Custom, Some("http://[bad"), &none),
+            Err(EndpointError::BadUrl(_))
+        ));
     }
 
     #[test]

@@ -247,7 +247,8 @@ pub fn classify_transport(err: &reqwest::Error) -> UpstreamFailure {
     } else {
         ErrorClass::Network
     };
-    // reqwest's Display includes the URL, which never carries a credential in this gateway (keys travel in headers).
+    // reqwest's Display includes the URL; `Endpoint::new` refuses base URLs with credentials or a query, and keys
+    // travel in headers, so the URL holds no secret.
     let mut message = err.to_string();
     let mut source = std::error::Error::source(err);
     while let Some(s) = source {
