@@ -130,10 +130,16 @@ fn model_not_found(model: &str) -> ApiError {
     .with_param("model")
 }
 
-async fn read_body(state: &AppState, request: Request) -> Result<(HeaderMap, Bytes), ApiError> {
+/// Authenticates the caller (before reading anything), then reads the body once, bounded.
+async fn authenticated_body(
+    state: &AppState,
+    peer: SocketAddr,
+    request: Request,
+) -> Result<(Caller, HeaderMap, Bytes), ApiError> {
+    let caller = authenticate(state, request.headers(), peer)?;
     let (parts, body) = request.into_parts();
     let bytes = read_limited(&parts.headers, body, state.config.body_limit_bytes).await?;
-    Ok((parts.headers, bytes))
+    Ok((caller, parts.headers, bytes))
 }
 
 /// The candidates for a named model: every key of the caller that serves it.
@@ -169,8 +175,7 @@ async fn chat_completions(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Result<Response, GatewayError> {
-    let caller = authenticate(&state, request.headers(), peer)?;
-    let (headers, body) = read_body(&state, request).await?;
+    let (caller, headers, body) = authenticated_body(&state, peer, request).await?;
     let view = ChatRequestView::parse(&body)?;
     if let Some(e) = no_providers(&caller.tenant) {
         return Err(e.into());
@@ -199,8 +204,7 @@ async fn embeddings(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Result<Response, GatewayError> {
-    let caller = authenticate(&state, request.headers(), peer)?;
-    let (headers, body) = read_body(&state, request).await?;
+    let (caller, headers, body) = authenticated_body(&state, peer, request).await?;
     let view = EmbeddingsRequestView::parse(&body)?;
     if let Some(e) = no_providers(&caller.tenant) {
         return Err(e.into());
