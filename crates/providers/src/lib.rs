@@ -3,7 +3,9 @@
 //! This crate knows HTTP but not the database, the router's state or the gateway's own HTTP server.
 
 pub mod adapter;
+pub mod catalog;
 pub mod classify;
+pub mod dialect;
 pub mod platform;
 
 pub use adapter::{parse_model_list, Adapter, Endpoint, EndpointError, UpstreamCredentials};
