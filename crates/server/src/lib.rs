@@ -33,40 +33,57 @@ pub use state::AppState;
 /// Builds the application router.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/", axum::routing::get(landing_page))
         .merge(openai::routes())
         .merge(admin::routes())
-        .fallback(not_found)
+        .fallback(dashboard)
         .with_state(state)
 }
 
-/// A plain status page at `/` until the dashboard is embedded.
-async fn landing_page() -> axum::response::Html<&'static str> {
-    axum::response::Html(concat!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
-        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>FreeLLMAPI</title>",
-        "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:3rem auto;padding:0 1rem}",
-        "code{background:#8882;padding:0 .3em;border-radius:4px}",
-        "@media(prefers-color-scheme:dark){body{background:#111;color:#ddd}}</style></head><body>",
-        "<h1>FreeLLMAPI is running</h1><p>Version ",
-        env!("CARGO_PKG_VERSION"),
-        ". The OpenAI-compatible API is at <code>/v1</code> (for example <code>GET /v1/models</code> with ",
-        "<code>Authorization: Bearer freellmapi-…</code>).</p><p>This build has no dashboard yet: add provider ",
-        "keys and mint gateway keys through the admin API (<code>/api/auth/login</code>, <code>/api/keys</code>, ",
-        "<code>/api/gateway-keys</code>) or the configuration file, as described in ",
-        "<code>docs/configuration.md</code>.</p><p>Health: <a href=\"/api/ping\"><code>/api/ping</code></a></p>",
-        "</body></html>"
-    ))
-}
-
-/// Anything outside `/`, `/v1` and `/api`: a 404 in the same error shape as the rest.
-async fn not_found(uri: http::Uri) -> axum::response::Response {
-    error::error_response(&wire::ApiError::new(
-        404,
-        wire::ErrorType::NotFoundError,
-        "not_found",
-        format!("nothing at {}", uri.path()),
-    ))
+/// The dashboard: embedded files by path, and `index.html` for every other GET outside `/v1`, `/api` and `/ws`
+/// (client-side routes). Anything else is a 404 in the same error shape as the rest of the API.
+async fn dashboard(method: http::Method, uri: http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = uri.path();
+    let is_api = ["/v1", "/api", "/ws"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    if is_api || !(method == http::Method::GET || method == http::Method::HEAD) {
+        return error::error_response(&wire::ApiError::new(
+            404,
+            wire::ErrorType::NotFoundError,
+            "not_found",
+            format!("nothing at {path}"),
+        ));
+    }
+    let asset = match web_assets::get(path) {
+        Some(asset) => asset,
+        // A missing hashed file is a stale page asking for an old build: 404, not the HTML shell.
+        None if path.starts_with("/assets/") => {
+            return (http::StatusCode::NOT_FOUND, "not found").into_response()
+        }
+        None => web_assets::index(),
+    };
+    let cache = if asset.immutable {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    (
+        [
+            (http::header::CONTENT_TYPE, asset.content_type),
+            (http::header::CACHE_CONTROL, cache),
+            (http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (http::header::X_FRAME_OPTIONS, "DENY"),
+            (http::header::REFERRER_POLICY, "same-origin"),
+            (
+                http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; \
+                 connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+            ),
+        ],
+        asset.bytes,
+    )
+        .into_response()
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests and flushes request logs.

@@ -22,19 +22,51 @@ async fn login(gw: &Gateway) -> String {
 }
 
 #[tokio::test]
-async fn landing_page_and_unknown_paths() {
+async fn dashboard_shell_and_unknown_paths() {
     let gw = start(&[]).await;
-    let page = gw.http.get(format!("{}/", gw.url)).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().contains("FreeLLMAPI is running"));
-    let missing = gw
+    // `/` and client-side routes get the dashboard's HTML shell (or the fallback page when it was not built).
+    for path in ["/", "/keys", "/playground/x"] {
+        let page = gw
+            .http
+            .get(format!("{}{path}", gw.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200, "{path}");
+        assert!(page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert!(page.headers().contains_key("content-security-policy"));
+        assert!(page.text().await.unwrap().contains("<html"), "{path}");
+    }
+    // API namespaces and non-GET methods never fall back to HTML.
+    for path in ["/v1/nothing", "/api/nothing", "/ws/x"] {
+        let missing = gw
+            .http
+            .get(format!("{}{path}", gw.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404, "{path}");
+        let body: Value = missing.json().await.unwrap();
+        assert!(body["error"]["message"].is_string(), "{path}: {body}");
+    }
+    let post = gw
         .http
-        .get(format!("{}/nothing/here", gw.url))
+        .post(format!("{}/keys", gw.url))
         .send()
         .await
         .unwrap();
-    assert_eq!(missing.status(), 404);
-    assert_openai_error(&missing.json().await.unwrap(), "not_found");
+    assert_eq!(post.status(), 404);
+    assert_openai_error(&post.json().await.unwrap(), "not_found");
+    let stale = gw
+        .http
+        .get(format!("{}/assets/gone-1234.js", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 404);
 }
 
 #[tokio::test]

@@ -1,0 +1,118 @@
+//! Builds the dashboard (`web/`) with npm when it can and embeds the result; without Node.js or npm, or when the
+//! build fails, embeds a page that says how to get the dashboard, so the binary always builds.
+//!
+//! `FREELLMAPI_WEB_DIST=<dir>` embeds an already built directory instead; `FREELLMAPI_SKIP_WEB_BUILD=1` skips the
+//! npm build (the fallback page is embedded unless `FREELLMAPI_WEB_DIST` is set).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
+    let web = manifest.join("../../web");
+    // Only paths that exist: cargo treats a missing one as always stale, which would rebuild on every run.
+    let inputs = [
+        "src",
+        "index.html",
+        "public",
+        "package.json",
+        "package-lock.json",
+        "vite.config.ts",
+        "tsconfig.json",
+    ];
+    for path in inputs.iter().map(|p| web.join(p)).filter(|p| p.exists()) {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+    println!("cargo:rerun-if-env-changed=FREELLMAPI_WEB_DIST");
+    println!("cargo:rerun-if-env-changed=FREELLMAPI_SKIP_WEB_BUILD");
+
+    let dist = match std::env::var_os("FREELLMAPI_WEB_DIST") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            println!("cargo:rerun-if-changed={}", dir.display());
+            Some(dir)
+        }
+        None if std::env::var_os("FREELLMAPI_SKIP_WEB_BUILD").is_some() => None,
+        None => build_with_npm(&web, &out.join("dist")),
+    };
+    let mut files = Vec::new();
+    if let Some(dist) = dist.as_deref().filter(|d| d.join("index.html").is_file()) {
+        collect(dist, dist, &mut files);
+    }
+    let mut code = String::from(
+        "/// Every embedded file: (URL path, bytes).\npub static FILES: &[(&str, &[u8])] = &[\n",
+    );
+    for (url, path) in &files {
+        let _ = writeln!(
+            code,
+            "    ({url:?}, include_bytes!({:?})),",
+            path.display().to_string()
+        );
+    }
+    code.push_str("];\n");
+    let _ = writeln!(code, "/// Whether the real dashboard is embedded (false: only the fallback page).\npub const BUILT: bool = {};", !files.is_empty());
+    if let Err(e) = std::fs::write(out.join("assets.rs"), code) {
+        println!("cargo:warning=could not write the embedded asset table: {e}");
+    }
+}
+
+/// Runs `npm ci` (when `node_modules` is missing or older than the lock file) and `npm run build` into `dist`.
+fn build_with_npm(web: &Path, dist: &Path) -> Option<PathBuf> {
+    if !web.join("package.json").is_file() {
+        return None;
+    }
+    let npm = if cfg!(windows) { "npm.cmd" } else { "npm" };
+    let modules = web.join("node_modules");
+    let stale = match (
+        mtime(&modules.join(".package-lock.json")),
+        mtime(&web.join("package-lock.json")),
+    ) {
+        (Some(installed), Some(lock)) => installed < lock,
+        _ => true,
+    };
+    if stale {
+        let ok = Command::new(npm)
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(web)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            println!("cargo:warning=dashboard not built: `npm ci` in web/ failed or npm is not installed; the binary serves a page explaining how to build it");
+            return None;
+        }
+    }
+    let dist_arg = dist.display().to_string();
+    let ok = Command::new(npm)
+        .args(["run", "build", "--", "--outDir", &dist_arg, "--emptyOutDir"])
+        .current_dir(web)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!("cargo:warning=dashboard not built: `npm run build` in web/ failed; the binary serves a page explaining how to build it");
+        return None;
+    }
+    Some(dist.to_path_buf())
+}
+
+fn mtime(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            collect(root, &path, files);
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            let url = format!("/{}", relative.to_string_lossy().replace('\\', "/"));
+            let absolute = std::fs::canonicalize(&path).unwrap_or(path);
+            files.push((url, absolute));
+        }
+    }
+}
