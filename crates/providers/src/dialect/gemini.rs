@@ -935,7 +935,7 @@ impl GeminiChatStream {
     ) -> Result<(), DialectError> {
         let _ = event;
         let data = data.trim_ascii();
-        if data.is_empty() || data == b"[DONE]" || self.done {
+        if data.is_empty() || data == b"[DONE]" || self.done || self.failed {
             return Ok(());
         }
         let response: GenerateContentResponse = match serde_json::from_slice(data) {
