@@ -1,0 +1,238 @@
+// Every call to the gateway's admin API goes through `api()`: same-origin cookie session, JSON bodies (the server
+// refuses non-JSON mutations as its CSRF guard), and errors turned into `ApiError` carrying the server's message.
+
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code?: string,
+    readonly type?: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+
+  /** The route does not exist in this server version (a planned endpoint not implemented yet). */
+  get unavailable(): boolean {
+    if (this.status !== 404) return false;
+    if (this.code === 'unknown_endpoint' || this.code === undefined) return true;
+    // The current server answers unknown /api routes with `not_found` and the message "API route not found".
+    return this.code === 'not_found' && /api route/i.test(this.message);
+  }
+}
+
+type Listener = () => void;
+const unauthorizedListeners = new Set<Listener>();
+
+/** Called whenever an authenticated call answers 401 (session expired or logged out elsewhere). */
+export function onUnauthorized(fn: Listener): () => void {
+  unauthorizedListeners.add(fn);
+  return () => unauthorizedListeners.delete(fn);
+}
+
+/** Reads `{"error":{"message","type","code"}}` from a failed response, falling back to the status line. */
+export async function errorFromResponse(res: Response): Promise<ApiError> {
+  let text = '';
+  try {
+    text = await res.text();
+  } catch {
+    /* body unreadable */
+  }
+  try {
+    const body = JSON.parse(text) as { error?: { message?: string; type?: string; code?: string } | string };
+    if (body && typeof body.error === 'object' && body.error) {
+      return new ApiError(body.error.message || `HTTP ${res.status}`, res.status, body.error.code, body.error.type);
+    }
+    if (body && typeof body.error === 'string') return new ApiError(body.error, res.status);
+  } catch {
+    /* not JSON */
+  }
+  const reason = res.statusText ? ` ${res.statusText}` : '';
+  const snippet = text && text.length < 200 && !text.trimStart().startsWith('<') ? `: ${text.trim()}` : '';
+  return new ApiError(`The server answered HTTP ${res.status}${reason}${snippet}`, res.status);
+}
+
+export interface ApiOptions {
+  signal?: AbortSignal;
+  /** Do not fire the global 401 handler (login form, session probe). */
+  quiet401?: boolean;
+}
+
+export async function api<T = unknown>(method: string, path: string, body?: unknown, opts: ApiOptions = {}): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  const init: RequestInit = { method, credentials: 'same-origin', headers, signal: opts.signal };
+  if (method !== 'GET' && method !== 'HEAD' && method !== 'DELETE') {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body ?? {});
+  }
+  let res: Response;
+  try {
+    res = await fetch(path, init);
+  } catch (e) {
+    if ((e as Error).name === 'AbortError') throw e;
+    throw new ApiError('Cannot reach the gateway. Is the server running? (network error)', 0, 'network_error');
+  }
+  if (!res.ok) {
+    const err = await errorFromResponse(res);
+    if (res.status === 401 && !opts.quiet401) unauthorizedListeners.forEach((fn) => fn());
+    throw err;
+  }
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  if (!text) return undefined as T;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new ApiError('The server sent a response that is not JSON', res.status, 'bad_response');
+  }
+}
+
+/** Lists come as `{data:[...]}`; tolerate a bare array too. */
+export function listOf<T>(body: unknown): T[] {
+  if (Array.isArray(body)) return body as T[];
+  if (body && typeof body === 'object' && Array.isArray((body as { data?: unknown }).data)) {
+    return (body as { data: T[] }).data;
+  }
+  return [];
+}
+
+export function errorMessage(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  return String(e);
+}
+
+// ---- Shapes of the existing routes (crates/server/src/admin.rs) and of the planned ones (API-CONTRACT.md) ----
+
+export interface User {
+  id: string;
+  username: string;
+  role: 'admin' | 'user' | string;
+  enabled?: boolean;
+  disabled?: boolean;
+  created_at?: number;
+}
+
+export interface Platform {
+  id: string;
+  name: string;
+  default_base_url: string | null;
+  keyless: boolean;
+  served: boolean;
+}
+
+export interface ProviderKey {
+  id: string;
+  platform: string;
+  platform_name: string;
+  label: string;
+  masked_key: string | null;
+  base_url: string | null;
+  models: string[];
+  enabled: boolean;
+  status: string;
+  status_reason: string | null;
+  cooldowns: { model: string; remaining_ms: number }[];
+  source: 'config' | 'api';
+  created_at: number;
+  updated_at: number;
+  rpm_limit?: number | null;
+  tpm_limit?: number | null;
+  notice?: string | null;
+  discovered?: { added: string[]; not_listed_by_endpoint: string[] };
+}
+
+export interface GatewayKey {
+  id: string;
+  label: string;
+  prefix: string;
+  enabled: boolean;
+  config_name: string | null;
+  created_at: number;
+  last_used_at: number | null;
+  key?: string;
+  notice?: string;
+}
+
+export interface RequestRow {
+  id: string;
+  endpoint: string;
+  requested_model: string;
+  platform: string | null;
+  model: string | null;
+  provider_key_id: string | null;
+  status: string;
+  http_status: number;
+  error_class: string | null;
+  error_message: string | null;
+  stream: boolean;
+  attempts: number;
+  input_tokens: number | null;
+  output_tokens: number | null;
+  latency_ms: number;
+  ttfb_ms: number | null;
+  created_at: number;
+}
+
+export interface KeyStats {
+  requests: number;
+  success_rate: number;
+  errors: number;
+  rate_limited: number;
+  latency_ms: { min: number; p50: number; avg: number; p95: number; p99: number; max: number };
+  hourly: { hour_start_ms: number; requests: number; errors: number }[];
+  by_model: { model: string; requests: number; errors: number; avg_latency_ms: number }[];
+  by_error: { code: string; count: number }[];
+  recent: {
+    id: string;
+    created_at_ms: number;
+    model: string;
+    status: string;
+    http_status: number;
+    latency_ms: number;
+    input_tokens: number;
+    output_tokens: number;
+    error_code?: string | null;
+  }[];
+  cooldowns: { model: string; until_ms: number; reason: string }[];
+}
+
+export interface ModelEntry {
+  id: string;
+  kind: 'model' | 'profile' | 'auto';
+  context_window?: number | null;
+  providers: string[];
+}
+
+export interface Analytics {
+  totals: {
+    requests: number;
+    success_rate: number;
+    errors: number;
+    tokens_in: number;
+    tokens_out: number;
+    avg_latency_ms: number;
+    p95_latency_ms: number;
+  };
+  series: { bucket_start_ms: number; requests: number; errors: number; tokens_in: number; tokens_out: number }[];
+  by_provider: { provider: string; requests: number; errors: number; avg_latency_ms: number }[];
+  by_model: {
+    model: string;
+    provider: string;
+    requests: number;
+    errors: number;
+    avg_latency_ms: number;
+    tokens_in: number;
+    tokens_out: number;
+  }[];
+}
+
+export type Strategy = 'failover' | 'round-robin' | 'least-latency';
+
+export interface Profile {
+  id: string;
+  name: string;
+  strategy: Strategy;
+  models: string[];
+  context_window?: number | null;
+  created_at?: number;
+}

@@ -1,0 +1,196 @@
+import { useState } from 'preact/hooks';
+import { api, listOf, type GatewayKey } from '../lib/api';
+import { formatDateTime, formatRelative, toMs } from '../lib/format';
+import { ConfirmButton, CopyButton, Empty, ErrorNote, Field, InlineEdit, LoadState, PageHeader, Section, Switch, toast, useAsync } from '../components/ui';
+
+export function GatewayKeysPage() {
+  const keys = useAsync((signal) => api<unknown>('GET', '/api/gateway-keys', undefined, { signal }).then((b) => listOf<GatewayKey>(b)), []);
+  const [label, setLabel] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [minted, setMinted] = useState<GatewayKey | null>(null);
+  const origin = window.location.origin;
+
+  const create = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const k = await api<GatewayKey>('POST', '/api/gateway-keys', label.trim() ? { label: label.trim() } : {});
+      setMinted(k);
+      setLabel('');
+      const { key: _secret, notice: _n, ...row } = k;
+      keys.setData((list) => [row as GatewayKey, ...(list ?? [])]);
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const replace = (k: GatewayKey) => keys.setData((list) => (list ?? []).map((x) => (x.id === k.id ? k : x)));
+  const sample = minted?.key ?? 'freellmapi-…';
+
+  return (
+    <div class="page">
+      <PageHeader title="Gateway keys" />
+      <p class="lede">
+        Keys your applications use as their OpenAI API key. Only a hash is stored: the full key is shown once, when it is
+        created.
+      </p>
+
+      <Section title="Create a gateway key" id="gk-create-title">
+        <form class="inline-create" onSubmit={create} aria-labelledby="gk-create-title">
+          <Field label="Name" id="gk-label" hint="What will use it, e.g. “laptop” or “CI”.">
+            <input id="gk-label" class="input" value={label} placeholder="default" onInput={(e) => setLabel(e.currentTarget.value)} />
+          </Field>
+          <button class="btn btn-primary" type="submit" disabled={busy}>
+            {busy ? 'Creating…' : 'Create key'}
+          </button>
+        </form>
+        <ErrorNote error={error} title="Could not create the key" />
+        {minted?.key && (
+          <div class="secret-box" role="alert" data-testid="minted-key">
+            <p class="secret-warning">
+              <strong>Copy this key now.</strong> It is shown only once; if you lose it, delete it and create another.
+            </p>
+            <div class="secret-row">
+              <code class="mono secret" data-testid="minted-key-value">
+                {minted.key}
+              </code>
+              <CopyButton text={minted.key} label="Copy key" />
+            </div>
+            <button type="button" class="btn btn-small" onClick={() => setMinted(null)}>
+              I have stored it — hide
+            </button>
+          </div>
+        )}
+      </Section>
+
+      <Section title="Use it from your code" id="gk-usage-title">
+        <p>
+          Point any OpenAI client at <code class="mono">{origin}/v1</code>:
+        </p>
+        <Snippet
+          title="Python (openai)"
+          code={`from openai import OpenAI\n\nclient = OpenAI(base_url="${origin}/v1", api_key="${sample}")\nreply = client.chat.completions.create(\n    model="auto",\n    messages=[{"role": "user", "content": "Hello!"}],\n)\nprint(reply.choices[0].message.content)`}
+        />
+        <Snippet
+          title="curl"
+          code={`curl ${origin}/v1/chat/completions \\\n  -H "Authorization: Bearer ${sample}" \\\n  -H "Content-Type: application/json" \\\n  -d '{"model":"auto","messages":[{"role":"user","content":"Hello!"}]}'`}
+        />
+      </Section>
+
+      <Section title="Your gateway keys" id="gk-list-title">
+        <LoadState a={keys} what="Gateway keys" />
+        {keys.data && keys.data.length === 0 && (
+          <Empty title="No gateway keys yet">Create one above, then use it as the API key of your OpenAI client.</Empty>
+        )}
+        {keys.data && keys.data.length > 0 && (
+          <div class="table-wrap">
+            <table class="responsive-table" data-testid="gateway-keys">
+              <thead>
+                <tr>
+                  <th scope="col">Name</th>
+                  <th scope="col">Key</th>
+                  <th scope="col">Created</th>
+                  <th scope="col">Last used</th>
+                  <th scope="col">Enabled</th>
+                  <th scope="col">
+                    <span class="sr-only">Actions</span>
+                  </th>
+                </tr>
+              </thead>
+              <tbody>
+                {keys.data.map((k) => (
+                  <GatewayKeyRow key={k.id} k={k} onChange={replace} onDelete={() => keys.setData((l) => (l ?? []).filter((x) => x.id !== k.id))} />
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </Section>
+    </div>
+  );
+}
+
+function GatewayKeyRow({ k, onChange, onDelete }: { k: GatewayKey; onChange: (k: GatewayKey) => void; onDelete: () => void }) {
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const patch = async (body: Record<string, unknown>) => onChange(await api<GatewayKey>('PATCH', `/api/gateway-keys/${encodeURIComponent(k.id)}`, body));
+  const created = toMs(k.created_at);
+  const used = toMs(k.last_used_at);
+  return (
+    <>
+      <tr class={k.enabled ? '' : 'row-disabled'}>
+        <td data-label="Name">
+          <InlineEdit value={k.label} label="name" onSave={(v) => patch({ label: v })} />
+          {k.config_name && <span class="tag tag-muted">config file</span>}
+        </td>
+        <td data-label="Key">
+          <code class="mono">{k.prefix}…</code>
+        </td>
+        <td data-label="Created" title={formatDateTime(created)}>
+          {formatRelative(created)}
+        </td>
+        <td data-label="Last used" title={used ? formatDateTime(used) : 'never used'}>
+          {used ? formatRelative(used) : 'never'}
+        </td>
+        <td data-label="Enabled">
+          <Switch
+            checked={k.enabled}
+            disabled={busy}
+            label={k.enabled ? `Disable ${k.label}` : `Enable ${k.label}`}
+            onChange={async (v) => {
+              setBusy(true);
+              setError(null);
+              try {
+                await patch({ enabled: v });
+              } catch (e) {
+                setError(e);
+              } finally {
+                setBusy(false);
+              }
+            }}
+          />
+        </td>
+        <td class="actions-cell">
+          <ConfirmButton
+            label="Delete"
+            confirmLabel={`Delete ${k.label}`}
+            onConfirm={async () => {
+              try {
+                await api('DELETE', `/api/gateway-keys/${encodeURIComponent(k.id)}`);
+                toast(`Deleted gateway key ${k.label}`);
+                onDelete();
+              } catch (e) {
+                setError(e);
+              }
+            }}
+          />
+        </td>
+      </tr>
+      {error ? (
+        <tr>
+          <td colSpan={6}>
+            <ErrorNote error={error} />
+          </td>
+        </tr>
+      ) : null}
+    </>
+  );
+}
+
+function Snippet({ title, code }: { title: string; code: string }) {
+  return (
+    <div class="snippet">
+      <div class="snippet-head">
+        <span>{title}</span>
+        <CopyButton text={code} />
+      </div>
+      <pre>
+        <code>{code}</code>
+      </pre>
+    </div>
+  );
+}

@@ -1,0 +1,600 @@
+import { useMemo, useState } from 'preact/hooks';
+import { api, ApiError, listOf, type KeyStats, type Platform, type ProviderKey } from '../lib/api';
+import { formatDateTime, formatDuration, formatInt, formatPercent, formatTime, formatUntil } from '../lib/format';
+import { useLive } from '../lib/ws';
+import {
+  Bars,
+  ConfirmButton,
+  Empty,
+  ErrorNote,
+  Field,
+  InlineEdit,
+  Loading,
+  LoadState,
+  Notice,
+  PageHeader,
+  Section,
+  StatusDot,
+  Switch,
+  Unavailable,
+  statusColor,
+  toast,
+  useAsync,
+  useNow,
+} from '../components/ui';
+
+export function KeysPage() {
+  const platforms = useAsync((signal) => api<unknown>('GET', '/api/platforms', undefined, { signal }).then((b) => listOf<Platform>(b)), []);
+  const keys = useAsync((signal) => api<unknown>('GET', '/api/keys', undefined, { signal }).then((b) => listOf<ProviderKey>(b)), []);
+  const [query, setQuery] = useState('');
+
+  const replaceKey = (k: ProviderKey) => keys.setData((list) => (list ?? []).map((x) => (x.id === k.id ? { ...x, ...k } : x)));
+  const removeKey = (id: string) => keys.setData((list) => (list ?? []).filter((x) => x.id !== id));
+
+  const filtered = useMemo(() => {
+    const q = query.trim().toLowerCase();
+    const list = keys.data ?? [];
+    if (!q) return list;
+    return list.filter((k) =>
+      [k.label, k.platform, k.platform_name, k.base_url ?? '', k.masked_key ?? '', ...k.models].some((s) => s.toLowerCase().includes(q)),
+    );
+  }, [keys.data, query]);
+
+  return (
+    <div class="page">
+      <PageHeader title="Provider keys" />
+      <p class="lede">
+        Upstream API keys the gateway routes between. Each request tries the keys that serve the requested model and fails
+        over when one is rate-limited or down.
+      </p>
+
+      {platforms.data && keys.data && <Checklist platforms={platforms.data} keys={keys.data} />}
+
+      <Section title="Add a provider key" id="add-key-title">
+        <LoadState a={platforms} what="Platforms" />
+        {platforms.data && (
+          <AddKeyForm
+            platforms={platforms.data}
+            onAdded={(k) => keys.setData((list) => [...(list ?? []), k])}
+          />
+        )}
+      </Section>
+
+      <Section
+        title="Your keys"
+        id="keys-list-title"
+        actions={
+          (keys.data?.length ?? 0) > 0 ? (
+            <input
+              type="search"
+              class="input input-small"
+              placeholder="Search keys and models"
+              aria-label="Search keys and models"
+              value={query}
+              onInput={(e) => setQuery(e.currentTarget.value)}
+            />
+          ) : null
+        }
+      >
+        <LoadState a={keys} what="Provider keys" />
+        {keys.data && keys.data.length === 0 && (
+          <Empty title="No provider keys yet — add one to start routing">
+            Pick a platform above and paste its API key. Keyless platforms (Kilo, Pollinations, LLM7, OVH) need no key, and a
+            custom endpoint can point at any OpenAI-compatible server such as llama.cpp, vLLM or LM Studio.
+          </Empty>
+        )}
+        {keys.data && keys.data.length > 0 && filtered.length === 0 && <Empty title={`No key matches “${query}”`} />}
+        {filtered.length > 0 && (
+          <ul class="key-list" aria-label="Provider keys">
+            {filtered.map((k) => (
+              <KeyRow key={k.id} k={k} onChange={replaceKey} onDelete={() => removeKey(k.id)} />
+            ))}
+          </ul>
+        )}
+      </Section>
+    </div>
+  );
+}
+
+function Checklist({ platforms, keys }: { platforms: Platform[]; keys: ProviderKey[] }) {
+  const providers = platforms.filter((p) => p.id !== 'custom');
+  const served = providers.filter((p) => p.served);
+  const configured = (id: string) => keys.some((k) => k.platform === id && k.enabled);
+  const done = served.filter((p) => configured(p.id)).length;
+  const customCount = keys.filter((k) => k.platform === 'custom').length;
+  return (
+    <Section title={`${done} of ${served.length} providers configured`} id="checklist-title">
+      <div class="progress" role="progressbar" aria-valuemin={0} aria-valuemax={served.length} aria-valuenow={done} aria-label="Providers configured">
+        <div class="progress-fill" style={{ width: `${served.length ? (done / served.length) * 100 : 0}%` }} />
+      </div>
+      <ul class="checklist">
+        {providers.map((p) => {
+          const ok = configured(p.id);
+          return (
+            <li key={p.id} class={ok ? 'done' : p.served ? '' : 'unserved'}>
+              <span class="check" aria-hidden="true">
+                {ok ? '✓' : p.served ? '○' : '–'}
+              </span>
+              <span>{p.name}</span>
+              {p.keyless && <span class="tag">no key needed</span>}
+              {!p.served && <span class="tag tag-muted">not supported yet</span>}
+              <span class="sr-only">{ok ? ' (configured)' : p.served ? ' (not configured)' : ''}</span>
+            </li>
+          );
+        })}
+        <li class={customCount ? 'done' : ''}>
+          <span class="check" aria-hidden="true">
+            {customCount ? '✓' : '+'}
+          </span>
+          <span>Custom endpoints</span>
+          <span class="tag tag-muted">{customCount ? `${customCount} added` : 'optional'}</span>
+        </li>
+      </ul>
+    </Section>
+  );
+}
+
+function parseModels(s: string): string[] {
+  return s
+    .split(/[\n,]/)
+    .map((m) => m.trim())
+    .filter(Boolean);
+}
+
+function AddKeyForm({ platforms, onAdded }: { platforms: Platform[]; onAdded: (k: ProviderKey) => void }) {
+  const served = platforms.filter((p) => p.served);
+  const [platform, setPlatform] = useState(served[0]?.id ?? '');
+  const [key, setKey] = useState('');
+  const [showKey, setShowKey] = useState(false);
+  const [label, setLabel] = useState('');
+  const [baseUrl, setBaseUrl] = useState('');
+  const [models, setModels] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  const info = platforms.find((p) => p.id === platform);
+  const isCustom = platform === 'custom';
+  const keyless = info?.keyless ?? false;
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    setNotice(null);
+    const body: Record<string, unknown> = { platform };
+    if (!keyless && key.trim()) body.key = key.trim();
+    if (label.trim()) body.label = label.trim();
+    if (baseUrl.trim()) body.base_url = baseUrl.trim();
+    const list = parseModels(models);
+    if (list.length) body.models = list;
+    try {
+      const k = await api<ProviderKey>('POST', '/api/keys', body);
+      onAdded(k);
+      setKey('');
+      setLabel('');
+      setModels('');
+      if (isCustom) setBaseUrl('');
+      setNotice(k.notice ?? `Added ${k.label} with ${k.models.length} model${k.models.length === 1 ? '' : 's'}.`);
+      toast(`Added ${k.label}`);
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <form class="form-grid" onSubmit={submit} aria-labelledby="add-key-title">
+      <Field label="Platform" id="key-platform">
+        <select id="key-platform" class="input" value={platform} onChange={(e) => setPlatform(e.currentTarget.value)}>
+          {platforms.map((p) => (
+            <option key={p.id} value={p.id} disabled={!p.served}>
+              {p.name}
+              {p.keyless ? ' (no key needed)' : ''}
+              {!p.served ? ' (not supported yet)' : ''}
+            </option>
+          ))}
+        </select>
+      </Field>
+      {!keyless && (
+        <Field
+          label={isCustom ? 'API key (optional)' : 'API key'}
+          id="key-secret"
+          hint={
+            platform === 'cloudflare' ? (
+              <>
+                Cloudflare needs your account id and an API token joined by a colon: <code>account_id:token</code>.
+              </>
+            ) : platform === 'github' ? (
+              'A GitHub personal access token with the models scope.'
+            ) : isCustom ? (
+              'Leave empty for servers that need no key.'
+            ) : (
+              'Stored encrypted (AES-256-GCM); only a masked form is ever shown again.'
+            )
+          }
+        >
+          <div class="input-group">
+            <input
+              id="key-secret"
+              class="input mono"
+              type={showKey ? 'text' : 'password'}
+              autocomplete="off"
+              spellcheck={false}
+              required={!isCustom}
+              placeholder={platform === 'cloudflare' ? 'account_id:api_token' : 'sk-…'}
+              value={key}
+              onInput={(e) => setKey(e.currentTarget.value)}
+              aria-describedby="key-secret-hint"
+            />
+            <button type="button" class="btn" onClick={() => setShowKey(!showKey)} aria-pressed={showKey}>
+              {showKey ? 'Hide' : 'Show'}
+            </button>
+          </div>
+        </Field>
+      )}
+      {keyless && (
+        <div class="field">
+          <span class="label-like">API key</span>
+          <p class="hint">{info?.name} needs no key: adding it makes the platform available to the router.</p>
+        </div>
+      )}
+      <Field label="Label (optional)" id="key-label">
+        <input id="key-label" class="input" value={label} placeholder={info?.name} onInput={(e) => setLabel(e.currentTarget.value)} />
+      </Field>
+      {isCustom ? (
+        <Field label="Base URL" id="key-base" hint="The OpenAI-compatible root, ending in /v1, e.g. http://127.0.0.1:8080/v1">
+          <input
+            id="key-base"
+            class="input mono"
+            type="url"
+            required
+            placeholder="http://127.0.0.1:8080/v1"
+            value={baseUrl}
+            onInput={(e) => setBaseUrl(e.currentTarget.value)}
+            aria-describedby="key-base-hint"
+          />
+        </Field>
+      ) : (
+        <details class="field advanced">
+          <summary>Base URL override</summary>
+          <Field label="Base URL (optional)" id="key-base" hint={info?.default_base_url ? `Default: ${info.default_base_url}` : undefined}>
+            <input id="key-base" class="input mono" type="url" value={baseUrl} placeholder={info?.default_base_url ?? ''} onInput={(e) => setBaseUrl(e.currentTarget.value)} />
+          </Field>
+        </details>
+      )}
+      <Field label="Models (optional)" id="key-models" hint="One per line or comma-separated. Leave empty to discover them from the endpoint's /models list.">
+        <textarea id="key-models" class="input mono" rows={2} value={models} onInput={(e) => setModels(e.currentTarget.value)} aria-describedby="key-models-hint" />
+      </Field>
+      <div class="form-actions">
+        <button type="submit" class="btn btn-primary" disabled={busy || !platform}>
+          {busy ? 'Adding…' : 'Add key'}
+        </button>
+      </div>
+      <div class="form-feedback">
+        <ErrorNote error={error} title="Could not add the key" />
+        {notice && <Notice kind="ok">{notice}</Notice>}
+      </div>
+    </form>
+  );
+}
+
+function KeyRow({ k, onChange, onDelete }: { k: ProviderKey; onChange: (k: ProviderKey) => void; onDelete: () => void }) {
+  const { state } = useLive();
+  const liveKey = state.keys[k.id];
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  const [showModels, setShowModels] = useState(false);
+  const [showStats, setShowStats] = useState(false);
+  const now = useNow(1000, k.cooldowns.length > 0 || !!liveKey?.cooldown_until_ms);
+  // Cooldowns come as `remaining_ms` at the time the key was loaded.
+  const loadedAt = useMemo(() => Date.now(), [k]);
+
+  const status = liveKey && liveKey.status !== 'unknown' ? liveKey.status : k.status;
+  const cooling = k.cooldowns.some((c) => loadedAt + c.remaining_ms > now) || (liveKey?.cooldown_until_ms ?? 0) > now;
+  const color = statusColor(status, k.enabled, cooling);
+  const statusText = !k.enabled ? 'disabled' : cooling && status === 'healthy' ? 'cooling down' : status.replace('_', ' ');
+  const reason = liveKey?.reason ?? k.status_reason;
+
+  const patch = async (body: Record<string, unknown>) => {
+    const updated = await api<ProviderKey>('PATCH', `/api/keys/${encodeURIComponent(k.id)}`, body);
+    onChange(updated);
+  };
+
+  const run = async (fn: () => Promise<void>) => {
+    setBusy(true);
+    setError(null);
+    setNotice(null);
+    try {
+      await fn();
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const cap = (n: number | null | undefined) => (n === null || n === undefined ? '' : String(n));
+  const saveCap = (field: 'rpm_limit' | 'tpm_limit') => async (v: string) => {
+    const n = v === '' ? null : Number(v);
+    if (n !== null && (!Number.isInteger(n) || n < 0)) throw new Error('Enter a whole number, or leave empty for no cap');
+    await patch({ [field]: n });
+  };
+
+  return (
+    <li class="key-row" data-testid="key-row">
+      <div class="key-main">
+        <StatusDot color={color} label={`Status: ${statusText}`} />
+        <div class="key-title">
+          <InlineEdit value={k.label} label="label" onSave={(v) => patch({ label: v })} />
+          <div class="key-meta">
+            <span class="tag">{k.platform_name}</span>
+            {k.masked_key && <code class="mono">{k.masked_key}</code>}
+            {k.source === 'config' && (
+              <span class="tag tag-muted" title="Declared in the configuration file: edits here last until the next start">
+                config file
+              </span>
+            )}
+            <span class={`status-text status-${color}`}>{statusText}</span>
+          </div>
+          {k.base_url && <div class="key-url mono">{k.base_url}</div>}
+          {reason && color !== 'green' && <div class="key-reason">{reason}</div>}
+        </div>
+        <div class="key-actions">
+          <Switch checked={k.enabled} label={k.enabled ? `Disable ${k.label}` : `Enable ${k.label}`} disabled={busy} onChange={(v) => run(() => patch({ enabled: v }))} />
+        </div>
+      </div>
+
+      <div class="key-details">
+        <div class="caps">
+          <span class="cap">
+            <span class="cap-label">RPM cap</span>
+            <InlineEdit value={cap(k.rpm_limit)} type="number" label="requests-per-minute cap" placeholder="none" onSave={saveCap('rpm_limit')} />
+          </span>
+          <span class="cap">
+            <span class="cap-label">TPM cap</span>
+            <InlineEdit value={cap(k.tpm_limit)} type="number" label="tokens-per-minute cap" placeholder="none" onSave={saveCap('tpm_limit')} />
+          </span>
+          {liveKey && (
+            <span class="cap muted">
+              now {formatInt(liveKey.rpm_used)} rpm · {formatInt(liveKey.tpm_used)} tpm
+            </span>
+          )}
+        </div>
+        <div class="row-buttons">
+          <button type="button" class="btn btn-small" aria-expanded={showModels} onClick={() => setShowModels(!showModels)}>
+            {k.models.length} model{k.models.length === 1 ? '' : 's'}
+          </button>
+          <button
+            type="button"
+            class="btn btn-small"
+            disabled={busy}
+            onClick={() =>
+              run(async () => {
+                const res = await api<ProviderKey>('POST', `/api/keys/${encodeURIComponent(k.id)}/discover`, {});
+                onChange(res);
+                const added = res.discovered?.added ?? [];
+                const gone = res.discovered?.not_listed_by_endpoint ?? [];
+                setNotice(
+                  `${added.length ? `Added ${added.length} model${added.length === 1 ? '' : 's'}: ${added.join(', ')}.` : 'No new models.'}${
+                    gone.length ? ` Not listed by the endpoint any more (kept): ${gone.join(', ')}.` : ''
+                  }`,
+                );
+              })
+            }
+          >
+            {busy ? 'Working…' : 'Discover models'}
+          </button>
+          <button type="button" class="btn btn-small" aria-expanded={showStats} onClick={() => setShowStats(!showStats)}>
+            {showStats ? 'Hide stats' : 'Stats'}
+          </button>
+          <ConfirmButton
+            label="Delete"
+            confirmLabel={`Delete ${k.label}`}
+            busy={busy}
+            onConfirm={() =>
+              run(async () => {
+                await api('DELETE', `/api/keys/${encodeURIComponent(k.id)}`);
+                toast(`Deleted ${k.label}`);
+                onDelete();
+              })
+            }
+          />
+        </div>
+      </div>
+
+      {k.cooldowns.length > 0 && (
+        <ul class="cooldowns" aria-label="Active cooldowns">
+          {k.cooldowns.map((c) => (
+            <li key={c.model}>
+              <StatusDot color="amber" label="cooling down" /> {c.model || 'all models'} cooling down, back{' '}
+              {formatUntil(loadedAt + c.remaining_ms, now)}
+            </li>
+          ))}
+        </ul>
+      )}
+      {showModels && (
+        <div class="models-box">
+          {k.models.length === 0 ? (
+            <p class="muted">
+              No models: this key is never chosen. Use <em>Discover models</em> or edit the key to list them.
+            </p>
+          ) : (
+            <ul class="chips">
+              {k.models.map((m) => (
+                <li key={m} class="chip mono">
+                  {m}
+                </li>
+              ))}
+            </ul>
+          )}
+        </div>
+      )}
+      <ErrorNote error={error} />
+      {notice && <Notice kind="ok">{notice}</Notice>}
+      {showStats && <KeyStatsPanel id={k.id} />}
+    </li>
+  );
+}
+
+function KeyStatsPanel({ id }: { id: string }) {
+  const [range, setRange] = useState('24h');
+  const stats = useAsync(
+    (signal) => api<KeyStats>('GET', `/api/keys/${encodeURIComponent(id)}/stats?range=${range}`, undefined, { signal }),
+    [id, range],
+  );
+  const now = useNow(1000, (stats.data?.cooldowns.length ?? 0) > 0);
+  if (stats.error instanceof ApiError && (stats.error.unavailable || stats.error.status === 404)) return <Unavailable what="Per-key statistics" />;
+  if (stats.error) return <ErrorNote error={stats.error} title="Could not load statistics" />;
+  if (!stats.data) return <Loading />;
+  const s = stats.data;
+  return (
+    <div class="stats-panel">
+      <div class="stats-head">
+        <h3>Last {range}</h3>
+        <select class="input input-small" aria-label="Statistics range" value={range} onChange={(e) => setRange(e.currentTarget.value)}>
+          <option value="24h">24 hours</option>
+          <option value="7d">7 days</option>
+          <option value="30d">30 days</option>
+        </select>
+      </div>
+      {s.requests === 0 ? (
+        <p class="muted">No requests went through this key in this period.</p>
+      ) : (
+        <>
+          <dl class="stat-grid">
+            <div>
+              <dt>Requests</dt>
+              <dd>{formatInt(s.requests)}</dd>
+            </div>
+            <div>
+              <dt>Success</dt>
+              <dd>{formatPercent(s.success_rate)}</dd>
+            </div>
+            <div>
+              <dt>Errors</dt>
+              <dd>{formatInt(s.errors)}</dd>
+            </div>
+            <div>
+              <dt>Rate-limited</dt>
+              <dd>{formatInt(s.rate_limited)}</dd>
+            </div>
+            {(['min', 'p50', 'avg', 'p95', 'p99', 'max'] as const).map((p) => (
+              <div key={p}>
+                <dt>{p === 'avg' ? 'avg latency' : `${p} latency`}</dt>
+                <dd>{formatDuration(s.latency_ms?.[p])}</dd>
+              </div>
+            ))}
+          </dl>
+          {s.hourly?.length > 0 && (
+            <Bars label="Requests per hour" data={s.hourly.map((h) => ({ start: h.hour_start_ms, total: h.requests, errors: h.errors }))} height={90} />
+          )}
+          <div class="two-col">
+            {s.by_model?.length > 0 && (
+              <div class="table-wrap">
+                <table>
+                  <caption>By model</caption>
+                  <thead>
+                    <tr>
+                      <th scope="col">Model</th>
+                      <th scope="col" class="num">
+                        Requests
+                      </th>
+                      <th scope="col" class="num">
+                        Errors
+                      </th>
+                      <th scope="col" class="num">
+                        Avg latency
+                      </th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {s.by_model.map((m) => (
+                      <tr key={m.model}>
+                        <td class="mono">{m.model}</td>
+                        <td class="num">{formatInt(m.requests)}</td>
+                        <td class="num">{formatInt(m.errors)}</td>
+                        <td class="num">{formatDuration(m.avg_latency_ms)}</td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            )}
+            {s.by_error?.length > 0 && (
+              <div class="table-wrap">
+                <table>
+                  <caption>Errors</caption>
+                  <thead>
+                    <tr>
+                      <th scope="col">Code</th>
+                      <th scope="col" class="num">
+                        Count
+                      </th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {s.by_error.map((e) => (
+                      <tr key={e.code}>
+                        <td class="mono">{e.code}</td>
+                        <td class="num">{formatInt(e.count)}</td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            )}
+          </div>
+        </>
+      )}
+      {s.cooldowns?.length > 0 && (
+        <ul class="cooldowns" aria-label="Active cooldowns">
+          {s.cooldowns.map((c) => (
+            <li key={c.model}>
+              <StatusDot color="amber" label="cooling down" /> {c.model} back {formatUntil(c.until_ms, now)} — {c.reason}
+            </li>
+          ))}
+        </ul>
+      )}
+      {s.recent?.length > 0 && (
+        <div class="table-wrap">
+          <table>
+            <caption>Last {s.recent.length} requests</caption>
+            <thead>
+              <tr>
+                <th scope="col">Time</th>
+                <th scope="col">Model</th>
+                <th scope="col">Status</th>
+                <th scope="col" class="num">
+                  Latency
+                </th>
+                <th scope="col" class="num">
+                  Tokens in/out
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {s.recent.map((r) => (
+                <tr key={r.id}>
+                  <td title={formatDateTime(r.created_at_ms)}>{formatTime(r.created_at_ms)}</td>
+                  <td class="mono">{r.model}</td>
+                  <td>
+                    <span class={`pill pill-${r.status === 'success' ? 'ok' : 'bad'}`}>
+                      {r.status} {r.http_status}
+                    </span>
+                    {r.error_code && <span class="muted"> {r.error_code}</span>}
+                  </td>
+                  <td class="num">{formatDuration(r.latency_ms)}</td>
+                  <td class="num">
+                    {formatInt(r.input_tokens)} / {formatInt(r.output_tokens)}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </div>
+  );
+}
