@@ -221,7 +221,7 @@ function LiveBadge() {
       data-testid="live-badge"
     >
       <span class="badge-dot" aria-hidden="true" />
-      {label}
+      live<span class="badge-long">{label.slice(4)}</span>
     </button>
   );
 }

@@ -224,18 +224,24 @@ export function AnalyticsPage() {
                     </td>
                     <td data-label="Served by">
                       {r.platform ? (
-                        <>
+                        <span>
                           {r.platform} <span class="mono muted">{r.model}</span>
-                        </>
+                        </span>
                       ) : (
                         <span class="muted">—</span>
                       )}
                     </td>
                     <td data-label="Status">
-                      <span class={`pill pill-${r.status === 'success' ? 'ok' : r.status === 'canceled' ? 'warn' : 'bad'}`}>
-                        {r.status} {r.http_status}
-                      </span>
-                      {r.error_message && <div class="muted small" title={r.error_message}>{r.error_class}: {r.error_message.slice(0, 120)}</div>}
+                      <div>
+                        <span class={`pill pill-${r.status === 'success' ? 'ok' : r.status === 'canceled' ? 'warn' : 'bad'}`}>
+                          {r.status} {r.http_status}
+                        </span>
+                        {r.error_message && (
+                          <div class="muted small" title={r.error_message}>
+                            {r.error_class}: {r.error_message.slice(0, 120)}
+                          </div>
+                        )}
+                      </div>
                     </td>
                     <td data-label="Attempts" class="num">
                       {r.attempts}

@@ -128,7 +128,7 @@ function GatewayKeyRow({ k, onChange, onDelete }: { k: GatewayKey; onChange: (k:
           {k.config_name && <span class="tag tag-muted">config file</span>}
         </td>
         <td data-label="Key">
-          <code class="mono">{k.prefix}…</code>
+          <code class="mono">{k.prefix.endsWith('…') ? k.prefix : `${k.prefix}…`}</code>
         </td>
         <td data-label="Created" title={formatDateTime(created)}>
           {formatRelative(created)}

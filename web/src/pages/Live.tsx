@@ -74,16 +74,18 @@ export function LivePage() {
               <tbody>
                 {inFlight.map((r) => (
                   <tr key={r.req_id}>
-                    <td data-label="Requested" class="mono">
-                      {r.requested_model}
-                      {r.stream && <span class="tag tag-muted">stream</span>}
+                    <td data-label="Requested">
+                      <span>
+                        <span class="mono">{r.requested_model}</span>
+                        {r.stream && <span class="tag tag-muted">stream</span>}
+                      </span>
                     </td>
                     <td data-label="Provider / model">
                       {r.provider ? (
-                        <>
+                        <span>
                           <span class="provider">{r.provider}</span> <span class="mono">{r.model}</span>
                           {r.attempt > 1 && <span class="tag tag-warn">attempt {r.attempt}</span>}
-                        </>
+                        </span>
                       ) : (
                         <span class="muted">routing…</span>
                       )}

@@ -1,0 +1,516 @@
+// End-to-end scenario for the dashboard in headless Chromium (playwright-core + Debian's /usr/bin/chromium).
+//
+// Starts target/debug/mock-provider and target/debug/freellmapi on free ports with a temporary DATA_DIR, logs in,
+// adds a custom key pointing at the mock, mints a gateway key, chats in the playground, watches the live dashboard,
+// checks analytics and the planned pages, looks for console errors, and takes screenshots (1280 and 390 px, light and
+// dark) into e2e/out/. Every step reports on its own. Steps that depend on planned server routes do not fail the
+// run unless E2E_STRICT=1. Both servers are always stopped.
+//
+// If the gateway does not serve the dashboard yet (no embedded web/dist), the script serves web/dist itself from a
+// small same-origin front server that forwards /api, /v1 and /ws to the gateway.
+
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, createWriteStream } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, extname, join, normalize, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const WEB = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = resolve(WEB, '..');
+const OUT = join(WEB, 'e2e', 'out');
+const DIST = join(WEB, 'dist');
+const STRICT = process.env.E2E_STRICT === '1';
+mkdirSync(OUT, { recursive: true });
+
+const children = [];
+const closers = [];
+let tmpDir;
+
+function log(...a) {
+  console.log('[e2e]', ...a);
+}
+
+async function cleanup() {
+  for (const c of closers.splice(0)) {
+    try {
+      await c();
+    } catch {
+      /* ignore */
+    }
+  }
+  for (const child of children.splice(0)) {
+    if (child.exitCode !== null || child.signalCode !== null) continue;
+    child.kill('SIGTERM');
+    const exited = await Promise.race([
+      new Promise((r) => child.once('exit', () => r(true))),
+      new Promise((r) => setTimeout(() => r(false), 4000)),
+    ]);
+    if (!exited) child.kill('SIGKILL');
+  }
+  if (tmpDir) rmSync(tmpDir, { recursive: true, force: true });
+}
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, async () => {
+    await cleanup();
+    process.exit(130);
+  });
+}
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+    s.on('error', rej);
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function startMock() {
+  return new Promise((res, rej) => {
+    const bin = join(ROOT, 'target/debug/mock-provider');
+    const child = spawn(bin, ['--listen', '127.0.0.1:0', '--chunks', '20'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let buf = '';
+    const timer = setTimeout(() => rej(new Error('mock-provider did not print its address within 15 s')), 15000);
+    child.stdout.on('data', (d) => {
+      buf += d.toString();
+      const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(buf);
+      if (m) {
+        clearTimeout(timer);
+        res(m[1]);
+      }
+    });
+    child.stderr.on('data', (d) => process.stderr.write(`[mock] ${d}`));
+    child.on('exit', (code) => rej(new Error(`mock-provider exited early (code ${code})`)));
+  });
+}
+
+async function startGateway(port, password) {
+  tmpDir = mkdtempSync(join(tmpdir(), 'freellmapi-e2e-'));
+  const logFile = createWriteStream(join(OUT, 'gateway.log'));
+  const child = spawn(join(ROOT, 'target/debug/freellmapi'), [], {
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST_BIND: '127.0.0.1',
+      DATA_DIR: join(tmpDir, 'data'),
+      ADMIN_USERNAME: 'admin',
+      ADMIN_PASSWORD: password,
+      LOG_LEVEL: 'info',
+      PROXY_RATE_LIMIT_RPM: '0',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  child.stdout.pipe(logFile);
+  child.stderr.pipe(logFile);
+  const base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`freellmapi exited early (code ${child.exitCode}); see e2e/out/gateway.log`);
+    try {
+      const r = await fetch(`${base}/api/ping`);
+      if (r.ok) return base;
+    } catch {
+      /* not up yet */
+    }
+    await sleep(200);
+  }
+  throw new Error('freellmapi did not answer /api/ping within 60 s');
+}
+
+/** Does the gateway serve this build of the dashboard (index.html and its hashed script)? */
+async function gatewayServesDashboard(base) {
+  try {
+    const html = await (await fetch(`${base}/`)).text();
+    const m = /src="(\/assets\/[^"]+\.js)"/.exec(html);
+    if (!m || !html.includes('id="app"')) return false;
+    const js = await fetch(`${base}${m[1]}`);
+    const spa = await fetch(`${base}/keys`);
+    return js.ok && spa.ok && (await spa.text()).includes('id="app"');
+  } catch {
+    return false;
+  }
+}
+
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml', '.png': 'image/png', '.ico': 'image/x-icon', '.json': 'application/json' };
+
+/** Same-origin front server: web/dist with SPA fallback; /api, /v1 and /ws forwarded to the gateway. */
+async function startFront(gatewayPort) {
+  const port = await freePort();
+  const forward = (p) => /^\/(api|v1|ws)(\/|$|\?)/.test(p);
+  const server = http.createServer((req, res) => {
+    const path = new URL(req.url, 'http://x').pathname;
+    if (forward(path)) {
+      const up = http.request({ host: '127.0.0.1', port: gatewayPort, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+      });
+      up.on('error', () => {
+        res.writeHead(502).end();
+      });
+      res.on('close', () => up.destroy());
+      req.pipe(up);
+      return;
+    }
+    let file = normalize(join(DIST, decodeURIComponent(path)));
+    if (!file.startsWith(DIST) || !existsSync(file) || !statSync(file).isFile()) file = join(DIST, 'index.html');
+    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
+    createReadStream(file).pipe(res);
+  });
+  server.on('upgrade', (req, socket, head) => {
+    const up = net.connect(gatewayPort, '127.0.0.1', () => {
+      let raw = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
+      for (let i = 0; i < req.rawHeaders.length; i += 2) raw += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+      up.write(`${raw}\r\n`);
+      if (head?.length) up.write(head);
+      socket.pipe(up).pipe(socket);
+    });
+    up.on('error', () => socket.destroy());
+    socket.on('error', () => up.destroy());
+  });
+  await new Promise((r) => server.listen(port, '127.0.0.1', r));
+  closers.push(() => new Promise((r) => { server.closeAllConnections?.(); server.close(() => r()); }));
+  return `http://127.0.0.1:${port}`;
+}
+
+// ---------------------------------------------------------------- scenario
+
+const results = [];
+async function step(name, fn, { planned = false } = {}) {
+  const t0 = Date.now();
+  try {
+    const detail = await fn();
+    results.push({ name, ok: true, planned, ms: Date.now() - t0, detail: detail ?? '' });
+    log(`PASS ${name}${detail ? ` — ${detail}` : ''}`);
+    return true;
+  } catch (e) {
+    results.push({ name, ok: false, planned, ms: Date.now() - t0, detail: String(e?.message ?? e).split('\n')[0] });
+    log(`FAIL ${name}${planned ? ' (needs a planned server route)' : ''} — ${String(e?.message ?? e).split('\n')[0]}`);
+    return false;
+  }
+}
+
+async function shoot(page, name, { width = 1280, scheme = 'light' } = {}) {
+  await page.setViewportSize({ width, height: width < 500 ? 844 : 900 });
+  await page.emulateMedia({ colorScheme: scheme });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.waitForTimeout(150);
+  const file = join(OUT, `${name}-${width}-${scheme}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+async function main() {
+  if (!existsSync(join(DIST, 'index.html'))) throw new Error('web/dist/index.html is missing: run `npm run build` first');
+  const password = randomBytes(12).toString('hex');
+  const mock = await startMock();
+  log('mock provider at', mock);
+  const gwPort = await freePort();
+  const gateway = await startGateway(gwPort, password);
+  log('gateway at', gateway);
+  let base = gateway;
+  let servedBy = 'gateway';
+  if (!(await gatewayServesDashboard(gateway))) {
+    base = await startFront(gwPort);
+    servedBy = 'node front server (the gateway does not embed web/dist yet)';
+  }
+  log('dashboard served by', servedBy, 'at', base);
+
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  closers.unshift(() => browser.close());
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+  const consoleErrors = [];
+  const watch = (page, tag) => {
+    page.on('console', (msg) => {
+      if (msg.type() === 'error') consoleErrors.push({ tag, text: msg.text(), url: msg.location()?.url ?? '', page: page.url() });
+    });
+    page.on('pageerror', (err) => consoleErrors.push({ tag, text: `uncaught: ${err.message}`, url: '' }));
+  };
+  const page = await context.newPage();
+  watch(page, 'main');
+  page.setDefaultTimeout(15000);
+
+  const nav = async (label) => {
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: label, exact: true }).click();
+    await page.waitForLoadState('networkidle').catch(() => {});
+  };
+
+  let gatewayKey = '';
+
+  await step('login page renders and rejects a wrong password', async () => {
+    await page.goto(`${base}/`);
+    await page.getByLabel('Username').fill('admin');
+    await page.getByLabel('Password').fill('wrong-password');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('alert').filter({ hasText: 'Wrong username or password' }).waitFor();
+    await shoot(page, 'login', { width: 1280, scheme: 'light' });
+    await shoot(page, 'login', { width: 390, scheme: 'dark' });
+  });
+
+  await step('log in', async () => {
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.getByLabel('Password').fill(password);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('navigation', { name: 'Main' }).waitFor();
+    await page.getByRole('heading', { name: 'Live' }).waitFor();
+    return `as admin`;
+  });
+
+  await step('empty states on a fresh install', async () => {
+    await nav('Provider keys');
+    await page.getByText('No provider keys yet — add one to start routing').waitFor();
+    const title = await page.getByRole('heading', { level: 2 }).first().textContent();
+    if (!/of \d+ providers configured/.test(title ?? '')) throw new Error(`checklist heading missing (got "${title}")`);
+    await page.getByText('no key needed').first().waitFor();
+    await shoot(page, 'keys-empty', { width: 1280, scheme: 'light' });
+    return title;
+  });
+
+  await step('add a custom-endpoint key pointing at the mock (models discovered)', async () => {
+    await page.getByLabel('Platform').selectOption('custom');
+    await page.getByLabel('Base URL').fill(`${mock}/drip40+chunks30/v1`);
+    await page.getByLabel('Label (optional)').fill('Mock upstream');
+    await page.getByRole('button', { name: 'Add key' }).click();
+    await page.locator('[data-testid=key-row]').filter({ hasText: 'Mock upstream' }).waitFor();
+    const notice = await page.locator('.note-ok').first().textContent();
+    await page.getByRole('button', { name: /2 models/ }).click();
+    await page.locator('.chip', { hasText: 'mock-model' }).waitFor();
+    await page.getByText(/1 of \d+ providers configured|0 of \d+ providers configured/).first().waitFor().catch(() => {});
+    return notice?.trim();
+  });
+
+  await step('edit a key label inline', async () => {
+    await page.getByRole('button', { name: /Edit label: Mock upstream/ }).click();
+    await page.getByRole('textbox', { name: 'label', exact: true }).fill('Mock (e2e)');
+    await page.getByRole('textbox', { name: 'label', exact: true }).press('Enter');
+    await page.getByRole('button', { name: /Edit label: Mock \(e2e\)/ }).waitFor();
+  });
+
+  await step('set an RPM cap (PATCH rpm_limit)', async () => {
+    await page.getByRole('button', { name: /Edit requests-per-minute cap/ }).click();
+    await page.getByRole('spinbutton', { name: 'requests-per-minute cap' }).fill('60');
+    await page.getByRole('spinbutton', { name: 'requests-per-minute cap' }).press('Enter');
+    const result = await Promise.race([
+      page.getByRole('button', { name: /Edit requests-per-minute cap: 60/ }).waitFor().then(() => 'saved'),
+      page.locator('.inline-error').waitFor().then(async () => `error shown: ${await page.locator('.inline-error').textContent()}`),
+    ]);
+    if (result !== 'saved') {
+      await page.getByRole('button', { name: 'Cancel' }).first().click();
+      throw new Error(result);
+    }
+    return result;
+  }, { planned: true });
+
+  await step('per-key stats panel', async () => {
+    await page.getByRole('button', { name: 'Stats' }).first().click();
+    const t = await Promise.race([
+      page.locator('.stats-panel').waitFor().then(() => 'panel'),
+      page.getByText('is not available in this server version').waitFor().then(() => 'unavailable'),
+    ]);
+    await page.getByRole('button', { name: 'Hide stats' }).click();
+    if (t !== 'panel') throw new Error('GET /api/keys/{id}/stats is not available yet (the page shows the "not available" state)');
+  }, { planned: true });
+
+  await shoot(page, 'keys', { width: 1280, scheme: 'light' }).catch(() => {});
+  await shoot(page, 'keys', { width: 390, scheme: 'dark' }).catch(() => {});
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  await step('mint a gateway key: shown once, with a copy button', async () => {
+    await nav('Gateway keys');
+    await page.getByText('No gateway keys yet').waitFor();
+    await page.getByLabel('Name').fill('e2e');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    const value = page.locator('[data-testid=minted-key-value]');
+    await value.waitFor();
+    gatewayKey = (await value.textContent())?.trim() ?? '';
+    if (!gatewayKey.startsWith('freellmapi-')) throw new Error(`unexpected key "${gatewayKey.slice(0, 14)}…"`);
+    await page.getByRole('button', { name: 'Copy key' }).waitFor();
+    await page.locator('[data-testid=gateway-keys]').getByText('e2e').waitFor();
+    await shoot(page, 'gateway-keys', { width: 1280, scheme: 'light' });
+    await shoot(page, 'gateway-keys', { width: 390, scheme: 'dark' });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.reload();
+    await page.locator('[data-testid=gateway-keys]').waitFor();
+    if (await page.locator('[data-testid=minted-key]').count()) throw new Error('the full key is still shown after a reload');
+    const html = await page.content();
+    if (html.includes(gatewayKey)) throw new Error('the full key is still in the page after a reload');
+    return `${gatewayKey.slice(0, 14)}… shown once; base URL snippet present: ${html.includes(`${base}/v1`)}`;
+  });
+
+  // Live dashboard in a second tab, open before any request is sent.
+  const livePage = await context.newPage();
+  watch(livePage, 'live');
+  await livePage.goto(`${base}/`);
+  await livePage.getByRole('heading', { name: 'Live' }).waitFor().catch(() => {});
+
+  await step('live badge connects over /ws', async () => {
+    await livePage.locator('[data-testid=live-badge]', { hasText: 'live: connected' }).waitFor({ timeout: 8000 });
+  }, { planned: true });
+
+  await step('playground: streamed answer rendered, with routing indicator', async () => {
+    await nav('Playground');
+    const modelField = page.getByLabel('Model');
+    const tag = await modelField.evaluate((el) => el.tagName);
+    if (tag === 'SELECT') await modelField.selectOption('mock-model');
+    else await modelField.fill('mock-model');
+    await page.getByLabel('System prompt').fill('Answer briefly.');
+    await page.getByLabel('Message').fill('Hello from the e2e test');
+    await page.getByLabel('Message').press('Enter');
+    const msg = page.locator('[data-testid=assistant-msg]').last();
+    // While streaming, a Stop button replaces Send.
+    const sawStop = await page.getByRole('button', { name: 'Stop' }).waitFor({ timeout: 5000 }).then(() => true, () => false);
+    await page.waitForFunction(() => {
+      const el = [...document.querySelectorAll('[data-testid=assistant-msg]')].pop();
+      return el && !el.querySelector('.spinner');
+    }, null, { timeout: 30000 });
+    await shoot(page, 'playground', { width: 1280, scheme: 'light' });
+    await shoot(page, 'playground', { width: 390, scheme: 'dark' });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    const err = await msg.locator('.note-error').textContent().catch(() => null);
+    if (await msg.locator('.note-error').count()) throw new Error(`the playground showed an error: ${err}`);
+    const body = (await msg.locator('.msg-body').textContent()) ?? '';
+    const route = (await msg.locator('[data-testid=route-line]').textContent()) ?? '';
+    if (!body.trim()) throw new Error('no answer text');
+    if (!/Answered by/.test(route)) throw new Error(`no routing indicator (route line: "${route}")`);
+    return `${body.trim().length} chars; "${route.trim()}"; stop button shown while streaming: ${sawStop}`;
+  }, { planned: true });
+
+  // Send a streamed /v1 request with the gateway key (works whatever the playground's state) and watch the live tab.
+  await step('live dashboard: in-flight row with growing tokens, then finished', async () => {
+    if (!gatewayKey) throw new Error('no gateway key');
+    const req = fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${gatewayKey}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'mock-model', stream: true, messages: [{ role: 'user', content: 'live dashboard check' }] }),
+    }).then(async (r) => {
+      const text = await r.text();
+      if (!r.ok) throw new Error(`/v1 answered ${r.status}: ${text.slice(0, 200)}`);
+      return text;
+    });
+    const sawRow = await livePage.locator('[data-testid=inflight-table] tbody tr').first().waitFor({ timeout: 5000 }).then(() => true, () => false);
+    if (sawRow) await shoot(livePage, 'live-inflight', { width: 1280, scheme: 'dark' }).catch(() => {});
+    await req;
+    await livePage.setViewportSize({ width: 1280, height: 900 });
+    await livePage.locator('[data-testid=recent-list] li', { hasText: 'mock-model' }).first().waitFor({ timeout: 8000 });
+    const requests = await livePage.locator('.kpi', { hasText: 'Requests' }).first().locator('.kpi-value').textContent();
+    if (!sawRow) throw new Error('the request finished but no in-flight row was seen while it streamed');
+    return `in-flight row seen; requests counter ${requests}`;
+  }, { planned: true });
+
+  await shoot(livePage, 'live', { width: 1280, scheme: 'light' }).catch(() => {});
+  await shoot(livePage, 'live', { width: 390, scheme: 'dark' }).catch(() => {});
+  await livePage.close();
+
+  await step('analytics: history lists the requests; CSV export', async () => {
+    await nav('Analytics');
+    await page.locator('[data-testid=history-table]').getByText('mock-model').first().waitFor();
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: /Export CSV/ }).click()]);
+    const file = join(OUT, 'export.csv');
+    await download.saveAs(file);
+    const csv = readFileSync(file, 'utf8');
+    if (!csv.startsWith('id,time,endpoint,requested_model')) throw new Error('unexpected CSV header');
+    const rows = csv.trim().split('\r\n').length - 1;
+    const fallback = await page.getByText('computed in the browser').count();
+    await shoot(page, 'analytics', { width: 1280, scheme: 'light' });
+    await shoot(page, 'analytics', { width: 390, scheme: 'dark' });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    return `${rows} CSV rows; summary ${fallback ? 'computed client-side (no /api/analytics yet)' : 'from /api/analytics'}`;
+  });
+
+  await step('analytics summary from GET /api/analytics', async () => {
+    if (await page.getByText('computed in the browser').count()) throw new Error('GET /api/analytics is not available yet');
+  }, { planned: true });
+
+  for (const [label, what, heading] of [
+    ['Profiles', 'AI profiles', 'Profiles'],
+    ['Users', 'User management', 'Users'],
+    ['Settings', 'Server settings', 'Settings'],
+  ]) {
+    await step(`${label} page renders (or says "not available")`, async () => {
+      await nav(label);
+      await page.getByRole('heading', { name: heading, level: 1 }).waitFor();
+      const unavailable = await page.getByText(`${what} is not available in this server version`).count();
+      await shoot(page, label.toLowerCase(), { width: 1280, scheme: 'light' });
+      await shoot(page, label.toLowerCase(), { width: 390, scheme: 'dark' });
+      await page.setViewportSize({ width: 1280, height: 900 });
+      return unavailable ? 'shows the "not available in this server version" state' : 'backed by the server';
+    });
+  }
+
+  await step('theme toggle persists in localStorage', async () => {
+    await page.emulateMedia({ colorScheme: 'light' });
+    await page.getByRole('button', { name: 'Switch to dark theme' }).click();
+    const stored = await page.evaluate(() => localStorage.getItem('freellmapi.theme'));
+    const attr = await page.evaluate(() => document.documentElement.getAttribute('data-theme'));
+    if (stored !== 'dark' || attr !== 'dark') throw new Error(`stored=${stored} attr=${attr}`);
+    await page.reload();
+    const after = await page.evaluate(() => document.documentElement.getAttribute('data-theme'));
+    if (after !== 'dark') throw new Error('theme lost on reload');
+    await page.getByRole('button', { name: 'Switch to light theme' }).click();
+  });
+
+  await step('keyboard: skip link and focus ring', async () => {
+    await page.goto(`${base}/keys`);
+    await page.getByRole('navigation', { name: 'Main' }).waitFor();
+    await page.keyboard.press('Tab');
+    const first = await page.evaluate(() => document.activeElement?.textContent);
+    if (first !== 'Skip to content') throw new Error(`first tab stop is "${first}"`);
+    await page.keyboard.press('Tab');
+    const shadow = await page.evaluate(() => getComputedStyle(document.activeElement).boxShadow);
+    if (!shadow || shadow === 'none') throw new Error('no visible focus style');
+  });
+
+  await step('log out', async () => {
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.getByRole('button', { name: 'Log in' }).waitFor();
+    const me = await page.evaluate(() => fetch('/api/auth/me', { credentials: 'same-origin' }).then((r) => r.status));
+    if (me !== 401) throw new Error(`/api/auth/me answered ${me} after logout`);
+  });
+
+  await step('no unexpected console errors', async () => {
+    // Until the server has the planned routes, the browser logs their failed loads (404, or 400 for the PATCH
+    // fields rpm_limit/tpm_limit) and the refused /ws upgrade; 401 is the session probe before login.
+    const planned = /\/api\/(models|analytics|profiles|users|settings|playground\/|auth\/password|keys\/[^/]+(\/stats.*)?$)/;
+    const expected = (e) =>
+      (/status of (400|404)/.test(e.text) && planned.test(e.url)) ||
+      (/status of 401/.test(e.text) && /\/api\/auth\/(me|login)/.test(e.url)) ||
+      /WebSocket connection to .*\/ws.* failed/.test(e.text);
+    const unexpected = consoleErrors.filter((e) => !expected(e));
+    writeFileSync(join(OUT, 'console.json'), JSON.stringify(consoleErrors, null, 2));
+    if (unexpected.length) throw new Error(unexpected.map((e) => `${e.tag}: ${e.text} (${e.url})`).join(' | '));
+    return `${consoleErrors.length} expected (planned routes / 401 before login / ws)`;
+  });
+
+  return servedBy;
+}
+
+let servedBy = '';
+let fatal = null;
+try {
+  servedBy = await main();
+} catch (e) {
+  fatal = e;
+  console.error('[e2e] fatal:', e?.stack ?? e);
+} finally {
+  await cleanup();
+}
+
+writeFileSync(join(OUT, 'results.json'), JSON.stringify({ servedBy, results, fatal: fatal ? String(fatal) : null }, null, 2));
+console.log('\n[e2e] summary (dashboard served by %s)', servedBy || '?');
+for (const r of results) console.log(`  ${r.ok ? 'PASS' : r.planned ? 'WAIT' : 'FAIL'}  ${r.name}${r.ok ? '' : ` — ${r.detail}`}`);
+const failed = results.filter((r) => !r.ok && (STRICT || !r.planned));
+const waiting = results.filter((r) => !r.ok && r.planned && !STRICT);
+console.log(`[e2e] ${results.filter((r) => r.ok).length} passed, ${failed.length} failed, ${waiting.length} waiting on planned server routes`);
+process.exit(fatal || failed.length ? 1 : 0);

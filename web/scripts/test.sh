@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The dashboard's full test: install, typecheck, unit tests, production build, end-to-end run.
+set -euo pipefail
+WEB="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$WEB"
+npm ci --no-audit --no-fund
+npx tsc --noEmit
+npx vitest run
+npm run build
+bash scripts/e2e.sh
