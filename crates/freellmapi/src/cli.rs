@@ -107,8 +107,8 @@ pub struct ServeArgs {
     #[arg(long, env = "REQUEST_BODY_LIMIT_MB", default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub request_body_limit_mb: u32,
 
-    /// Seconds a request may wait for a rate-limited provider to free up before a 429. Accepted now; the wait queue
-    /// arrives with the scoring router (until then an exhausted pool answers 429 with Retry-After at once).
+    /// Seconds a request waits, in arrival order, for a rate-limited or capped provider key to free up before it
+    /// gets a 429 with Retry-After; 0 answers 429 at once.
     #[arg(long, env = "REQUEST_QUEUE_TIMEOUT_SECONDS", default_value_t = 60)]
     pub request_queue_timeout_seconds: u64,
 

@@ -21,6 +21,7 @@
 //! | `reason` | 2 `reasoning_content` deltas before the content (non-stream: `reasoning_content` field) |
 //! | `inbanderr` | stream: 200 then a single `data: {"error":...}` event |
 //! | `auth=<token>` | require `Authorization: Bearer <token>`, else 401 |
+//! | `first<n>` | the error `<status>` answers only the first n hits of the scenario; later hits succeed |
 //!
 //! "Delta chunks" are every chunk after the role chunk that carries reasoning, content or a
 //! tool-call fragment. Stream-only directives (`cut`, `empty`, `drip`, `inbanderr`) are ignored
@@ -309,7 +310,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<MockBod
         return error_response(404, &format!("mock: no route for {}", req.uri().path()));
     };
     let entry = shared.entry(scenario);
-    entry.hits.fetch_add(1, Ordering::SeqCst);
+    let hit = entry.hits.fetch_add(1, Ordering::SeqCst) + 1;
     let endpoint = match (req.method(), rest.trim_end_matches('/')) {
         (&Method::POST, "chat/completions") => Endpoint::Chat,
         (&Method::POST, "embeddings") => Endpoint::Embeddings,
@@ -372,7 +373,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<MockBod
     if sc.hang {
         std::future::pending::<()>().await;
     }
-    if let Some(status) = sc.status {
+    if let Some(status) = sc.status.filter(|_| sc.first.is_none_or(|n| hit <= n)) {
         guard.disarm();
         let mut resp = error_response(status, &format!("mock {status}"));
         add_retry_after(&mut resp, sc);

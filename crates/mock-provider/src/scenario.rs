@@ -38,6 +38,8 @@ pub(crate) struct Scenario {
     pub inband_err: bool,
     /// Required bearer token.
     pub auth: Option<String>,
+    /// The error `status` applies to the first n hits of this scenario only; later hits succeed.
+    pub first: Option<usize>,
 }
 
 impl Scenario {
@@ -90,6 +92,15 @@ impl Scenario {
             }
             self.auth = Some(token.to_owned());
             return true;
+        }
+        if let Some(n) = d.strip_prefix("first") {
+            return match number(n) {
+                Some(n) => {
+                    self.first = Some(n as usize);
+                    true
+                }
+                None => false,
+            };
         }
         if let Some(n) = d.strip_prefix("stallafter") {
             return match number(n) {

@@ -1,9 +1,16 @@
-//! Routing decisions as pure logic: which (provider key, model) candidates may be tried now, in what order, and how
-//! long a failed candidate rests. No I/O and no HTTP here; time comes from `tokio::time::Instant`, so tests run on
-//! paused time. The server feeds outcomes in and asks for an order.
+//! Routing decisions as pure logic: which (provider key, model) candidates may be tried now, in what order, how
+//! long a failed candidate rests, what each key may still send, and where a request waits when nothing may run.
+//! No I/O and no HTTP here; time comes from `tokio::time::Instant`, so tests run on paused time. The server feeds
+//! outcomes in and asks for a plan.
 
 pub mod cooldown;
-pub mod order;
+pub mod limits;
+pub mod plan;
+pub mod queue;
+pub mod score;
 
 pub use cooldown::{Attempted, CooldownBook, CooldownPolicy, Outcome};
-pub use order::{order_candidates, Ordered};
+pub use limits::{Day, Denied, LimitLedger, Limits, Permit};
+pub use plan::{retry_after_secs, Candidate, Plan, RoutingBooks};
+pub use queue::{Place, QueueFull, Turn, WaitQueue};
+pub use score::{ScoreBook, ScoreInputs};

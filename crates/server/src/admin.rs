@@ -214,11 +214,38 @@ fn key_view(state: &AppState, row: &ProviderKeyRow) -> Value {
     };
     let now = tokio::time::Instant::now();
     let cooldowns: Vec<Value> = state
+        .books
         .cooldowns
         .cooldowns_of(&row.id, now)
         .into_iter()
         .map(|(model, remaining)| json!({ "model": model, "remaining_ms": remaining.as_millis() as u64 }))
         .collect();
+    let invalid = state.books.cooldowns.is_invalid(&row.id);
+    let live_status = if !row.enabled {
+        "disabled"
+    } else if invalid || row.status == "invalid" {
+        "invalid"
+    } else if !cooldowns.is_empty() {
+        "rate_limited"
+    } else {
+        "healthy"
+    };
+    let snapshot = state.snapshot.load();
+    let entry = snapshot
+        .tenants
+        .get(row.user_id.as_str())
+        .and_then(|t| t.keys.iter().find(|k| *k.id == *row.id));
+    let day = router::Day::from_system_time();
+    let (effective, usage) = match entry {
+        Some(k) => {
+            let u = state.books.limits.usage(&k.id, now, day);
+            (
+                json!({ "rpm": k.limits.rpm, "rph": k.limits.rph, "rpd": k.limits.rpd, "tpm": k.limits.tpm, "tpd": k.limits.tpd }),
+                json!({ "rpm": u.rpm_used, "rph": u.rph_used, "rpd": u.rpd_used, "tpm": u.tpm_used, "tpd": u.tpd_used }),
+            )
+        }
+        None => (Value::Null, Value::Null),
+    };
     let platform_name = row
         .platform
         .parse::<Platform>()
@@ -233,9 +260,13 @@ fn key_view(state: &AppState, row: &ProviderKeyRow) -> Value {
         "base_url": row.base_url,
         "models": row.models,
         "enabled": row.enabled,
-        "status": if state.cooldowns.is_invalid(&row.id) { "invalid" } else { row.status.as_str() },
+        "status": if state.books.cooldowns.is_invalid(&row.id) { "invalid" } else { row.status.as_str() },
         "status_reason": row.status_reason,
         "cooldowns": cooldowns,
+        "limits": row.limits,
+        "effective_limits": effective,
+        "usage": usage,
+        "live_status": live_status,
         "source": if row.config_name.is_some() { "config" } else { "api" },
         "created_at": row.created_at,
         "updated_at": row.updated_at,
@@ -435,6 +466,60 @@ struct UpdateKeyBody {
     models: Option<Vec<String>>,
     #[serde(default)]
     enabled: Option<bool>,
+    /// Replaces every limit override at once (missing fields: the catalog default).
+    #[serde(default)]
+    limits: Option<store::KeyLimits>,
+    /// One override at a time: a number sets it, `null` or 0 returns to the catalog default.
+    #[serde(default)]
+    rpm_limit: Option<Value>,
+    #[serde(default)]
+    tpm_limit: Option<Value>,
+    #[serde(default)]
+    rpd_limit: Option<Value>,
+    #[serde(default)]
+    tpd_limit: Option<Value>,
+}
+
+/// A single limit field of a key update: `Ok(None)` when absent, `Ok(Some(None))` to clear.
+fn limit_field(value: Option<&Value>, name: &str) -> Result<Option<Option<u64>>, GatewayError> {
+    match value {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(v) => match v.as_u64() {
+            Some(0) => Ok(Some(None)),
+            Some(n) if n <= u64::from(u32::MAX) => Ok(Some(Some(n))),
+            _ => Err(bad(
+                "invalid_limit",
+                format!("`{name}` must be a non-negative integer or null"),
+            )),
+        },
+    }
+}
+
+fn merged_limits(
+    existing: store::KeyLimits,
+    body: &UpdateKeyBody,
+) -> Result<Option<store::KeyLimits>, GatewayError> {
+    let mut limits = body.limits.unwrap_or(existing);
+    let mut changed = body.limits.is_some();
+    let narrow = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    if let Some(v) = limit_field(body.rpm_limit.as_ref(), "rpm_limit")? {
+        limits.rpm = v.map(narrow);
+        changed = true;
+    }
+    if let Some(v) = limit_field(body.rpd_limit.as_ref(), "rpd_limit")? {
+        limits.rpd = v.map(narrow);
+        changed = true;
+    }
+    if let Some(v) = limit_field(body.tpm_limit.as_ref(), "tpm_limit")? {
+        limits.tpm = v;
+        changed = true;
+    }
+    if let Some(v) = limit_field(body.tpd_limit.as_ref(), "tpd_limit")? {
+        limits.tpd = v;
+        changed = true;
+    }
+    Ok(changed.then_some(limits))
 }
 
 async fn update_key(
@@ -463,7 +548,9 @@ async fn update_key(
         None => existing.base_url.clone(),
     };
     validate_key_settings(platform, secret.as_deref(), base_url.as_deref())?;
+    let limits = merged_limits(existing.limits, &body)?;
     let patch = ProviderKeyPatch {
+        limits,
         label: body
             .label
             .map(|l| l.trim().to_owned())
@@ -478,7 +565,8 @@ async fn update_key(
         .update_provider_key(&user.id, &id, &patch)
         .await?
         .ok_or_else(|| GatewayError(not_found("provider key")))?;
-    state.cooldowns.reset_key(&id);
+    state.books.cooldowns.reset_key(&id);
+    state.books.scores.forget_key(&id);
     state.reload().await?;
     Ok(Json(key_view(&state, &row)))
 }
@@ -492,7 +580,8 @@ async fn delete_key(
     if !state.store.delete_provider_key(&user.id, &id).await? {
         return Err(not_found("provider key").into());
     }
-    state.cooldowns.reset_key(&id);
+    state.books.cooldowns.reset_key(&id);
+    state.books.scores.forget_key(&id);
     state.reload().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -23,6 +23,11 @@ pub struct ServerConfig {
     /// Request-log retention (`REQUEST_ANALYTICS_RETENTION_DAYS`, `REQUEST_ANALYTICS_MAX_ROWS`); `None` keeps all.
     pub log_retention: Option<Duration>,
     pub log_max_rows: Option<u64>,
+    /// How long a request waits for a cooling or capped candidate before a 429 (`REQUEST_QUEUE_TIMEOUT_SECONDS`);
+    /// zero answers 429 at once.
+    pub queue_timeout: Duration,
+    /// Most requests waiting at once, over all users; past it, requests get 429 at once.
+    pub queue_max_waiting: usize,
     /// Capacity of the request-log channel; when full, rows are counted as dropped instead of blocking requests.
     pub log_channel_capacity: usize,
 }
@@ -41,6 +46,8 @@ impl Default for ServerConfig {
             log_retention: Some(Duration::from_secs(90 * 24 * 3600)),
             log_max_rows: Some(100_000),
             log_channel_capacity: 8192,
+            queue_timeout: Duration::from_secs(60),
+            queue_max_waiting: 1024,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod admin;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod ip_limit;
 pub mod openai;
 pub mod relay;

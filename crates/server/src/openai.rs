@@ -16,8 +16,8 @@ use wire::{ApiError, ChatRequestView, EmbeddingsRequestView, ErrorType};
 
 use crate::body::read_limited;
 use crate::error::{error_response, GatewayError};
-use crate::relay::{self, Operation, RequestMeta};
-use crate::snapshot::{hash_token, Tenant};
+use crate::relay::{self, Operation, RequestMeta, RouteSet};
+use crate::snapshot::{hash_token, Route, Tenant};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -143,12 +143,86 @@ async fn authenticated_body(
 }
 
 /// The candidates for a named model: every key of the caller that serves it.
-fn named_candidates(tenant: &Tenant, model: &str) -> Result<Vec<(usize, Arc<str>)>, ApiError> {
-    let (model, keys) = tenant
+fn named_routes(tenant: &Tenant, model: &str) -> Result<Vec<Route>, ApiError> {
+    tenant
         .models
-        .get_key_value(model)
-        .ok_or_else(|| model_not_found(model))?;
-    Ok(keys.iter().map(|&k| (k, model.clone())).collect())
+        .get(model)
+        .cloned()
+        .ok_or_else(|| model_not_found(model))
+}
+
+/// Output tokens reserved against token limits when the request sets no `max_tokens`.
+const DEFAULT_OUTPUT_RESERVE: u64 = 1024;
+
+/// The chat candidates with their fit: the context window must hold the prompt and the requested output. For
+/// `auto`, capabilities the request needs (tools, vision, JSON) are required too; for a named model they are the
+/// caller's call (the catalog may lag behind the provider).
+fn chat_route_set(
+    tenant: &Tenant,
+    view: &ChatRequestView<'_>,
+    prompt_tokens: u64,
+) -> Result<RouteSet, ApiError> {
+    let auto = view.model == "auto";
+    let routes: Vec<Route> = if auto {
+        let all = tenant.chat_candidates();
+        let capable: Vec<Route> = all
+            .into_iter()
+            .filter(|r| r.has_capabilities(view.needs))
+            .collect();
+        if capable.is_empty() {
+            return Err(ApiError::invalid_request(
+                "no_capable_model",
+                format!(
+                    "none of your models supports what this request needs ({}); add a key for a model that does, or name a model",
+                    describe_needs(view.needs)
+                ),
+            )
+            .with_param("model"));
+        }
+        capable
+    } else {
+        named_routes(tenant, &view.model)?
+    };
+    let fits: Vec<bool> = routes
+        .iter()
+        .map(|r| r.fits_context(prompt_tokens, view.max_tokens))
+        .collect();
+    if !fits.iter().any(|f| *f) {
+        let smallest = routes
+            .iter()
+            .filter_map(|r| r.context_window)
+            .max()
+            .unwrap_or(0);
+        return Err(ApiError::invalid_request(
+            "context_length_exceeded",
+            format!(
+                "this request needs about {} tokens (prompt estimate {prompt_tokens} plus max_tokens {}), more than the largest context window available for `{}` ({smallest} tokens)",
+                prompt_tokens + view.max_tokens.unwrap_or(0),
+                view.max_tokens.unwrap_or(0),
+                view.model
+            ),
+        )
+        .with_param("messages"));
+    }
+    Ok(RouteSet {
+        routes,
+        fits,
+        tokens: prompt_tokens + view.max_tokens.unwrap_or(DEFAULT_OUTPUT_RESERVE),
+    })
+}
+
+fn describe_needs(needs: wire::Needs) -> String {
+    let mut parts = Vec::new();
+    if needs.tools {
+        parts.push("tools");
+    }
+    if needs.vision {
+        parts.push("image input");
+    }
+    if needs.json {
+        parts.push("JSON output");
+    }
+    parts.join(", ")
 }
 
 fn request_meta(
@@ -180,15 +254,11 @@ async fn chat_completions(
     if let Some(e) = no_providers(&caller.tenant) {
         return Err(e.into());
     }
-    let candidates = if view.model == "auto" {
-        caller.tenant.all_candidates()
-    } else {
-        named_candidates(&caller.tenant, &view.model)?
-    };
+    let estimate = view.estimated_prompt_tokens();
+    let set = chat_route_set(&caller.tenant, &view, estimate)?;
     let operation = Operation::Chat {
         stream: view.stream,
     };
-    let estimate = view.estimated_prompt_tokens();
     let meta = request_meta(
         caller,
         &headers,
@@ -196,7 +266,7 @@ async fn chat_completions(
         operation,
         estimate,
     );
-    Ok(relay::run(state, meta, body, candidates).await)
+    Ok(relay::run(state, meta, body, set).await)
 }
 
 async fn embeddings(
@@ -217,8 +287,13 @@ async fn embeddings(
         .with_param("model")
         .into());
     }
-    let candidates = named_candidates(&caller.tenant, &view.model)?;
+    let routes = named_routes(&caller.tenant, &view.model)?;
     let estimate = view.estimated_tokens();
+    let set = RouteSet {
+        fits: vec![true; routes.len()],
+        routes,
+        tokens: estimate,
+    };
     let meta = request_meta(
         caller,
         &headers,
@@ -226,7 +301,7 @@ async fn embeddings(
         Operation::Embeddings,
         estimate,
     );
-    Ok(relay::run(state, meta, body, candidates).await)
+    Ok(relay::run(state, meta, body, set).await)
 }
 
 fn json_response(body: Bytes) -> Response {
@@ -258,8 +333,12 @@ async fn get_model(
     let owner = if id == "auto" {
         "freellmapi"
     } else {
-        match tenant.models.get(id.as_str()).and_then(|keys| keys.first()) {
-            Some(&k) => tenant.keys[k].platform.id(),
+        match tenant
+            .models
+            .get(id.as_str())
+            .and_then(|routes| routes.first())
+        {
+            Some(r) => tenant.keys[r.key].platform.id(),
             None => return Err(model_not_found(&id).into()),
         }
     };

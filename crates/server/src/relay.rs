@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,13 +16,14 @@ use futures_util::{Stream, StreamExt};
 use http::{header, HeaderValue};
 use http_body::Frame;
 use providers::{classify_response, classify_transport, ErrorClass, UpstreamFailure};
-use router::{order_candidates, Outcome};
+use router::{retry_after_secs, Candidate, Day, Outcome, Permit, Place, QueueFull, Turn};
 use store::RequestLog;
 use tokio::time::{Instant, Sleep};
 use wire::{inspect_chunk, ApiError, ErrorType, SseSplitter, Usage};
 
 use crate::error::error_response;
-use crate::snapshot::{ProviderKeyEntry, Tenant};
+use crate::events::{Finished, InFlight};
+use crate::snapshot::{ProviderKeyEntry, Route, Tenant};
 use crate::state::AppState;
 
 /// Which upstream operation a request performs.
@@ -64,6 +66,8 @@ struct RequestGuard {
     attempts: u32,
     served: Option<(Arc<ProviderKeyEntry>, Arc<str>)>,
     recorded: bool,
+    /// The limit permit of a stream being relayed, reconciled with the reported usage when it ends.
+    permit: Option<Permit>,
 }
 
 struct Completion {
@@ -96,6 +100,26 @@ impl RequestGuard {
             .map(|u| u.prompt_tokens)
             .or((c.status == "success").then_some(meta.input_estimate));
         let output_tokens = c.usage.map(|u| u.completion_tokens).or(c.output_estimate);
+        if let (Some(permit), Some(u)) = (self.permit.take(), c.usage) {
+            self.state
+                .books
+                .limits
+                .reconcile(&permit, u.prompt_tokens + u.completion_tokens);
+        }
+        self.state.events.finished(
+            &meta.tenant.user_id,
+            &meta.request_id,
+            Finished {
+                status: c.status,
+                provider: platform,
+                model: model.clone(),
+                latency_ms: latency.as_millis() as u64,
+                input_tokens: input_tokens.unwrap_or(0),
+                output_tokens: output_tokens.unwrap_or(0),
+                attempts: self.attempts,
+                error_code: c.error.as_ref().map(|e| e.0),
+            },
+        );
         tracing::info!(
             target: "freellmapi::request",
             req_id = %meta.request_id,
@@ -205,137 +229,325 @@ fn with_model(body: &Bytes, model: &str) -> Result<Bytes, serde_json::Error> {
     Ok(Bytes::from(serde_json::to_vec(&map)?))
 }
 
-/// Runs a request over `candidates` (indexes into the tenant's keys, with the upstream model id).
-pub async fn run(
-    state: AppState,
-    meta: RequestMeta,
-    body: Bytes,
-    candidates: Vec<(usize, Arc<str>)>,
-) -> Response {
+/// The candidates of one request and what it asks of them.
+#[derive(Debug)]
+pub struct RouteSet {
+    pub routes: Vec<Route>,
+    /// Per route: whether it can serve this request at all (context window, capabilities).
+    pub fits: Vec<bool>,
+    /// Tokens to reserve against the keys' token limits (prompt estimate plus output allowance).
+    pub tokens: u64,
+}
+
+fn all_cooling_error(model: &str, wait: u64) -> ApiError {
+    ApiError::new(
+        429,
+        ErrorType::RateLimitError,
+        "all_keys_cooling",
+        format!(
+            "every provider key for `{model}` is rate-limited, cooling down or at its configured limit; retry in about {wait}s"
+        ),
+    )
+    .with_retry_after(wait)
+}
+
+/// Runs a request over its candidates: plan, take limit permits, attempt in score order; when nothing may run now,
+/// wait in the queue (in arrival order, up to the queue timeout) for the soonest candidate to free up.
+pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet) -> Response {
     let tenant = meta.tenant.clone();
+    state.events.started(InFlight {
+        req_id: meta.request_id.clone(),
+        user_id: tenant.user_id.clone(),
+        requested_model: meta.requested_model.clone(),
+        stream: meta.operation.stream(),
+        started_at_ms: crate::events::now_ms(),
+        input_tokens: meta.input_estimate,
+        output_tokens: 0,
+        attempt: 0,
+        provider: None,
+        model: None,
+        key_id: None,
+    });
     let mut guard = RequestGuard {
         state: state.clone(),
         meta,
         attempts: 0,
         served: None,
         recorded: false,
+        permit: None,
     };
-    let ordered = order_candidates(
-        candidates.iter().map(|(k, m)| (&*tenant.keys[*k].id, &**m)),
-        &state.cooldowns,
-        Instant::now(),
-        // Candidates are tried in the order the keys were added (the scoring router will reorder them).
-        0,
-    );
-    if ordered.ready.is_empty() {
-        let err = if let Some(free) = ordered.soonest_free {
-            let wait = free
-                .saturating_duration_since(Instant::now())
-                .as_secs()
-                .max(1);
-            ApiError::new(
-                429,
-                ErrorType::RateLimitError,
-                "all_keys_cooling",
-                format!(
-                    "every provider key for `{}` is rate-limited or cooling down; retry in about {wait}s",
-                    guard.meta.requested_model
-                ),
-            )
-            .with_retry_after(wait)
-        } else {
-            ApiError::new(
-                503,
-                ErrorType::ServiceUnavailable,
-                "no_provider_available",
-                format!(
-                    "every provider key for `{}` was refused by its provider (invalid credentials); fix or re-check the keys",
-                    guard.meta.requested_model
-                ),
-            )
-        };
-        guard.record_error(&err);
-        return error_response(&err);
-    }
-
+    let deadline = Instant::now() + state.config.queue_timeout;
+    let lane = format!("{}\u{0}{}", tenant.user_id, guard.meta.requested_model);
+    let mut place: Option<Place> = None;
+    let mut turn: Option<Turn> = None;
+    // Candidates refused for the request itself (not cooled): never tried twice.
+    let mut fits = set.fits.clone();
     let mut failures: Vec<(usize, Arc<str>, UpstreamFailure)> = Vec::new();
-    for &i in ordered.ready.iter().take(state.config.max_attempts) {
-        let (key_index, model) = &candidates[i];
-        let key = tenant.keys[*key_index].clone();
-        let attempt_body = if **model == *guard.meta.requested_model {
-            body.clone()
-        } else {
-            match with_model(&body, model) {
-                Ok(b) => b,
-                Err(_) => {
-                    let err = ApiError::invalid_request(
-                        "invalid_json",
-                        "request body is not a valid JSON object",
+    let rotation = state.rotation.fetch_add(1, Ordering::Relaxed);
+    loop {
+        let now = Instant::now();
+        let day = Day::from_system_time();
+        let candidates: Vec<Candidate<'_>> = set
+            .routes
+            .iter()
+            .zip(&fits)
+            .map(|(r, fits)| Candidate {
+                key: &tenant.keys[r.key].id,
+                model: &r.model,
+                scopes: &r.scopes,
+                fits: *fits,
+            })
+            .collect();
+        let plan = state
+            .books
+            .plan(&candidates, set.tokens, now, day, rotation);
+        let may_run = turn.is_some() || !state.queue.has_waiters(&lane);
+        if !plan.ready.is_empty() && may_run {
+            for &i in &plan.ready {
+                if guard.attempts as usize >= state.config.max_attempts {
+                    break;
+                }
+                let Ok(permit) = state.books.acquire(&candidates[i], set.tokens, now, day) else {
+                    // Taken by a concurrent request since planning; the next candidate may be free.
+                    continue;
+                };
+                let route = &set.routes[i];
+                let key = tenant.keys[route.key].clone();
+                let model = &route.model;
+                let attempt_body = if **model == *guard.meta.requested_model {
+                    body.clone()
+                } else {
+                    match with_model(&body, model) {
+                        Ok(b) => b,
+                        Err(_) => {
+                            state.books.limits.refund(&permit);
+                            let err = ApiError::invalid_request(
+                                "invalid_json",
+                                "request body is not a valid JSON object",
+                            );
+                            guard.record_error(&err);
+                            return error_response(&err);
+                        }
+                    }
+                };
+                guard.attempts += 1;
+                state.events.attempt(
+                    &tenant.user_id,
+                    &guard.meta.request_id,
+                    guard.attempts,
+                    key.platform.id(),
+                    model,
+                    &key.id,
+                );
+                let attempt_started = Instant::now();
+                let result = attempt(&state, &key, attempt_body, guard.meta.operation).await;
+                let failure = match result {
+                    Ok(Upstream::Complete { body, usage }) => {
+                        drop(turn.take());
+                        let latency = attempt_started.elapsed();
+                        state.books.cooldowns.record_success((&key.id, model));
+                        state
+                            .books
+                            .scores
+                            .record(&key.id, model, true, Some(latency));
+                        if let Some(u) = usage {
+                            state
+                                .books
+                                .limits
+                                .reconcile(&permit, u.prompt_tokens + u.completion_tokens);
+                        }
+                        guard.served = Some((key.clone(), model.clone()));
+                        let response = success_response(
+                            &guard,
+                            &key,
+                            model,
+                            "application/json",
+                            Body::from(body),
+                        );
+                        guard.record(Completion {
+                            status: "success",
+                            http_status: 200,
+                            error: None,
+                            usage,
+                            output_estimate: None,
+                            ttfb: Some(latency),
+                        });
+                        return response;
+                    }
+                    Ok(Upstream::Stream(committed)) => {
+                        drop(turn.take());
+                        let ttft = attempt_started.elapsed();
+                        state.books.cooldowns.record_success((&key.id, model));
+                        state.books.scores.record(&key.id, model, true, Some(ttft));
+                        guard.served = Some((key.clone(), model.clone()));
+                        guard.permit = Some(permit);
+                        let ttfb = guard.meta.started.elapsed();
+                        let idle = state.config.stream_idle_timeout;
+                        let mut response = success_response(
+                            &guard,
+                            &key,
+                            model,
+                            "text/event-stream",
+                            Body::empty(),
+                        );
+                        response
+                            .headers_mut()
+                            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                        *response.body_mut() =
+                            Body::new(RelayBody::new(committed, idle, guard, ttfb));
+                        return response;
+                    }
+                    Err(failure) => failure,
+                };
+                // A request that never reached the provider (connection refused, DNS) used none of its allowance.
+                if failure.class == ErrorClass::Network && failure.status.is_none() {
+                    state.books.limits.refund(&permit);
+                }
+                let cooldown = on_failure(&state, &tenant.user_id, &key, model, &failure);
+                if cooldown.is_some() {
+                    // Only the candidate's own failures count against it, not a request it could not take.
+                    state.books.scores.record(&key.id, model, false, None);
+                }
+                state
+                    .events
+                    .publish(&tenant.user_id, "request.attempt_failed", || {
+                        serde_json::json!({
+                            "req_id": guard.meta.request_id, "attempt": guard.attempts,
+                            "provider": key.platform.id(), "model": model, "key_id": key.id,
+                            "error_class": failure.class.as_str(), "status": failure.status,
+                            "message": failure.message,
+                            "latency_ms": attempt_started.elapsed().as_millis() as u64,
+                            "cooldown_ms": cooldown.map(|d| d.as_millis() as u64),
+                        })
+                    });
+                if !failure.class.retryable() {
+                    let status = failure
+                        .status
+                        .filter(|s| (400..500).contains(s))
+                        .unwrap_or(400);
+                    let err = ApiError::new(
+                        status,
+                        ErrorType::InvalidRequestError,
+                        "upstream_rejected_request",
+                        format!(
+                            "{} rejected the request: {}",
+                            key.platform.info().display_name,
+                            failure.message
+                        ),
                     );
                     guard.record_error(&err);
                     return error_response(&err);
                 }
+                if cooldown.is_none() {
+                    fits[i] = false;
+                }
+                failures.push((route.key, model.clone(), failure));
             }
+            if guard.attempts as usize >= state.config.max_attempts {
+                let err = exhausted_error(&state, &tenant, &guard.meta.requested_model, &failures);
+                guard.record_error(&err);
+                return error_response(&err);
+            }
+            // Every ready candidate failed or was taken meanwhile: plan again (and wait if nothing is ready).
+            continue;
+        }
+        // Nothing may run now.
+        let now = Instant::now();
+        let Some(free) = plan.soonest_free else {
+            if !plan.ready.is_empty() {
+                // Candidates are ready but others queued first: wait for our turn.
+                if place.is_none() {
+                    match state.queue.join(&lane) {
+                        Ok(p) => place = Some(p),
+                        Err(QueueFull) => {
+                            let err = all_cooling_error(&guard.meta.requested_model, 1);
+                            guard.record_error(&err);
+                            return error_response(&err);
+                        }
+                    }
+                }
+                if let Some(p) = &place {
+                    match tokio::time::timeout_at(deadline, p.turn()).await {
+                        Ok(t) => turn = Some(t),
+                        Err(_) => {
+                            let err = all_cooling_error(&guard.meta.requested_model, 1);
+                            guard.record_error(&err);
+                            return error_response(&err);
+                        }
+                    }
+                }
+                continue;
+            }
+            let err = if failures.is_empty() {
+                no_candidate_error(&guard.meta.requested_model, &plan)
+            } else {
+                exhausted_error(&state, &tenant, &guard.meta.requested_model, &failures)
+            };
+            guard.record_error(&err);
+            return error_response(&err);
         };
-        guard.attempts += 1;
-        let attempt_started = Instant::now();
-        let result = attempt(&state, &key, attempt_body, guard.meta.operation).await;
-        let failure = match result {
-            Ok(Upstream::Complete { body, usage }) => {
-                state.cooldowns.record_success((&key.id, model));
-                guard.served = Some((key.clone(), model.clone()));
-                let response =
-                    success_response(&guard, &key, model, "application/json", Body::from(body));
-                guard.record(Completion {
-                    status: "success",
-                    http_status: 200,
-                    error: None,
-                    usage,
-                    output_estimate: None,
-                    ttfb: Some(attempt_started.elapsed()),
-                });
-                return response;
-            }
-            Ok(Upstream::Stream(committed)) => {
-                state.cooldowns.record_success((&key.id, model));
-                guard.served = Some((key.clone(), model.clone()));
-                let ttfb = guard.meta.started.elapsed();
-                let idle = state.config.stream_idle_timeout;
-                let placeholder = Body::empty();
-                let mut response =
-                    success_response(&guard, &key, model, "text/event-stream", placeholder);
-                response
-                    .headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                *response.body_mut() = Body::new(RelayBody::new(committed, idle, guard, ttfb));
-                return response;
-            }
-            Err(failure) => failure,
-        };
-        on_failure(&state, &key, model, &failure);
-        if !failure.class.retryable() {
-            let status = failure
-                .status
-                .filter(|s| (400..500).contains(s))
-                .unwrap_or(400);
-            let err = ApiError::new(
-                status,
-                ErrorType::InvalidRequestError,
-                "upstream_rejected_request",
-                format!(
-                    "{} rejected the request: {}",
-                    key.platform.info().display_name,
-                    failure.message
-                ),
-            );
+        if free > deadline {
+            let err = if failures.is_empty() {
+                all_cooling_error(&guard.meta.requested_model, retry_after_secs(free, now))
+            } else {
+                exhausted_error(&state, &tenant, &guard.meta.requested_model, &failures)
+            };
             guard.record_error(&err);
             return error_response(&err);
         }
-        failures.push((*key_index, model.clone(), failure));
+        if place.is_none() {
+            match state.queue.join(&lane) {
+                Ok(p) => place = Some(p),
+                Err(QueueFull) => {
+                    let err =
+                        all_cooling_error(&guard.meta.requested_model, retry_after_secs(free, now));
+                    guard.record_error(&err);
+                    return error_response(&err);
+                }
+            }
+        }
+        if turn.is_none() {
+            if let Some(p) = &place {
+                match tokio::time::timeout_at(deadline, p.turn()).await {
+                    Ok(t) => {
+                        // Whoever held the turn may have taken what freed up: plan again first.
+                        turn = Some(t);
+                        continue;
+                    }
+                    Err(_) => {
+                        let err = all_cooling_error(&guard.meta.requested_model, 1);
+                        guard.record_error(&err);
+                        return error_response(&err);
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(free) => {}
+            _ = state.queue.changed() => {}
+        }
     }
-    let err = exhausted_error(&state, &tenant, &guard.meta.requested_model, &failures);
-    guard.record_error(&err);
-    error_response(&err)
+}
+
+/// No candidate could ever run: every key is invalid or none fits the request.
+fn no_candidate_error(model: &str, plan: &router::Plan) -> ApiError {
+    if plan.invalid > 0 && plan.unfit == 0 {
+        return ApiError::new(
+            503,
+            ErrorType::ServiceUnavailable,
+            "no_provider_available",
+            format!(
+                "every provider key for `{model}` was refused by its provider (invalid credentials); fix or re-check the keys"
+            ),
+        );
+    }
+    ApiError::invalid_request(
+        "context_length_exceeded",
+        format!(
+            "no provider for `{model}` can take this request: the prompt plus max_tokens exceeds every candidate's context window or per-minute token limit"
+        ),
+    )
+    .with_param("messages")
 }
 
 fn success_response(
@@ -365,11 +577,29 @@ fn success_response(
     response
 }
 
-fn on_failure(state: &AppState, key: &ProviderKeyEntry, model: &str, failure: &UpstreamFailure) {
-    let cooldown =
-        state
-            .cooldowns
-            .record_failure((&key.id, model), outcome_for(failure), Instant::now());
+/// Cools the candidate (or marks its key invalid) and logs the failure; returns the cooldown set, if any.
+fn on_failure(
+    state: &AppState,
+    user: &Arc<str>,
+    key: &ProviderKeyEntry,
+    model: &str,
+    failure: &UpstreamFailure,
+) -> Option<Duration> {
+    let cooldown = state.books.cooldowns.record_failure(
+        (&key.id, model),
+        outcome_for(failure),
+        Instant::now(),
+    );
+    if let Some(d) = cooldown {
+        let until = crate::events::now_ms() + d.as_millis() as u64;
+        state.events.publish(user, "key.status", || {
+            serde_json::json!({
+                "key_id": key.id, "model": model, "status": if failure.class == ErrorClass::RateLimited
+                    || failure.class == ErrorClass::QuotaExhausted { "rate_limited" } else { "error" },
+                "reason": failure.class.as_str(), "cooldown_until_ms": until,
+            })
+        });
+    }
     tracing::warn!(
         target: "freellmapi::attempt",
         provider = key.platform.id(),
@@ -382,7 +612,10 @@ fn on_failure(state: &AppState, key: &ProviderKeyEntry, model: &str, failure: &U
         "upstream attempt failed"
     );
     if failure.class == ErrorClass::Auth {
-        state.cooldowns.mark_invalid(&key.id, key.updated_at);
+        state.books.cooldowns.mark_invalid(&key.id, key.updated_at);
+        state.events.publish(user, "key.status", || {
+            serde_json::json!({ "key_id": key.id, "status": "invalid", "reason": failure.message })
+        });
         let state = state.clone();
         let key_id = key.id.to_string();
         let reason = format!(
@@ -413,6 +646,7 @@ fn on_failure(state: &AppState, key: &ProviderKeyEntry, model: &str, failure: &U
             }
         });
     }
+    cooldown
 }
 
 fn exhausted_error(
@@ -464,7 +698,12 @@ fn exhausted_error(
         let now = Instant::now();
         let soonest = failures
             .iter()
-            .filter_map(|(k, m, _)| state.cooldowns.cooling_until((&tenant.keys[*k].id, m), now))
+            .filter_map(|(k, m, _)| {
+                state
+                    .books
+                    .cooldowns
+                    .cooling_until((&tenant.keys[*k].id, m), now)
+            })
             .min()
             .map_or(1, |t| t.saturating_duration_since(now).as_secs().max(1));
         return ApiError::new(
@@ -767,7 +1006,12 @@ struct RelayBody {
     watch: StreamWatch,
     guard: RequestGuard,
     ttfb: Duration,
+    /// When the live board last heard this stream's output count.
+    last_progress: Instant,
 }
+
+/// Output-count events per stream are sent at most this often.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
 const MAX_BATCH: usize = 64 * 1024;
 /// Scheduler turns without a new chunk before the batch is written. The upstream connection task needs more than
@@ -798,7 +1042,27 @@ impl RelayBody {
             watch: committed.watch,
             guard,
             ttfb,
+            last_progress: Instant::now(),
         }
+    }
+
+    /// Tells the live board how much output has streamed (throttled; free when nobody watches).
+    fn progress(&mut self) {
+        let events = &self.guard.state.events;
+        if !events.listening() {
+            return;
+        }
+        let now = Instant::now();
+        if now.duration_since(self.last_progress) < PROGRESS_INTERVAL {
+            return;
+        }
+        self.last_progress = now;
+        let meta = &self.guard.meta;
+        events.tokens(
+            &meta.tenant.user_id,
+            &meta.request_id,
+            self.watch.output_events,
+        );
     }
 
     fn complete(&mut self, status: &'static str, error: Option<ApiError>) -> Option<Bytes> {
@@ -856,6 +1120,7 @@ impl http_body::Body for RelayBody {
             match upstream.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
                     this.watch.observe(&chunk);
+                    this.progress();
                     let next = Instant::now() + this.idle_timeout;
                     this.idle.as_mut().reset(next);
                     this.turns_given = 0;

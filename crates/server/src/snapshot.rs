@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use providers::catalog::{Capabilities, Catalog};
 use providers::{Adapter, Endpoint, Platform, UpstreamCredentials};
+use router::Limits;
 use sha2::{Digest, Sha256};
 use store::Store;
 
@@ -19,10 +21,52 @@ pub struct ProviderKeyEntry {
     pub endpoint: Endpoint,
     pub adapter: Adapter,
     pub models: Vec<Arc<str>>,
+    /// The key's own limit scope: the platform's free-tier caps, overridden by the user's settings for this key.
+    pub limits: Limits,
     /// The store says a provider refused this key's credential; it stays out of rotation until edited.
     pub stored_invalid: bool,
     /// The stored version this entry was built from.
     pub updated_at: i64,
+}
+
+/// One candidate: a provider key serving a model, with what the router needs to judge it.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Index into the tenant's keys.
+    pub key: usize,
+    pub model: Arc<str>,
+    /// Limit scopes the candidate falls under (the key's; the key-and-model's when the catalog caps the model).
+    pub scopes: Arc<[(Arc<str>, Limits)]>,
+    /// From the catalog; `None` when unknown (custom endpoints, models the catalog does not list).
+    pub context_window: Option<u32>,
+    pub capabilities: Option<Capabilities>,
+    pub embedding: bool,
+}
+
+impl Route {
+    /// Whether the candidate can hold `prompt_tokens` plus `max_tokens` of output.
+    pub fn fits_context(&self, prompt_tokens: u64, max_tokens: Option<u64>) -> bool {
+        self.context_window
+            .is_none_or(|w| prompt_tokens + max_tokens.unwrap_or(0) <= u64::from(w))
+    }
+
+    /// Whether the candidate has every capability the request needs (unknown capabilities count as present).
+    pub fn has_capabilities(&self, needs: wire::Needs) -> bool {
+        self.capabilities.is_none_or(|c| {
+            (!needs.tools || c.tools) && (!needs.vision || c.vision) && (!needs.json || c.json)
+        })
+    }
+}
+
+/// Converts the catalog's limits to the router's.
+fn router_limits(l: &providers::catalog::Limits) -> Limits {
+    Limits {
+        rpm: l.rpm,
+        rph: l.rph,
+        rpd: l.rpd,
+        tpm: l.tpm,
+        tpd: l.tpd,
+    }
 }
 
 /// Everything one user can route to.
@@ -31,23 +75,23 @@ pub struct Tenant {
     pub user_id: Arc<str>,
     pub username: Arc<str>,
     pub keys: Vec<Arc<ProviderKeyEntry>>,
-    /// Model id → indexes into `keys`, in key creation order.
-    pub models: BTreeMap<Arc<str>, Vec<usize>>,
+    /// Model id → the candidates serving it, in key creation order.
+    pub models: BTreeMap<Arc<str>, Vec<Route>>,
     /// `GET /v1/models`, prebuilt.
     pub models_body: Bytes,
 }
 
 impl Tenant {
-    /// Every (key, model) pair, for `auto`.
-    pub fn all_candidates(&self) -> Vec<(usize, Arc<str>)> {
-        let mut out = Vec::new();
-        for (model, keys) in &self.models {
-            for &k in keys {
-                out.push((k, model.clone()));
-            }
-        }
-        // Spread `auto` across keys first, models second.
-        out.sort_by_key(|(k, _)| *k);
+    /// Every chat candidate, for `auto`.
+    pub fn chat_candidates(&self) -> Vec<Route> {
+        let mut out: Vec<Route> = self
+            .models
+            .values()
+            .flatten()
+            .filter(|r| !r.embedding)
+            .cloned()
+            .collect();
+        out.sort_by_key(|r| r.key);
         out
     }
 }
@@ -77,11 +121,15 @@ fn model_object(id: &str, owned_by: &str) -> serde_json::Value {
 /// The `/v1/models` list for a tenant: `auto` first, then every reachable model once.
 pub fn models_list(tenant: &Tenant) -> serde_json::Value {
     let mut data = vec![model_object("auto", "freellmapi")];
-    for (model, keys) in &tenant.models {
-        let owner = keys
+    for (model, routes) in &tenant.models {
+        let owner = routes
             .first()
-            .map_or("freellmapi", |&k| tenant.keys[k].platform.id());
-        data.push(model_object(model, owner));
+            .map_or("freellmapi", |r| tenant.keys[r.key].platform.id());
+        let mut object = model_object(model, owner);
+        if let Some(window) = routes.iter().filter_map(|r| r.context_window).min() {
+            object["context_window"] = window.into();
+        }
+        data.push(object);
     }
     serde_json::json!({ "object": "list", "data": data })
 }
@@ -136,17 +184,55 @@ impl Snapshot {
                 }
             };
             let index = tenant.keys.len();
-            let models: Vec<Arc<str>> = row.models.iter().map(|m| Arc::from(m.as_str())).collect();
+            let catalog = Catalog::builtin();
+            // A key with no model list serves its platform's catalogued free models.
+            let models: Vec<Arc<str>> = if row.models.is_empty() {
+                catalog
+                    .models(platform)
+                    .iter()
+                    .map(|m| Arc::from(m.id.as_str()))
+                    .collect()
+            } else {
+                row.models.iter().map(|m| Arc::from(m.as_str())).collect()
+            };
+            let key_id: Arc<str> = Arc::from(row.id.as_str());
+            let overrides = Limits {
+                rpm: row.limits.rpm,
+                rph: row.limits.rph,
+                rpd: row.limits.rpd,
+                tpm: row.limits.tpm,
+                tpd: row.limits.tpd,
+            };
+            let limits = catalog
+                .platform_limits(platform)
+                .map(router_limits)
+                .unwrap_or_default()
+                .overridden_by(overrides);
             for model in &models {
-                tenant.models.entry(model.clone()).or_default().push(index);
+                let info = catalog.model(platform, model);
+                let mut scopes = vec![(key_id.clone(), limits)];
+                if let Some(model_limits) = info.map(|i| router_limits(&i.limits)) {
+                    if !model_limits.is_unlimited() {
+                        scopes.push((Arc::from(format!("{key_id}\u{0}{model}")), model_limits));
+                    }
+                }
+                tenant.models.entry(model.clone()).or_default().push(Route {
+                    key: index,
+                    model: model.clone(),
+                    scopes: Arc::from(scopes),
+                    context_window: info.map(|i| i.context_window),
+                    capabilities: info.map(|i| i.capabilities),
+                    embedding: info.is_some_and(|i| i.is_embedding()),
+                });
             }
             tenant.keys.push(Arc::new(ProviderKeyEntry {
-                id: Arc::from(row.id.as_str()),
+                id: key_id,
                 platform,
                 label: row.label.clone(),
                 endpoint,
                 adapter,
                 models,
+                limits,
                 stored_invalid: row.status == "invalid",
                 updated_at: row.updated_at,
             }));

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use router::CooldownBook;
+use router::{RoutingBooks, WaitQueue};
 use store::Store;
 
 use crate::config::ServerConfig;
+use crate::events::EventBus;
 use crate::ip_limit::IpLimiter;
 use crate::request_log::RequestLogWriter;
 use crate::snapshot::Snapshot;
@@ -20,7 +21,12 @@ pub struct Inner {
     pub config: ServerConfig,
     pub store: Store,
     pub snapshot: ArcSwap<Snapshot>,
-    pub cooldowns: CooldownBook,
+    /// Cooldowns, scores and outbound limit counters.
+    pub books: RoutingBooks,
+    pub queue: WaitQueue,
+    pub events: EventBus,
+    /// Changes per request, to rotate equally good candidates.
+    pub rotation: std::sync::atomic::AtomicUsize,
     pub http: reqwest::Client,
     pub logs: RequestLogWriter,
     pub ip_limiter: IpLimiter,
@@ -52,11 +58,15 @@ impl AppState {
         let http = upstream_client(&config).map_err(|e| StateError::Http(e.to_string()))?;
         let logs = RequestLogWriter::start(store.clone(), config.log_channel_capacity);
         let ip_limiter = IpLimiter::new(config.ip_rate_limit_rpm);
+        let queue = WaitQueue::new(config.queue_max_waiting);
         let state = Self(Arc::new(Inner {
             config,
             store,
             snapshot: ArcSwap::from_pointee(snapshot),
-            cooldowns: CooldownBook::default(),
+            books: RoutingBooks::default(),
+            queue,
+            events: EventBus::default(),
+            rotation: std::sync::atomic::AtomicUsize::new(0),
             http,
             logs,
             ip_limiter,
@@ -74,12 +84,15 @@ impl AppState {
         let snapshot = Snapshot::load(&self.store).await?;
         self.mark_stored_invalid(&snapshot);
         self.snapshot.store(Arc::new(snapshot));
+        // Waiting requests re-check: a key may have been added or re-enabled.
+        self.queue.wake_all();
         Ok(())
     }
 
     fn mark_stored_invalid(&self, snapshot: &Snapshot) {
         let keys = snapshot.tenants.values().flat_map(|t| t.keys.iter());
-        self.cooldowns
+        self.books
+            .cooldowns
             .sync_invalid(keys.map(|k| (&*k.id, k.updated_at, k.stored_invalid)));
     }
 

@@ -13,5 +13,6 @@ pub use crypto::{
     PasswordError,
 };
 pub use crypto::{random_hex, token_hash};
+pub use migrations::MIGRATIONS;
 pub use records::*;
 pub use store::{default_sqlite_path, gateway_key_prefix, redact_url, Engine, Store, StoreError};

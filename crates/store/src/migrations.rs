@@ -7,10 +7,11 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial schema",
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial schema",
+        sql: r#"
 CREATE TABLE meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -86,7 +87,16 @@ CREATE TABLE requests (
 -- Per-user history reads walk this index newest first and filter by user.
 CREATE INDEX requests_time ON requests(created_at)
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "per-key outbound limit overrides",
+        sql: r#"
+-- JSON object {"rpm","rph","rpd","tpm","tpd"}: NULL or a missing field means the catalog default.
+ALTER TABLE provider_keys ADD COLUMN limits TEXT
+"#,
+    },
+];
 
 /// Splits a migration into statements (the schema SQL contains no semicolons inside literals).
 pub fn statements(sql: &str) -> impl Iterator<Item = &str> {

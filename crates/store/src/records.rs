@@ -33,6 +33,24 @@ pub struct ProviderKeyRow {
     pub config_name: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The user's outbound limit overrides for this key (unset fields: catalog defaults).
+    pub limits: KeyLimits,
+}
+
+/// Outbound limit overrides of one provider key. Unset: the catalog's default applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rph: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpd: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpd: Option<u64>,
 }
 
 /// What a caller supplies to create (or, from the config file, upsert) a provider key.
@@ -56,6 +74,7 @@ pub struct ProviderKeyPatch {
     pub base_url: Option<Option<String>>,
     pub models: Option<Vec<String>>,
     pub enabled: Option<bool>,
+    pub limits: Option<KeyLimits>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

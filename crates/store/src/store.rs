@@ -443,12 +443,17 @@ impl Store {
             config_name: row.try_get("config_name")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
+            limits: match row.try_get::<Option<String>, _>("limits")? {
+                Some(text) => serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("limits: {e}")))?,
+                None => KeyLimits::default(),
+            },
         })
     }
 
     const PROVIDER_KEY_COLUMNS: &'static str =
         "id, user_id, platform, label, secret, base_url, models, enabled, status, \
-         status_reason, config_name, created_at, updated_at";
+         status_reason, config_name, created_at, updated_at, limits";
 
     /// Decrypts a stored secret.
     pub fn reveal(&self, row: &ProviderKeyRow) -> Result<Option<String>, StoreError> {
@@ -482,6 +487,7 @@ impl Store {
             config_name: new.config_name.clone(),
             created_at: now,
             updated_at: now,
+            limits: KeyLimits::default(),
         };
         let models =
             serde_json::to_string(&row.models).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -569,6 +575,9 @@ impl Store {
         if let Some(enabled) = patch.enabled {
             row.enabled = enabled;
         }
+        if let Some(limits) = patch.limits {
+            row.limits = limits;
+        }
         row.updated_at = now_ms();
         row.status = "unknown".into();
         row.status_reason = None;
@@ -576,7 +585,7 @@ impl Store {
             serde_json::to_string(&row.models).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "UPDATE provider_keys SET label = $1, secret = $2, base_url = $3, models = $4, enabled = $5, \
-             status = 'unknown', status_reason = NULL, updated_at = $6 WHERE id = $7 AND user_id = $8",
+             status = 'unknown', status_reason = NULL, updated_at = $6, limits = $7 WHERE id = $8 AND user_id = $9",
         )
         .bind(&row.label)
         .bind(row.encrypted_secret.clone())
@@ -584,6 +593,7 @@ impl Store {
         .bind(models)
         .bind(flag(row.enabled))
         .bind(row.updated_at)
+        .bind(limits_json(&row.limits)?)
         .bind(id)
         .bind(user_id)
         .execute(&self.pool)
@@ -1075,4 +1085,14 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// The stored form of limit overrides: NULL when none is set.
+fn limits_json(limits: &KeyLimits) -> Result<Option<String>, StoreError> {
+    if *limits == KeyLimits::default() {
+        return Ok(None);
+    }
+    serde_json::to_string(limits)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
 }

@@ -7,5 +7,5 @@ pub mod request;
 pub mod sse;
 
 pub use error::{ApiError, ErrorType};
-pub use request::{ChatRequestView, EmbeddingsRequestView, RequestFieldError};
+pub use request::{ChatRequestView, EmbeddingsRequestView, Needs, RequestFieldError};
 pub use sse::{inspect_chunk, ChunkSignal, SseSplitter, Usage};

@@ -46,6 +46,10 @@ struct RawChat<'a> {
     messages: Option<&'a RawValue>,
     #[serde(borrow, default)]
     stream: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tools: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    response_format: Option<&'a RawValue>,
     #[serde(default)]
     max_tokens: Option<serde_json::Value>,
     #[serde(default)]
@@ -60,7 +64,23 @@ pub struct ChatRequestView<'a> {
     /// The raw `messages` array, for token estimates and (later) dialect translation.
     pub messages: &'a RawValue,
     pub max_tokens: Option<u64>,
+    /// Capabilities a model needs to serve this request.
+    pub needs: Needs,
 }
+
+/// What a request needs from a model, judged from its shape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// `tools` is a non-empty array.
+    pub tools: bool,
+    /// Some message carries an `image_url` part.
+    pub vision: bool,
+    /// `response_format` asks for JSON (`json_object` or `json_schema`).
+    pub json: bool,
+}
+
+/// Tokens counted for each image part, whatever its encoded size.
+const IMAGE_TOKENS: u64 = 1000;
 
 fn parse_object<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, RequestFieldError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
@@ -174,17 +194,43 @@ impl<'a> ChatRequestView<'a> {
                 Some(n) => Some(n),
                 None => parse_optional_tokens(raw.max_tokens, "max_tokens")?,
             };
+        let tools = raw.tools.is_some_and(|t| {
+            let t = t.get().trim_start();
+            t.starts_with('[') && !t[1..].trim_start().starts_with(']')
+        });
+        let json = raw.response_format.is_some_and(|f| {
+            let f = f.get();
+            f.contains("\"json_object\"") || f.contains("\"json_schema\"")
+        });
+        let needs = Needs {
+            tools,
+            vision: messages.get().contains("\"image_url\""),
+            json,
+        };
         Ok(Self {
             model,
             stream,
             messages,
             max_tokens,
+            needs,
         })
     }
 
-    /// A cheap estimate of prompt tokens (about four bytes per token of JSON text).
+    /// A cheap estimate of prompt tokens: about four bytes of JSON text per token, with inline images (`data:`
+    /// URLs, often megabytes of base64) counted as a fixed number of tokens each instead of by size.
     pub fn estimated_prompt_tokens(&self) -> u64 {
-        (self.messages.get().len() as u64).div_ceil(4)
+        let text = self.messages.get();
+        let mut bytes = text.len() as u64;
+        let mut images = 0u64;
+        let mut rest = text;
+        while let Some(start) = rest.find("\"data:") {
+            let after = &rest[start + 1..];
+            let end = after.find('"').unwrap_or(after.len());
+            bytes = bytes.saturating_sub(end as u64);
+            images += 1;
+            rest = &after[end..];
+        }
+        bytes.div_ceil(4) + images * IMAGE_TOKENS
     }
 }
 
@@ -242,6 +288,7 @@ mod tests {
         assert!(v.stream);
         assert_eq!(v.max_tokens, Some(12));
         assert!(v.estimated_prompt_tokens() > 0);
+        assert!(v.needs.tools && !v.needs.vision && !v.needs.json);
     }
 
     #[test]
@@ -320,5 +367,29 @@ mod tests {
                 .code,
             "invalid_type"
         );
+    }
+
+    #[test]
+    fn needs_and_image_estimates() {
+        let image = "A".repeat(400_000);
+        let body = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":[{{"type":"text","text":"what is this"}},{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{image}"}}}}]}}],"tools":[{{"type":"function","function":{{"name":"f"}}}}],"response_format":{{"type":"json_schema","json_schema":{{"name":"x","schema":{{}}}}}}}}"#
+        );
+        let v = ChatRequestView::parse(body.as_bytes()).unwrap();
+        assert_eq!(
+            v.needs,
+            Needs {
+                tools: true,
+                vision: true,
+                json: true
+            }
+        );
+        let estimate = v.estimated_prompt_tokens();
+        assert!(
+            (IMAGE_TOKENS..IMAGE_TOKENS + 100).contains(&estimate),
+            "{estimate}"
+        );
+        let v = ChatRequestView::parse(br#"{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[],"response_format":{"type":"text"}}"#).unwrap();
+        assert_eq!(v.needs, Needs::default());
     }
 }

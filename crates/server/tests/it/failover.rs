@@ -19,6 +19,7 @@ async fn rate_limited_key_fails_over_and_cools_for_retry_after() {
     let keys = gw.store.provider_keys_of(&gw.user_id).await.unwrap();
     let cooling = gw
         .state
+        .books
         .cooldowns
         .cooldowns_of(&keys[0].id, tokio::time::Instant::now());
     assert_eq!(cooling.len(), 1);
@@ -74,7 +75,7 @@ async fn invalid_key_is_skipped_until_edited() {
     }
     assert_eq!(gw.mock.hits("401"), 1, "an invalid key must not be retried");
     let keys = gw.store.provider_keys_of(&gw.user_id).await.unwrap();
-    assert!(gw.state.cooldowns.is_invalid(&keys[0].id));
+    assert!(gw.state.books.cooldowns.is_invalid(&keys[0].id));
     // Editing the key (here: pointing it at a working endpoint) puts it back in rotation.
     let patch = store::ProviderKeyPatch {
         base_url: Some(Some(gw.mock.base_url("ok+chunks5"))),
@@ -84,7 +85,7 @@ async fn invalid_key_is_skipped_until_edited() {
         .update_provider_key(&gw.user_id, &keys[0].id, &patch)
         .await
         .unwrap();
-    gw.state.cooldowns.reset_key(&keys[0].id);
+    gw.state.books.cooldowns.reset_key(&keys[0].id);
     gw.state.reload().await.unwrap();
     for _ in 0..4 {
         assert_eq!(
@@ -115,9 +116,20 @@ async fn clients_bad_request_is_returned_not_retried() {
     assert_openai_error(&body, "upstream_rejected_request");
     assert_eq!(gw.mock.hits("ok"), 0);
     // A bad request does not cool the key.
-    let (status, _, _) = gw.chat_json(simple_chat("m")).await;
-    assert_eq!(status, 400);
-    assert_eq!(gw.mock.hits("400"), 2);
+    let keys = gw.store.provider_keys_of(&gw.user_id).await.unwrap();
+    let now = tokio::time::Instant::now();
+    assert!(gw
+        .state
+        .books
+        .cooldowns
+        .cooldowns_of(&keys[0].id, now)
+        .is_empty());
+    assert!(!gw.state.books.cooldowns.is_invalid(&keys[0].id));
+    let only = start(&[("400", &["m"])]).await;
+    for _ in 0..2 {
+        assert_eq!(only.chat_json(simple_chat("m")).await.0, 400);
+    }
+    assert_eq!(only.mock.hits("400"), 2);
 }
 
 #[tokio::test]
@@ -182,4 +194,118 @@ async fn non_json_success_body_fails_over() {
         let (status, _, body) = gw.chat_json(simple_chat("m")).await;
         assert_eq!(status, 200, "{body}");
     }
+}
+
+fn queue_config(timeout_secs: u64) -> server::ServerConfig {
+    server::ServerConfig {
+        queue_timeout: std::time::Duration::from_secs(timeout_secs),
+        ..fast_config()
+    }
+}
+
+#[tokio::test]
+async fn a_request_waits_in_the_queue_for_a_cooling_key_instead_of_failing() {
+    // The only key answers 429 with Retry-After: 1 once, then recovers.
+    let gw = start_with(queue_config(10), &[("429ra1+first1", &["m"])]).await;
+    let started = std::time::Instant::now();
+    let (status, headers, body) = gw.chat_json(simple_chat("m")).await;
+    assert_eq!(status, 200, "{body}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "the retry honoured Retry-After: {waited:?}"
+    );
+    assert_eq!(headers["x-freellmapi-attempts"], "2");
+    assert_eq!(gw.mock.hits("429ra1+first1"), 2);
+    assert_eq!(gw.state.queue.depth(), 0);
+}
+
+#[tokio::test]
+async fn the_queue_gives_up_at_once_when_nothing_frees_before_its_timeout() {
+    // Retry-After 30 s is beyond a 2 s queue timeout: answer 429 now rather than wait for nothing.
+    let gw = start_with(queue_config(2), &[("429ra30", &["m"])]).await;
+    let started = std::time::Instant::now();
+    let r = gw.chat(simple_chat("m")).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((28..=30).contains(&retry), "{retry}");
+}
+
+#[tokio::test]
+async fn queued_requests_are_served_in_arrival_order_and_leavers_free_their_place() {
+    let gw = start_with(queue_config(10), &[("429ra1+first1", &["m"])]).await;
+    // Cool the key: the first request takes the 429 and waits.
+    let first = {
+        let req = gw.chat(simple_chat("m"));
+        tokio::spawn(async move { req.send().await.unwrap().status() })
+    };
+    wait_for_queue_depth(&gw, 1).await;
+    // A client that gives up while queued.
+    let leaver = gw
+        .chat(simple_chat("m"))
+        .timeout(std::time::Duration::from_millis(300))
+        .send();
+    let second = {
+        let req = gw.chat(simple_chat("m"));
+        tokio::spawn(async move { req.send().await.unwrap().status() })
+    };
+    let left = leaver.await;
+    assert!(
+        left.is_err(),
+        "the leaver timed out: {:?}",
+        left.map(|r| r.status())
+    );
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(second.await.unwrap(), 200);
+    assert_eq!(gw.state.queue.depth(), 0);
+    // The leaver never reached the provider; the other two did, after the one 429.
+    assert_eq!(gw.mock.hits("429ra1+first1"), 3);
+}
+
+#[tokio::test]
+async fn per_key_rpm_limit_is_enforced_before_sending() {
+    let gw = start(&[("ok", &["m"])]).await;
+    let keys = gw.store.provider_keys_of(&gw.user_id).await.unwrap();
+    let patch = store::ProviderKeyPatch {
+        limits: Some(store::KeyLimits {
+            rpm: Some(2),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    gw.store
+        .update_provider_key(&gw.user_id, &keys[0].id, &patch)
+        .await
+        .unwrap();
+    gw.state.reload().await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(gw.chat_json(simple_chat("m")).await.0, 200);
+    }
+    // The third would exceed the key's 2 requests per minute: refused here, the provider never sees it.
+    let r = gw.chat(simple_chat("m")).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((55..=60).contains(&retry), "{retry}");
+    assert_openai_error(&r.json().await.unwrap(), "all_keys_cooling");
+    assert_eq!(gw.mock.hits("ok"), 2);
+}
+
+/// Polls until `depth` requests wait in the queue (bounded: fails after 5 s).
+async fn wait_for_queue_depth(gw: &Gateway, depth: usize) {
+    for _ in 0..500 {
+        if gw.state.queue.depth() == depth {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("queue depth never reached {depth}");
 }

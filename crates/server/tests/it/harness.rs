@@ -29,6 +29,8 @@ pub fn fast_config() -> ServerConfig {
         first_token_stall: Duration::from_millis(2_000),
         stream_idle_timeout: Duration::from_millis(2_000),
         ip_rate_limit_rpm: 0,
+        // Tests of the wait queue set their own timeout; elsewhere an exhausted pool answers at once.
+        queue_timeout: Duration::ZERO,
         ..ServerConfig::default()
     }
 }

@@ -1,0 +1,211 @@
+//! Planning one request: which candidates may be tried now and in what order, and — when none may — when the
+//! soonest one frees up. Invalid keys, cooling candidates, capped candidates and candidates that cannot fit the
+//! request are set aside (counted, so errors can say why); the rest are ranked by score.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::cooldown::CooldownBook;
+use crate::limits::{Day, Denied, LimitLedger, Limits};
+use crate::score::{rank, ScoreBook, ScoreInputs};
+
+/// One candidate as the planner sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    pub key: &'a Arc<str>,
+    pub model: &'a Arc<str>,
+    /// Every limit scope the candidate falls under (the key's, the key-and-model's).
+    pub scopes: &'a [(Arc<str>, Limits)],
+    /// False when the candidate cannot serve this request (context window, capabilities).
+    pub fits: bool,
+}
+
+/// The plan for one request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// Indexes into the candidate slice, best first.
+    pub ready: Vec<usize>,
+    /// Score inputs of every candidate, by candidate index (unfit and invalid ones included, for observability).
+    pub scores: Vec<ScoreInputs>,
+    pub cooling: usize,
+    pub capped: usize,
+    pub invalid: usize,
+    pub unfit: usize,
+    /// When the soonest cooling or capped candidate frees up.
+    pub soonest_free: Option<Instant>,
+}
+
+/// The shared routing state of one instance: cooldowns, statistics, outbound limits.
+#[derive(Debug, Default)]
+pub struct RoutingBooks {
+    pub cooldowns: CooldownBook,
+    pub scores: ScoreBook,
+    pub limits: LimitLedger,
+}
+
+fn limit_view(scopes: &[(Arc<str>, Limits)]) -> impl Iterator<Item = (&Arc<str>, Limits)> {
+    scopes.iter().map(|(s, l)| (s, *l))
+}
+
+impl RoutingBooks {
+    /// Plans a request of about `tokens` tokens over `candidates`.
+    pub fn plan(
+        &self,
+        candidates: &[Candidate<'_>],
+        tokens: u64,
+        now: Instant,
+        day: Day,
+        rotation: usize,
+    ) -> Plan {
+        let mut plan = Plan {
+            ready: Vec::with_capacity(candidates.len()),
+            scores: Vec::with_capacity(candidates.len()),
+            ..Plan::default()
+        };
+        let free_at = |t: Instant, plan: &mut Plan| {
+            plan.soonest_free = Some(plan.soonest_free.map_or(t, |s| s.min(t)));
+        };
+        let mut headrooms = Vec::with_capacity(candidates.len());
+        let mut scopes_buf = Vec::new();
+        for (i, c) in candidates.iter().enumerate() {
+            scopes_buf.clear();
+            scopes_buf.extend(limit_view(c.scopes));
+            let headroom = c
+                .scopes
+                .iter()
+                .filter(|(_, l)| !l.is_unlimited())
+                .map(|(s, l)| self.limits.usage(s, now, day).headroom(l))
+                .fold(1.0, f64::min);
+            headrooms.push(headroom);
+            if !c.fits {
+                plan.unfit += 1;
+            } else if self.cooldowns.is_invalid(c.key) {
+                plan.invalid += 1;
+            } else if let Some(until) = self.cooldowns.cooling_until((c.key, c.model), now) {
+                plan.cooling += 1;
+                free_at(until, &mut plan);
+            } else {
+                match self.limits.free_at(&scopes_buf, tokens, now, day) {
+                    Ok(None) => plan.ready.push(i),
+                    Ok(Some(until)) => {
+                        plan.capped += 1;
+                        free_at(until, &mut plan);
+                    }
+                    Err(Denied::TooLarge) => plan.unfit += 1,
+                    Err(Denied::Until(until)) => {
+                        plan.capped += 1;
+                        free_at(until, &mut plan);
+                    }
+                }
+            }
+        }
+        self.scores.inputs(
+            candidates
+                .iter()
+                .zip(&headrooms)
+                .map(|(c, h)| (&**c.key, &**c.model, *h)),
+            now,
+            &mut plan.scores,
+        );
+        let scores: Vec<f64> = plan.scores.iter().map(|s| s.score).collect();
+        rank(&scores, &mut plan.ready, rotation);
+        plan
+    }
+
+    /// Takes the candidate's limit permits for a request of `tokens`.
+    pub fn acquire(
+        &self,
+        candidate: &Candidate<'_>,
+        tokens: u64,
+        now: Instant,
+        day: Day,
+    ) -> Result<crate::limits::Permit, Denied> {
+        let scopes: Vec<(&Arc<str>, Limits)> = limit_view(candidate.scopes).collect();
+        self.limits.try_acquire(&scopes, tokens, now, day)
+    }
+}
+
+/// Seconds to tell a client in `Retry-After` for an instant (at least 1).
+pub fn retry_after_secs(until: Instant, now: Instant) -> u64 {
+    until
+        .saturating_duration_since(now)
+        .max(Duration::from_secs(1))
+        .as_secs_f64()
+        .ceil() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cooldown::Outcome;
+
+    fn arc(s: &str) -> Arc<str> {
+        Arc::from(s)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sets_aside_what_cannot_run_and_ranks_the_rest() {
+        let books = RoutingBooks::default();
+        let now = Instant::now();
+        let day = Day {
+            index: 1,
+            until_next: Duration::from_secs(1000),
+        };
+        let keys: Vec<Arc<str>> = ["a", "b", "c", "d", "e"].into_iter().map(arc).collect();
+        let model = arc("m");
+        let capped_scope = vec![(
+            arc("d"),
+            Limits {
+                rpm: Some(1),
+                ..Limits::default()
+            },
+        )];
+        books
+            .limits
+            .try_acquire(&[(&capped_scope[0].0, capped_scope[0].1)], 1, now, day)
+            .unwrap();
+        books.cooldowns.record_failure(
+            ("b", "m"),
+            Outcome::RateLimited {
+                retry_after: Some(Duration::from_secs(5)),
+            },
+            now,
+        );
+        books.cooldowns.mark_invalid("c", 1);
+        // `e` is slow, `a` is fast: `a` must come first.
+        books
+            .scores
+            .record(&keys[0], &model, true, Some(Duration::from_millis(100)));
+        books
+            .scores
+            .record(&keys[4], &model, true, Some(Duration::from_millis(9000)));
+        let none: Vec<(Arc<str>, Limits)> = Vec::new();
+        let cands: Vec<Candidate> = keys
+            .iter()
+            .map(|k| Candidate {
+                key: k,
+                model: &model,
+                scopes: if &**k == "d" { &capped_scope } else { &none },
+                fits: true,
+            })
+            .collect();
+        let plan = books.plan(&cands, 10, now, day, 0);
+        assert_eq!(plan.ready, vec![0, 4]);
+        assert_eq!((plan.cooling, plan.invalid, plan.capped), (1, 1, 1));
+        assert_eq!(plan.soonest_free, Some(now + Duration::from_secs(5)));
+        assert_eq!(plan.scores.len(), 5);
+        let mut unfit = cands.clone();
+        unfit[0].fits = false;
+        let plan = books.plan(&unfit, 10, now, day, 0);
+        assert_eq!((plan.ready.clone(), plan.unfit), (vec![4], 1));
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        let now = Instant::now();
+        assert_eq!(retry_after_secs(now, now), 1);
+        assert_eq!(retry_after_secs(now + Duration::from_millis(2100), now), 3);
+    }
+}
