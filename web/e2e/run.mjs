@@ -18,12 +18,15 @@ import { tmpdir } from 'node:os';
 import { dirname, extname, join, normalize, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { createShim } from './shim.mjs';
 
 const WEB = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const ROOT = resolve(WEB, '..');
 const OUT = join(WEB, 'e2e', 'out');
 const DIST = join(WEB, 'dist');
 const STRICT = process.env.E2E_STRICT === '1';
+// E2E_SHIM=1: a contract shim stands in for the planned /ws and playground routes (see shim.mjs).
+const SHIM = process.env.E2E_SHIM === '1';
 mkdirSync(OUT, { recursive: true });
 
 const children = [];
@@ -147,8 +150,10 @@ const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '
 async function startFront(gatewayPort) {
   const port = await freePort();
   const forward = (p) => /^\/(api|v1|ws)(\/|$|\?)/.test(p);
+  const shim = SHIM ? createShim(gatewayPort) : null;
   const server = http.createServer((req, res) => {
     const path = new URL(req.url, 'http://x').pathname;
+    if (shim && shim.http(req, res)) return;
     if (forward(path)) {
       const up = http.request({ host: '127.0.0.1', port: gatewayPort, method: req.method, path: req.url, headers: req.headers }, (ur) => {
         res.writeHead(ur.statusCode ?? 502, ur.headers);
@@ -167,6 +172,7 @@ async function startFront(gatewayPort) {
     createReadStream(file).pipe(res);
   });
   server.on('upgrade', (req, socket, head) => {
+    if (shim && new URL(req.url, 'http://x').pathname === '/ws') return shim.upgrade(req, socket);
     const up = net.connect(gatewayPort, '127.0.0.1', () => {
       let raw = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
       for (let i = 0; i < req.rawHeaders.length; i += 2) raw += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
@@ -219,7 +225,10 @@ async function main() {
   log('gateway at', gateway);
   let base = gateway;
   let servedBy = 'gateway';
-  if (!(await gatewayServesDashboard(gateway))) {
+  if (SHIM) {
+    base = await startFront(gwPort);
+    servedBy = 'node front server WITH THE CONTRACT SHIM (E2E_SHIM=1): /ws and the playground route are simulated';
+  } else if (!(await gatewayServesDashboard(gateway))) {
     base = await startFront(gwPort);
     servedBy = 'node front server (the gateway does not embed web/dist yet)';
   }
@@ -237,6 +246,10 @@ async function main() {
       if (msg.type() === 'error') consoleErrors.push({ tag, text: msg.text(), url: msg.location()?.url ?? '', page: page.url() });
     });
     page.on('pageerror', (err) => consoleErrors.push({ tag, text: `uncaught: ${err.message}`, url: '' }));
+    page.on('requestfailed', (req) => {
+      if (!/ERR_ABORTED/.test(req.failure()?.errorText ?? '')) consoleErrors.push({ tag, text: `request failed: ${req.method()} ${req.failure()?.errorText}`, url: req.url() });
+    });
+    if (process.env.E2E_TRACE) page.on('response', (r) => log('  ', r.request().method(), r.status(), r.url()));
   };
   const page = await context.newPage();
   watch(page, 'main');

@@ -221,7 +221,9 @@ function LiveBadge() {
       data-testid="live-badge"
     >
       <span class="badge-dot" aria-hidden="true" />
-      live<span class="badge-long">{label.slice(4)}</span>
+      <span>
+        live<span class="badge-long">{label.slice(4)}</span>
+      </span>
     </button>
   );
 }

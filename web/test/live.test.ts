@@ -77,13 +77,15 @@ describe('reduceLive', () => {
   it('counts errors and cancellations', () => {
     const s = apply([
       { type: 'request.started', req_id: 'x', requested_model: 'm', stream: false, input_tokens: 1, ts_ms: NOW },
-      { type: 'request.finished', req_id: 'x', status: 'error', latency_ms: 5, input_tokens: 1, output_tokens: 0, attempts: 3 },
+      { type: 'request.finished', req_id: 'x', status: 'error', latency_ms: 5, input_tokens: 1, output_tokens: 0, attempts: 3, error_code: 'all_providers_failed' },
       { type: 'request.started', req_id: 'y', requested_model: 'm', stream: false, input_tokens: 1, ts_ms: NOW },
       { type: 'request.finished', req_id: 'y', status: 'canceled', latency_ms: 5, input_tokens: 1, output_tokens: 0, attempts: 1 },
     ]);
     expect(s.totals).toMatchObject({ requests: 2, success: 0, errors: 1 });
     expect(s.inFlight).toEqual({});
     expect(s.recent.map((r) => r.status)).toEqual(['canceled', 'error']);
+    expect(s.recent[1].error_code).toBe('all_providers_failed');
+    expect(s.events.find((e) => e.req_id === 'x' && e.kind === 'finished')?.text).toContain('all_providers_failed');
   });
 
   it('creates a row for an attempt whose start was missed, and ignores tokens for unknown requests', () => {

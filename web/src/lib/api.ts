@@ -135,10 +135,26 @@ export interface ProviderKey {
   source: 'config' | 'api';
   created_at: number;
   updated_at: number;
+  /** Per-key overrides (absent field = catalog default). */
+  limits?: KeyLimits | null;
+  /** The limits the router applies: overrides merged over the catalog defaults. */
+  effective_limits?: KeyLimits | null;
+  /** Current use against those limits. */
+  usage?: KeyLimits | null;
+  /** healthy / rate_limited / invalid / disabled, as the router sees the key now. */
+  live_status?: string;
   rpm_limit?: number | null;
   tpm_limit?: number | null;
   notice?: string | null;
   discovered?: { added: string[]; not_listed_by_endpoint: string[] };
+}
+
+export interface KeyLimits {
+  rpm?: number | null;
+  rph?: number | null;
+  rpd?: number | null;
+  tpm?: number | null;
+  tpd?: number | null;
 }
 
 export interface GatewayKey {

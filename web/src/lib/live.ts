@@ -29,6 +29,7 @@ export interface FinishedRow {
   output_tokens: number;
   attempts: number;
   finished_at_ms: number;
+  error_code?: string;
 }
 
 export interface LiveKey {
@@ -306,6 +307,7 @@ export function reduceLive(state: LiveState, raw: unknown, now: number = Date.no
         output_tokens: output,
         attempts: num(m.attempts, row?.attempt ?? 0),
         finished_at_ms: now,
+        error_code: str(m.error_code),
       };
       const inFlight = { ...state.inFlight };
       delete inFlight[id];
@@ -330,7 +332,7 @@ export function reduceLive(state: LiveState, raw: unknown, now: number = Date.no
           ts_ms: now,
           kind: 'finished',
           req_id: id,
-          text: `${shortId(id)} ${status}${fin.provider ? ` on ${route(fin.provider, fin.model)}` : ''} in ${Math.round(
+          text: `${shortId(id)} ${status}${fin.error_code ? ` (${fin.error_code})` : ''}${fin.provider ? ` on ${route(fin.provider, fin.model)}` : ''} in ${Math.round(
             fin.latency_ms,
           )} ms, ${fin.attempts} attempt${fin.attempts === 1 ? '' : 's'}, ${input} → ${output} tokens`,
           outcome: status === 'success' ? 'ok' : status === 'canceled' ? 'warn' : 'bad',

@@ -86,7 +86,15 @@ class LiveStore {
       } catch {
         return;
       }
-      if (msg && typeof msg === 'object') this.raw.forEach((fn) => fn(msg as Record<string, unknown>));
+      if (msg && typeof msg === 'object') {
+        const type = (msg as { type?: unknown }).type;
+        // The server dropped events for this (slow) subscriber: ask for a fresh snapshot.
+        if (type === 'resync' || type === 'lagged') {
+          this.resync();
+          return;
+        }
+        this.raw.forEach((fn) => fn(msg as Record<string, unknown>));
+      }
       // Token ticks can arrive many per second across requests: apply them in one render per frame.
       this.pending.push(msg);
       if (!this.flushScheduled) {

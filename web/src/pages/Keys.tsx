@@ -291,7 +291,7 @@ function KeyRow({ k, onChange, onDelete }: { k: ProviderKey; onChange: (k: Provi
   // Cooldowns come as `remaining_ms` at the time the key was loaded.
   const loadedAt = useMemo(() => Date.now(), [k]);
 
-  const status = liveKey && liveKey.status !== 'unknown' ? liveKey.status : k.status;
+  const status = liveKey && liveKey.status !== 'unknown' ? liveKey.status : (k.live_status ?? k.status);
   const cooling = k.cooldowns.some((c) => loadedAt + c.remaining_ms > now) || (liveKey?.cooldown_until_ms ?? 0) > now;
   const color = statusColor(status, k.enabled, cooling);
   const statusText = !k.enabled ? 'disabled' : cooling && status === 'healthy' ? 'cooling down' : status.replace('_', ' ');
@@ -315,12 +315,22 @@ function KeyRow({ k, onChange, onDelete }: { k: ProviderKey; onChange: (k: Provi
     }
   };
 
-  const cap = (n: number | null | undefined) => (n === null || n === undefined ? '' : String(n));
-  const saveCap = (field: 'rpm_limit' | 'tpm_limit') => async (v: string) => {
+  type CapField = 'rpm' | 'tpm' | 'rpd' | 'tpd';
+  const override = (f: CapField): number | null | undefined =>
+    k.limits?.[f] ?? (f === 'rpm' ? k.rpm_limit : f === 'tpm' ? k.tpm_limit : undefined);
+  const saveCap = (f: CapField) => async (v: string) => {
     const n = v === '' ? null : Number(v);
-    if (n !== null && (!Number.isInteger(n) || n < 0)) throw new Error('Enter a whole number, or leave empty for no cap');
-    await patch({ [field]: n });
+    if (n !== null && (!Number.isInteger(n) || n < 0)) throw new Error('Enter a whole number, or leave empty for the default');
+    await patch({ [`${f}_limit`]: n });
   };
+  const CAPS: { f: CapField; short: string; long: string }[] = [
+    { f: 'rpm', short: 'RPM', long: 'requests-per-minute cap' },
+    { f: 'tpm', short: 'TPM', long: 'tokens-per-minute cap' },
+    { f: 'rpd', short: 'RPD', long: 'requests-per-day cap' },
+    { f: 'tpd', short: 'TPD', long: 'tokens-per-day cap' },
+  ];
+  const rpmNow = liveKey?.rpm_used ?? k.usage?.rpm;
+  const tpmNow = liveKey?.tpm_used ?? k.usage?.tpm;
 
   return (
     <li class="key-row" data-testid="key-row">
@@ -348,17 +358,27 @@ function KeyRow({ k, onChange, onDelete }: { k: ProviderKey; onChange: (k: Provi
 
       <div class="key-details">
         <div class="caps">
-          <span class="cap">
-            <span class="cap-label">RPM cap</span>
-            <InlineEdit value={cap(k.rpm_limit)} type="number" label="requests-per-minute cap" placeholder="none" onSave={saveCap('rpm_limit')} />
-          </span>
-          <span class="cap">
-            <span class="cap-label">TPM cap</span>
-            <InlineEdit value={cap(k.tpm_limit)} type="number" label="tokens-per-minute cap" placeholder="none" onSave={saveCap('tpm_limit')} />
-          </span>
-          {liveKey && (
+          {CAPS.map(({ f, short, long }) => {
+            const own = override(f);
+            const eff = k.effective_limits?.[f];
+            return (
+              <span class="cap" key={f}>
+                <span class="cap-label" title={long}>
+                  {short}
+                </span>
+                <InlineEdit
+                  value={own === null || own === undefined ? '' : String(own)}
+                  type="number"
+                  label={long}
+                  placeholder={eff ? `default ${formatInt(eff)}` : 'no cap'}
+                  onSave={saveCap(f)}
+                />
+              </span>
+            );
+          })}
+          {(rpmNow !== undefined || tpmNow !== undefined) && (
             <span class="cap muted">
-              now {formatInt(liveKey.rpm_used)} rpm · {formatInt(liveKey.tpm_used)} tpm
+              now {formatInt(rpmNow ?? 0)} rpm · {formatInt(tpmNow ?? 0)} tpm
             </span>
           )}
         </div>

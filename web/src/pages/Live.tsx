@@ -135,6 +135,7 @@ export function LivePage() {
                   <li key={r.req_id}>
                     <span class={`pill pill-${r.status === 'success' ? 'ok' : r.status === 'canceled' ? 'warn' : 'bad'}`}>{r.status}</span>
                     <span class="mono">{r.requested_model}</span>
+                    {r.error_code && <span class="muted">{r.error_code}</span>}
                     {r.provider && (
                       <span class="muted">
                         → {r.provider} / {r.model}
