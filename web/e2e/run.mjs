@@ -400,6 +400,35 @@ async function main() {
     return `${body.trim().length} chars; "${route.trim()}"; stop button shown while streaming: ${sawStop}`;
   }, { planned: true });
 
+  await step('playground: Stop aborts a slow stream and keeps the partial answer', async () => {
+    // A second key whose upstream drips slowly, serving only `slow-model`.
+    const status = await page.evaluate(async (url) => {
+      const r = await fetch('/api/keys', {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ platform: 'custom', label: 'Slow mock', base_url: url, models: ['slow-model'] }),
+      });
+      return r.status;
+    }, `${mock}/drip150+chunks200/v1`);
+    if (status !== 201) throw new Error(`could not add the slow key (${status})`);
+    await page.reload();
+    const modelField = page.getByLabel('Model');
+    const tag = await modelField.evaluate((el) => el.tagName);
+    if (tag === 'SELECT') await modelField.selectOption('slow-model');
+    else await modelField.fill('slow-model');
+    await page.getByLabel('Message').fill('Tell me a long story');
+    await page.getByLabel('Message').press('Enter');
+    const msg = page.locator('[data-testid=assistant-msg]').last();
+    await msg.locator('.msg-body').waitFor({ timeout: 15000 });
+    await page.getByRole('button', { name: 'Stop' }).click();
+    await msg.getByText('stopped').waitFor({ timeout: 5000 });
+    if (await msg.locator('.note-error').count()) throw new Error(`error after stop: ${await msg.locator('.note-error').textContent()}`);
+    await page.getByRole('button', { name: 'Send' }).waitFor();
+    const text = ((await msg.locator('.msg-body').textContent()) ?? '').trim();
+    return `${text.split(/\s+/).length} words kept after Stop`;
+  }, { planned: true });
+
   // Send a streamed /v1 request with the gateway key (works whatever the playground's state) and watch the live tab.
   await step('live dashboard: in-flight row with growing tokens, then finished', async () => {
     if (!gatewayKey) throw new Error('no gateway key');

@@ -103,7 +103,10 @@ function Checklist({ platforms, keys }: { platforms: Platform[]; keys: ProviderK
   const done = served.filter((p) => configured(p.id)).length;
   const customCount = keys.filter((k) => k.platform === 'custom').length;
   return (
-    <Section title={`${done} of ${served.length} providers configured`} id="checklist-title">
+    <Section
+      title={`${done} of ${served.length} providers configured${customCount ? ` · ${customCount} custom endpoint${customCount === 1 ? '' : 's'}` : ''}`}
+      id="checklist-title"
+    >
       <div class="progress" role="progressbar" aria-valuemin={0} aria-valuemax={served.length} aria-valuenow={done} aria-label="Providers configured">
         <div class="progress-fill" style={{ width: `${served.length ? (done / served.length) * 100 : 0}%` }} />
       </div>
