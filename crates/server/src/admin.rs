@@ -44,7 +44,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/{*rest}", axum::routing::any(unknown_api))
 }
 
-type ApiResult<T> = Result<T, GatewayError>;
+pub(crate) type ApiResult<T> = Result<T, GatewayError>;
 
 /// Parses a JSON body. Requiring `application/json` also keeps cross-site form posts out (they cannot set it
 /// without a CORS preflight).
@@ -94,7 +94,10 @@ fn session_token(headers: &HeaderMap) -> Option<String> {
     None
 }
 
-async fn session_user(state: &AppState, headers: &HeaderMap) -> Result<User, GatewayError> {
+pub(crate) async fn session_user(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<User, GatewayError> {
     let unauthorized = || {
         GatewayError(ApiError::new(
             401,

@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod body;
 pub mod config;
+pub mod dashboard_api;
 pub mod error;
 pub mod events;
 pub mod ip_limit;
@@ -35,6 +36,7 @@ pub use state::AppState;
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(openai::routes())
+        .merge(dashboard_api::routes())
         .merge(admin::routes())
         .fallback(dashboard)
         .with_state(state)

@@ -250,6 +250,16 @@ async fn chat_completions(
     request: Request,
 ) -> Result<Response, GatewayError> {
     let (caller, headers, body) = authenticated_body(&state, peer, request).await?;
+    serve_chat(state, caller, &headers, body).await
+}
+
+/// Chat for an authenticated caller (a gateway key, or the dashboard's playground session).
+pub(crate) async fn serve_chat(
+    state: AppState,
+    caller: Caller,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, GatewayError> {
     let view = ChatRequestView::parse(&body)?;
     if let Some(e) = no_providers(&caller.tenant) {
         return Err(e.into());
@@ -261,7 +271,7 @@ async fn chat_completions(
     };
     let meta = request_meta(
         caller,
-        &headers,
+        headers,
         view.model.into_owned(),
         operation,
         estimate,

@@ -1007,7 +1007,7 @@ struct RelayBody {
     guard: RequestGuard,
     ttfb: Duration,
     /// When the live board last heard this stream's output count.
-    last_progress: Instant,
+    last_progress: Option<Instant>,
 }
 
 /// Output-count events per stream are sent at most this often.
@@ -1042,7 +1042,7 @@ impl RelayBody {
             watch: committed.watch,
             guard,
             ttfb,
-            last_progress: Instant::now(),
+            last_progress: None,
         }
     }
 
@@ -1053,10 +1053,13 @@ impl RelayBody {
             return;
         }
         let now = Instant::now();
-        if now.duration_since(self.last_progress) < PROGRESS_INTERVAL {
+        if self
+            .last_progress
+            .is_some_and(|last| now.duration_since(last) < PROGRESS_INTERVAL)
+        {
             return;
         }
-        self.last_progress = now;
+        self.last_progress = Some(now);
         let meta = &self.guard.meta;
         events.tokens(
             &meta.tenant.user_id,

@@ -37,6 +37,22 @@ pub struct ProviderKeyRow {
     pub limits: KeyLimits,
 }
 
+/// One request, as the statistics pages need it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestStat {
+    pub id: String,
+    pub platform: Option<String>,
+    pub model: Option<String>,
+    pub provider_key_id: Option<String>,
+    pub status: String,
+    pub http_status: i64,
+    pub error_class: Option<String>,
+    pub latency_ms: i64,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub created_at: i64,
+}
+
 /// Outbound limit overrides of one provider key. Unset: the catalog's default applies.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

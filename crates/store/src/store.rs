@@ -952,6 +952,49 @@ impl Store {
     }
 
     /// The newest request logs of a user (most recent first).
+    /// The user's requests since `since_ms` (newest first, at most `limit`), optionally of one provider key: the
+    /// raw material of the statistics pages.
+    pub async fn request_stats_since(
+        &self,
+        user_id: &str,
+        since_ms: i64,
+        provider_key_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RequestStat>, StoreError> {
+        let filter = if provider_key_id.is_some() {
+            " AND provider_key_id = $4"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT id, platform, model, provider_key_id, status, http_status, error_class, latency_ms, \
+             input_tokens, output_tokens, created_at FROM requests WHERE user_id = $1 AND created_at >= $2{filter} \
+             ORDER BY created_at DESC LIMIT $3"
+        );
+        let mut query = sqlx::query(&sql).bind(user_id).bind(since_ms).bind(limit);
+        if let Some(key) = provider_key_id {
+            query = query.bind(key);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RequestStat {
+                    id: r.try_get("id")?,
+                    platform: r.try_get("platform")?,
+                    model: r.try_get("model")?,
+                    provider_key_id: r.try_get("provider_key_id")?,
+                    status: r.try_get("status")?,
+                    http_status: r.try_get("http_status")?,
+                    error_class: r.try_get("error_class")?,
+                    latency_ms: r.try_get("latency_ms")?,
+                    input_tokens: r.try_get("input_tokens")?,
+                    output_tokens: r.try_get("output_tokens")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
     pub async fn recent_requests(
         &self,
         user_id: &str,

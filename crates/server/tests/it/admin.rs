@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use crate::harness::*;
 
-async fn login(gw: &Gateway) -> String {
+pub async fn login(gw: &Gateway) -> String {
     let r = gw
         .http
         .post(format!("{}/api/auth/login", gw.url))

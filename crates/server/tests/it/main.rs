@@ -6,5 +6,6 @@
 mod admin;
 mod failover;
 mod harness;
+mod live;
 mod openai_surface;
 mod streaming;

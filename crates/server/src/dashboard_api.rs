@@ -1,0 +1,475 @@
+//! What the dashboard needs beyond the admin REST: the live WebSocket (`/ws`), the model list with profiles and
+//! `auto` (`/api/models`), the playground (`/api/playground/chat/completions`, the same relay as `/v1` under the
+//! session), per-key statistics and analytics computed from the request history. Everything is scoped to the
+//! session's user.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use http::HeaderMap;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use store::RequestStat;
+use tokio::sync::broadcast::error::RecvError;
+use wire::{ApiError, ErrorType};
+
+use crate::admin::{session_user, ApiResult};
+use crate::body::read_limited;
+use crate::error::{not_found, GatewayError};
+use crate::events::now_ms;
+use crate::openai::{serve_chat, Caller};
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ws", get(websocket))
+        .route("/api/models", get(models))
+        .route("/api/playground/chat/completions", post(playground_chat))
+        .route("/api/keys/{id}/stats", get(key_stats))
+        .route("/api/analytics", get(analytics))
+}
+
+/// The user's routing pool, for the caller of a session route.
+fn tenant_of(
+    state: &AppState,
+    user_id: &str,
+) -> Result<Arc<crate::snapshot::Tenant>, GatewayError> {
+    state
+        .snapshot
+        .load()
+        .tenants
+        .get(user_id)
+        .cloned()
+        .ok_or_else(|| {
+            GatewayError(ApiError::new(
+                403,
+                ErrorType::PermissionError,
+                "account_disabled",
+                "this account is disabled",
+            ))
+        })
+}
+
+/// A cross-site page must not open a socket with the user's cookie: the `Origin`, when sent, must be this host.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers
+        .get(http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return true;
+    };
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
+    origin_host.eq_ignore_ascii_case(host)
+}
+
+async fn websocket(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    if !same_origin(&headers) {
+        return Err(GatewayError(ApiError::new(
+            403,
+            ErrorType::PermissionError,
+            "cross_origin",
+            "the live feed only accepts connections from the dashboard's own origin",
+        )));
+    }
+    let user = session_user(&state, &headers).await?;
+    let user_id: Arc<str> = Arc::from(user.id.as_str());
+    Ok(upgrade.on_upgrade(move |socket| live_feed(state, user_id, socket)))
+}
+
+/// The first message of a live feed, and the answer to `{"type":"resync"}`.
+fn snapshot_message(state: &AppState, user_id: &str) -> String {
+    let now = tokio::time::Instant::now();
+    let day = router::Day::from_system_time();
+    let snapshot = state.snapshot.load();
+    let keys: Vec<Value> = snapshot
+        .tenants
+        .get(user_id)
+        .map(|t| {
+            t.keys
+                .iter()
+                .map(|k| {
+                    let usage = state.books.limits.usage(&k.id, now, day);
+                    let cooling = state.books.cooldowns.cooldowns_of(&k.id, now);
+                    let status = if state.books.cooldowns.is_invalid(&k.id) {
+                        "invalid"
+                    } else if !cooling.is_empty() {
+                        "rate_limited"
+                    } else {
+                        "healthy"
+                    };
+                    let until = cooling
+                        .iter()
+                        .map(|(_, d)| d.as_millis() as u64)
+                        .max()
+                        .map(|d| now_ms() + d);
+                    json!({
+                        "id": k.id, "platform": k.platform.id(), "label": k.label, "status": status,
+                        "cooldown_until_ms": until, "rpm_used": usage.rpm_used, "rpm_limit": k.limits.rpm,
+                        "tpm_used": usage.tpm_used, "tpm_limit": k.limits.tpm,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "type": "snapshot",
+        "in_flight": state.events.in_flight_of(user_id),
+        "totals": state.events.totals_of(user_id),
+        "keys": keys,
+        "queue_depth": state.queue.depth(),
+    })
+    .to_string()
+}
+
+async fn live_feed(state: AppState, user_id: Arc<str>, mut socket: WebSocket) {
+    let mut events = state.events.subscribe();
+    if socket
+        .send(Message::Text(snapshot_message(&state, &user_id).into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) if event.user_id == user_id => {
+                    if socket.send(Message::Text((*event.json).into())).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                // Too slow to keep up: start over from a fresh snapshot rather than show a wrong picture.
+                Err(RecvError::Lagged(_)) => {
+                    if socket.send(Message::Text(snapshot_message(&state, &user_id).into())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) if text.contains("\"resync\"") => {
+                    if socket.send(Message::Text(snapshot_message(&state, &user_id).into())).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+async fn models(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let user = session_user(&state, &headers).await?;
+    let tenant = tenant_of(&state, &user.id)?;
+    let mut data = vec![json!({ "id": "auto", "kind": "auto", "providers": [] })];
+    for (model, routes) in &tenant.models {
+        let mut providers: Vec<&str> = routes
+            .iter()
+            .map(|r| tenant.keys[r.key].platform.id())
+            .collect();
+        providers.dedup();
+        data.push(json!({
+            "id": model,
+            "kind": "model",
+            "embedding": routes.iter().any(|r| r.embedding),
+            "context_window": routes.iter().filter_map(|r| r.context_window).min(),
+            "providers": providers,
+        }));
+    }
+    Ok(Json(json!({ "data": data })))
+}
+
+async fn playground_chat(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, GatewayError> {
+    let user = session_user(&state, &headers).await?;
+    let tenant = tenant_of(&state, &user.id)?;
+    let body: Bytes = read_limited(&headers, body, state.config.body_limit_bytes).await?;
+    let caller = Caller {
+        tenant,
+        gateway_key_id: Arc::from("playground"),
+        gateway_key_prefix: Arc::from("playground"),
+    };
+    serve_chat(state, caller, &headers, body).await
+}
+
+#[derive(Deserialize)]
+struct RangeQuery {
+    #[serde(default)]
+    range: Option<String>,
+}
+
+/// (window length, bucket length) in milliseconds.
+fn range_of(q: &RangeQuery) -> Result<(i64, i64), GatewayError> {
+    const HOUR: i64 = 3_600_000;
+    match q.range.as_deref().unwrap_or("24h") {
+        "24h" => Ok((24 * HOUR, HOUR)),
+        "7d" => Ok((7 * 24 * HOUR, 6 * HOUR)),
+        "30d" => Ok((30 * 24 * HOUR, 24 * HOUR)),
+        "90d" => Ok((90 * 24 * HOUR, 24 * HOUR)),
+        other => Err(GatewayError(
+            ApiError::invalid_request(
+                "invalid_range",
+                format!("`range` must be 24h, 7d, 30d or 90d, not `{other}`"),
+            )
+            .with_param("range"),
+        )),
+    }
+}
+
+/// Most rows read for one statistics page.
+const STATS_ROWS: i64 = 100_000;
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn is_error(r: &RequestStat) -> bool {
+    r.status == "error"
+}
+
+/// Hourly (or `bucket`-wide) counts, oldest first, covering the whole window.
+fn series(rows: &[RequestStat], start: i64, window: i64, bucket: i64) -> Vec<Value> {
+    let buckets = (window / bucket) as usize;
+    let mut counts = vec![(0u64, 0u64, 0i64, 0i64); buckets];
+    for r in rows {
+        let i = ((r.created_at - start) / bucket) as usize;
+        if let Some(c) = counts.get_mut(i) {
+            c.0 += 1;
+            c.1 += u64::from(is_error(r));
+            c.2 += r.input_tokens.unwrap_or(0);
+            c.3 += r.output_tokens.unwrap_or(0);
+        }
+    }
+    counts
+        .into_iter()
+        .enumerate()
+        .map(|(i, (requests, errors, tin, tout))| {
+            json!({
+                "bucket_start_ms": start + i as i64 * bucket, "hour_start_ms": start + i as i64 * bucket,
+                "requests": requests, "errors": errors, "tokens_in": tin, "tokens_out": tout,
+            })
+        })
+        .collect()
+}
+
+/// (requests, errors, summed latency ms, tokens in, tokens out).
+type Tally = (u64, u64, i64, i64, i64);
+
+/// Requests, errors and mean latency per value of `group`.
+fn breakdown<'a>(
+    rows: &'a [RequestStat],
+    group: impl Fn(&'a RequestStat) -> Option<&'a str>,
+) -> BTreeMap<&'a str, Tally> {
+    let mut map: BTreeMap<&str, Tally> = BTreeMap::new();
+    for r in rows {
+        let Some(g) = group(r) else { continue };
+        let e = map.entry(g).or_default();
+        e.0 += 1;
+        e.1 += u64::from(is_error(r));
+        e.2 += r.latency_ms;
+        e.3 += r.input_tokens.unwrap_or(0);
+        e.4 += r.output_tokens.unwrap_or(0);
+    }
+    map
+}
+
+fn latency_summary(rows: &[RequestStat]) -> Value {
+    let mut latencies: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.status == "success")
+        .map(|r| r.latency_ms)
+        .collect();
+    latencies.sort_unstable();
+    let avg = if latencies.is_empty() {
+        0
+    } else {
+        latencies.iter().sum::<i64>() / latencies.len() as i64
+    };
+    json!({
+        "min": latencies.first().copied().unwrap_or(0), "p50": percentile(&latencies, 50.0), "avg": avg,
+        "p95": percentile(&latencies, 95.0), "p99": percentile(&latencies, 99.0),
+        "max": latencies.last().copied().unwrap_or(0),
+    })
+}
+
+async fn key_stats(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult<Json<Value>> {
+    let user = session_user(&state, &headers).await?;
+    if state.store.provider_key(&user.id, &id).await?.is_none() {
+        return Err(not_found("provider key").into());
+    }
+    let (window, bucket) = range_of(&q)?;
+    let now = now_ms() as i64;
+    let start = (now - window) / bucket * bucket + bucket;
+    let rows = state
+        .store
+        .request_stats_since(&user.id, start, Some(&id), STATS_ROWS)
+        .await?;
+    let requests = rows.len() as u64;
+    let errors = rows.iter().filter(|r| is_error(r)).count() as u64;
+    let success = rows.iter().filter(|r| r.status == "success").count() as u64;
+    let rate_limited = rows
+        .iter()
+        .filter(|r| r.http_status == 429 || r.error_class.as_deref() == Some("rate_limited"))
+        .count();
+    let by_model: Vec<Value> = breakdown(&rows, |r| r.model.as_deref())
+        .into_iter()
+        .map(|(model, (n, e, lat, _, _))| {
+            json!({ "model": model, "requests": n, "errors": e, "avg_latency_ms": lat / n.max(1) as i64 })
+        })
+        .collect();
+    let by_error: Vec<Value> = breakdown(&rows, |r| r.error_class.as_deref())
+        .into_iter()
+        .map(|(code, (n, ..))| json!({ "code": code, "count": n }))
+        .collect();
+    let recent: Vec<Value> = rows
+        .iter()
+        .take(25)
+        .map(|r| {
+            json!({
+                "id": r.id, "created_at_ms": r.created_at, "model": r.model, "status": r.status,
+                "http_status": r.http_status, "latency_ms": r.latency_ms, "input_tokens": r.input_tokens,
+                "output_tokens": r.output_tokens, "error_code": r.error_class,
+            })
+        })
+        .collect();
+    let clock = tokio::time::Instant::now();
+    let cooldowns: Vec<Value> = state
+        .books
+        .cooldowns
+        .cooldowns_of(&id, clock)
+        .into_iter()
+        .map(|(model, remaining)| {
+            json!({ "model": model, "until_ms": now as u64 + remaining.as_millis() as u64, "reason": "cooldown" })
+        })
+        .collect();
+    Ok(Json(json!({
+        "requests": requests,
+        "success_rate": if requests == 0 { Value::Null } else { json!(success as f64 / requests as f64) },
+        "errors": errors,
+        "rate_limited": rate_limited,
+        "latency_ms": latency_summary(&rows),
+        "hourly": series(&rows, start, window, bucket),
+        "by_model": by_model,
+        "by_error": by_error,
+        "recent": recent,
+        "cooldowns": cooldowns,
+    })))
+}
+
+async fn analytics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult<Json<Value>> {
+    let user = session_user(&state, &headers).await?;
+    let (window, bucket) = range_of(&q)?;
+    let now = now_ms() as i64;
+    let start = (now - window) / bucket * bucket + bucket;
+    let rows = state
+        .store
+        .request_stats_since(&user.id, start, None, STATS_ROWS)
+        .await?;
+    let requests = rows.len() as u64;
+    let errors = rows.iter().filter(|r| is_error(r)).count() as u64;
+    let success = rows.iter().filter(|r| r.status == "success").count() as u64;
+    let latency = latency_summary(&rows);
+    let by_provider: Vec<Value> = breakdown(&rows, |r| r.platform.as_deref())
+        .into_iter()
+        .map(|(provider, (n, e, lat, tin, tout))| {
+            json!({ "provider": provider, "requests": n, "errors": e, "avg_latency_ms": lat / n.max(1) as i64,
+                    "tokens_in": tin, "tokens_out": tout })
+        })
+        .collect();
+    let mut models: BTreeMap<(&str, &str), Tally> = BTreeMap::new();
+    for r in &rows {
+        let (Some(model), Some(platform)) = (r.model.as_deref(), r.platform.as_deref()) else {
+            continue;
+        };
+        let e = models.entry((model, platform)).or_default();
+        e.0 += 1;
+        e.1 += u64::from(is_error(r));
+        e.2 += r.latency_ms;
+        e.3 += r.input_tokens.unwrap_or(0);
+        e.4 += r.output_tokens.unwrap_or(0);
+    }
+    let by_model: Vec<Value> = models
+        .into_iter()
+        .map(|((model, provider), (n, e, lat, tin, tout))| {
+            json!({ "model": model, "provider": provider, "requests": n, "errors": e,
+                    "avg_latency_ms": lat / n.max(1) as i64, "tokens_in": tin, "tokens_out": tout })
+        })
+        .collect();
+    Ok(Json(json!({
+        "totals": {
+            "requests": requests,
+            "success_rate": if requests == 0 { Value::Null } else { json!(success as f64 / requests as f64) },
+            "errors": errors,
+            "tokens_in": rows.iter().filter_map(|r| r.input_tokens).sum::<i64>(),
+            "tokens_out": rows.iter().filter_map(|r| r.output_tokens).sum::<i64>(),
+            "avg_latency_ms": latency["avg"],
+            "p95_latency_ms": latency["p95"],
+        },
+        "series": series(&rows, start, window, bucket),
+        "by_provider": by_provider,
+        "by_model": by_model,
+        "truncated": rows.len() as i64 >= STATS_ROWS,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_sorted_values() {
+        let v: Vec<i64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 51);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(percentile(&[], 95.0), 0);
+    }
+
+    #[test]
+    fn origin_must_match_host() {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::HOST, "127.0.0.1:3001".parse().unwrap());
+        assert!(same_origin(&h));
+        h.insert(
+            http::header::ORIGIN,
+            "http://127.0.0.1:3001".parse().unwrap(),
+        );
+        assert!(same_origin(&h));
+        h.insert(
+            http::header::ORIGIN,
+            "https://evil.example".parse().unwrap(),
+        );
+        assert!(!same_origin(&h));
+    }
+}

@@ -1,0 +1,177 @@
+//! The dashboard's live feed and session routes: the WebSocket sees its own user's requests as they happen, the
+//! playground relays like `/v1`, and statistics come from the request history.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::admin::login;
+use crate::harness::*;
+
+async fn next_json(
+    ws: &mut (impl futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+              + Unpin),
+) -> Value {
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+            .await
+            .expect("a live event within 5 s")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(text) = msg {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn websocket_shows_requests_live_and_only_to_their_owner() {
+    let gw = start(&[("ok+chunks8+drip40", &["m"])]).await;
+    let cookie = login(&gw).await;
+    let ws_url = gw.url.replace("http://", "ws://") + "/ws";
+    // Without a session: refused.
+    assert!(tokio_tungstenite::connect_async(ws_url.as_str())
+        .await
+        .is_err());
+    // From another site's page: refused.
+    let mut foreign = ws_url.as_str().into_client_request().unwrap();
+    foreign
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    foreign
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(foreign).await.is_err());
+
+    let mut request = ws_url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let first = next_json(&mut ws).await;
+    assert_eq!(first["type"], "snapshot");
+    assert_eq!(first["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(first["keys"][0]["status"], "healthy");
+
+    let r = gw
+        .chat(json!({ "model": "m", "stream": true, "messages": [{ "role": "user", "content": "hi" }] }))
+        .header("x-request-id", "live-test-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = r.text().await.unwrap();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|t: &String| t == "request.finished") {
+        let event = next_json(&mut ws).await;
+        assert_eq!(event["req_id"], "live-test-1", "{event}");
+        seen.push(event["type"].as_str().unwrap().to_owned());
+        if event["type"] == "request.attempt" {
+            assert_eq!(event["provider"], "custom");
+            assert_eq!(event["model"], "m");
+        }
+        if event["type"] == "request.finished" {
+            assert_eq!(event["status"], "success");
+            assert!(event["output_tokens"].as_u64().unwrap() > 0, "{event}");
+        }
+    }
+    assert_eq!(seen[0], "request.started");
+    assert_eq!(seen[1], "request.attempt");
+    assert!(
+        seen.iter().any(|t| t == "request.tokens"),
+        "a dripping stream reports its growing output: {seen:?}"
+    );
+    // A resync returns the totals.
+    ws.send(Message::Text(r#"{"type":"resync"}"#.into()))
+        .await
+        .unwrap();
+    let again = next_json(&mut ws).await;
+    assert_eq!(again["type"], "snapshot");
+    assert_eq!(again["totals"]["success"], 1);
+    assert!(again["in_flight"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn playground_models_stats_and_analytics() {
+    let gw = start(&[("ok", &["m"]), ("500", &["m"])]).await;
+    let cookie = login(&gw).await;
+    let get = |path: &str| {
+        gw.http
+            .get(format!("{}{path}", gw.url))
+            .header("cookie", &cookie)
+    };
+    // Session routes refuse anonymous callers.
+    let anonymous = gw
+        .http
+        .get(format!("{}/api/models", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    let models: Value = get("/api/models")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["auto", "m"]);
+
+    for _ in 0..3 {
+        let r = gw
+            .http
+            .post(format!("{}/api/playground/chat/completions", gw.url))
+            .header("cookie", &cookie)
+            .json(&json!({ "model": "m", "stream": true, "messages": [{ "role": "user", "content": "hi" }] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().contains_key("x-freellmapi-provider"));
+        let text = r.text().await.unwrap();
+        assert!(text.contains("[DONE]"), "{text}");
+    }
+    // The request log is written in batches: wait for it.
+    let mut rows = 0;
+    for _ in 0..100 {
+        let v: Value = get("/api/analytics?range=24h")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        rows = v["totals"]["requests"].as_u64().unwrap();
+        if rows == 3 {
+            assert_eq!(v["series"].as_array().unwrap().len(), 24);
+            assert_eq!(v["by_model"][0]["model"], "m");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(rows, 3);
+    let keys = gw.store.provider_keys_of(&gw.user_id).await.unwrap();
+    let stats: Value = get(&format!("/api/keys/{}/stats", keys[0].id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(stats["requests"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(stats["hourly"].as_array().unwrap().len(), 24);
+    assert!(stats["latency_ms"]["p50"].is_number());
+    let bad = get("/api/analytics?range=1y").send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_openai_error(&bad.json().await.unwrap(), "invalid_range");
+    let missing = get("/api/keys/nope/stats").send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+}
