@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting and lints, the Rust test suites (unit, integration over loopback HTTP
 # with the mock provider, store tests on SQLite and PostgreSQL), and the official OpenAI Python SDK against a real
-# gateway process. Installs what it needs into the repository (.venv) on first use.
+# gateway process, then the dashboard's tests (TypeScript typecheck, Vitest, and end-to-end in Debian's headless
+# Chromium driven by playwright-core). Installs what it needs into the repository (.venv, web/node_modules) on first
+# use; Node.js/npm and /usr/bin/chromium must be present (.ci/run installs them).
 #
 # PostgreSQL: store tests also run against FREELLMAPI_TEST_POSTGRES_URL. If it is unset and a server answers on
 # 127.0.0.1:5432, that server is used (database `postgres`, user `postgres`); otherwise a loud notice says PostgreSQL
@@ -43,5 +45,8 @@ if ! .venv/bin/python -c "import openai" 2>/dev/null; then
   .venv/bin/pip install --quiet --disable-pip-version-check "openai>=1.40,<4"
 fi
 .venv/bin/python tests/sdk/test_openai_sdk.py
+
+step "Dashboard: typecheck, unit tests, production build, end-to-end in headless Chromium"
+bash web/scripts/test.sh
 
 step "All tests passed"

@@ -17,8 +17,8 @@ fn main() {
         "src",
         "index.html",
         "public",
+        // Not package-lock.json: `npm install` rewrites it on every run, which would rebuild forever.
         "package.json",
-        "package-lock.json",
         "vite.config.ts",
         "tsconfig.json",
     ];
@@ -58,7 +58,9 @@ fn main() {
     }
 }
 
-/// Runs `npm ci` (when `node_modules` is missing or older than the lock file) and `npm run build` into `dist`.
+/// Runs `npm install` (when `node_modules` is missing or older than package.json) and `npm run build` into
+/// `dist`. `npm install` rather than `npm ci`: it installs what the lock file pins, but does not refuse a lock file
+/// written with `omit-lockfile-registry-resolved` or without other platforms' optional packages.
 fn build_with_npm(web: &Path, dist: &Path) -> Option<PathBuf> {
     if !web.join("package.json").is_file() {
         return None;
@@ -67,19 +69,19 @@ fn build_with_npm(web: &Path, dist: &Path) -> Option<PathBuf> {
     let modules = web.join("node_modules");
     let stale = match (
         mtime(&modules.join(".package-lock.json")),
-        mtime(&web.join("package-lock.json")),
+        mtime(&web.join("package.json")),
     ) {
         (Some(installed), Some(lock)) => installed < lock,
         _ => true,
     };
     if stale {
         let ok = Command::new(npm)
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(web)
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            println!("cargo:warning=dashboard not built: `npm ci` in web/ failed or npm is not installed; the binary serves a page explaining how to build it");
+            println!("cargo:warning=dashboard not built: `npm install` in web/ failed or npm is not installed; the binary serves a page explaining how to build it");
             return None;
         }
     }

@@ -3,7 +3,8 @@
 set -euo pipefail
 WEB="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$WEB"
-npm ci --no-audit --no-fund
+# `npm install`, not `npm ci`: this machine's npm writes lock files that its own `npm ci` refuses.
+npm install --no-audit --no-fund
 npx tsc --noEmit
 npx vitest run
 npm run build
