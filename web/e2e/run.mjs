@@ -374,6 +374,7 @@ async function main() {
 
   await step('playground: streamed answer rendered, with routing indicator', async () => {
     await nav('Playground');
+    await page.locator('[data-models]:not([data-models=loading])').waitFor();
     const modelField = page.getByLabel('Model');
     const tag = await modelField.evaluate((el) => el.tagName);
     if (tag === 'SELECT') await modelField.selectOption('mock-model');
@@ -413,6 +414,7 @@ async function main() {
     }, `${mock}/drip150+chunks200/v1`);
     if (status !== 201) throw new Error(`could not add the slow key (${status})`);
     await page.reload();
+    await page.locator('[data-models]:not([data-models=loading])').waitFor();
     const modelField = page.getByLabel('Model');
     const tag = await modelField.evaluate((el) => el.tagName);
     if (tag === 'SELECT') await modelField.selectOption('slow-model');

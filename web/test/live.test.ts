@@ -13,6 +13,7 @@ const snapshot = {
     { req_id: 'a', requested_model: 'auto', stream: true, started_at_ms: NOW - 500, input_tokens: 12, output_tokens: 3, provider: 'groq', model: 'llama', key_id: 'k1', proxy: null },
   ],
   totals: { requests: 10, success: 9, errors: 1, tokens_in: 1000, tokens_out: 2000 },
+  queue_depth: 2,
   keys: [
     { id: 'k1', platform: 'groq', label: 'Groq', status: 'healthy', rpm_used: 3, rpm_limit: 30, tpm_used: 100, tpm_limit: null },
   ],
@@ -22,6 +23,7 @@ describe('reduceLive', () => {
   it('applies a snapshot', () => {
     const s = apply([snapshot]);
     expect(s.synced).toBe(true);
+    expect(s.queueDepth).toBe(2);
     expect(Object.keys(s.inFlight)).toEqual(['a']);
     expect(s.inFlight.a).toMatchObject({ provider: 'groq', output_tokens: 3, attempt: 1 });
     expect(s.totals).toEqual({ requests: 10, success: 9, errors: 1, tokens_in: 1000, tokens_out: 2000 });

@@ -76,6 +76,8 @@ export interface LiveState {
   session: { tokens_in: number; tokens_out: number; requests: number };
   events: RoutingEvent[];
   seq: number;
+  /** Requests waiting for a free key (from the snapshot), when the server reports it. */
+  queueDepth?: number;
 }
 
 export const MAX_EVENTS = 200;
@@ -179,6 +181,7 @@ export function reduceLive(state: LiveState, raw: unknown, now: number = Date.no
       return {
         ...state,
         synced: true,
+        queueDepth: optNum(m.queue_depth) ?? undefined,
         inFlight,
         keys,
         totals: {

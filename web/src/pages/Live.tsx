@@ -37,7 +37,7 @@ export function LivePage() {
         <Kpi label="Requests" value={formatInt(state.totals.requests)} sub={`${formatInt(state.session.requests)} this session`} />
         <Kpi label="Success rate" value={formatPercent(rate)} tone={rate !== null && rate < 0.9 ? 'bad' : undefined} />
         <Kpi label="Errors" value={formatInt(state.totals.errors)} tone={state.totals.errors > 0 ? 'bad' : undefined} />
-        <Kpi label="In flight" value={formatInt(inFlight.length)} />
+        <Kpi label="In flight" value={formatInt(inFlight.length)} sub={state.queueDepth ? `${formatInt(state.queueDepth)} queued` : undefined} />
         <Kpi label="Tokens in" value={formatCompact(state.totals.tokens_in)} sub={`+${formatCompact(state.session.tokens_in)} this session`} />
         <Kpi label="Tokens out" value={formatCompact(state.totals.tokens_out)} sub={`+${formatCompact(state.session.tokens_out)} this session`} />
       </div>

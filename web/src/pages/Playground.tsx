@@ -258,9 +258,13 @@ export function PlaygroundPage() {
       )}
       <div class="pg-layout">
         <aside class="pg-settings card" aria-label="Request settings">
-          <div class="field">
+          <div class="field" data-models={models ? models.source : 'loading'}>
             <label for="pg-model">Model</label>
-            {models?.source === 'api' && models.list.length > 0 ? (
+            {!models ? (
+              <select id="pg-model" class="input" disabled>
+                <option>Loading models…</option>
+              </select>
+            ) : models.source === 'api' && models.list.length > 0 ? (
               <select id="pg-model" class="input" value={model} onChange={(e) => setModel(e.currentTarget.value)}>
                 {!models.list.some((m) => m.id === model) && <option value={model}>{model}</option>}
                 {grouped.auto.map((m) => (
@@ -397,9 +401,9 @@ function MessageView({ m }: { m: Msg }) {
         ) : (
           <span>{m.pending ? 'Routing…' : m.error ? 'No provider answered' : ''}</span>
         )}
-        {(m.attempts ?? r?.attempt ?? 0) > 1 && <span class="tag tag-warn">{m.attempts ?? r?.attempt} attempts</span>}
-        {!m.pending && m.latencyMs !== undefined && <span class="muted">{formatDuration(m.latencyMs)}</span>}
-        {m.outputTokens !== undefined && <span class="muted">{formatInt(m.outputTokens)} tokens</span>}
+        {(m.attempts ?? r?.attempt ?? 0) > 1 && <span class="tag tag-warn">{m.attempts ?? r?.attempt} attempts</span>}{' '}
+        {!m.pending && m.latencyMs !== undefined && <span class="muted">{formatDuration(m.latencyMs)}</span>}{' '}
+        {m.outputTokens !== undefined && <span class="muted">{formatInt(m.outputTokens)} tokens</span>}{' '}
         {m.stopped && <span class="tag tag-muted">stopped</span>}
       </div>
       {m.failures && m.failures.length > 0 && (
