@@ -144,6 +144,14 @@ async function gatewayServesDashboard(base) {
   }
 }
 
+/** Is the gateway's embedded index.html the same build as web/dist? */
+async function gatewayServesThisBuild(base) {
+  const local = readFileSync(join(DIST, 'index.html'), 'utf8');
+  const served = await (await fetch(`${base}/`)).text();
+  const script = (html) => /src="(\/assets\/[^"]+\.js)"/.exec(html)?.[1];
+  return script(local) !== undefined && script(local) === script(served);
+}
+
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml', '.png': 'image/png', '.ico': 'image/x-icon', '.json': 'application/json' };
 
 /** Same-origin front server: web/dist with SPA fallback; /api, /v1 and /ws forwarded to the gateway. */
@@ -231,6 +239,9 @@ async function main() {
   } else if (!(await gatewayServesDashboard(gateway))) {
     base = await startFront(gwPort);
     servedBy = 'node front server (the gateway does not embed web/dist yet)';
+  } else if (!(await gatewayServesThisBuild(gateway))) {
+    base = await startFront(gwPort);
+    servedBy = 'node front server (the gateway embeds an older build than web/dist; rebuild with cargo to test the embedded copy)';
   }
   log('dashboard served by', servedBy, 'at', base);
 
@@ -472,6 +483,21 @@ async function main() {
     await page.setViewportSize({ width: 1280, height: 900 });
     return `${rows} CSV rows; summary ${fallback ? 'computed client-side (no /api/analytics yet)' : 'from /api/analytics'}`;
   });
+
+  await step('per-key stats after traffic', async () => {
+    await nav('Provider keys');
+    const row = page.locator('[data-testid=key-row]').filter({ hasText: 'Mock (e2e)' });
+    await row.getByRole('button', { name: 'Stats' }).click();
+    await row.locator('.stats-panel').waitFor();
+    await row.locator('.stat-grid').waitFor({ timeout: 5000 });
+    const requests = await row.locator('.stat-grid dd').first().textContent();
+    await row.scrollIntoViewIfNeeded();
+    await shoot(page, 'key-stats', { width: 1280, scheme: 'dark' });
+    await shoot(page, 'key-stats', { width: 390, scheme: 'light' });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await nav('Analytics');
+    return `${requests} requests on the key`;
+  }, { planned: true });
 
   await step('analytics summary from GET /api/analytics', async () => {
     if (await page.getByText('computed in the browser').count()) throw new Error('GET /api/analytics is not available yet');

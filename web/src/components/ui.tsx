@@ -1,7 +1,7 @@
 import type { ComponentChildren, JSX } from 'preact';
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, errorMessage } from '../lib/api';
-import { formatInt, formatTime } from '../lib/format';
+import { formatDateTime, formatInt, formatTime } from '../lib/format';
 
 // ---------- data loading ----------
 
@@ -455,6 +455,12 @@ export function Bars({ data, label, height = 140 }: { data: BarDatum[]; label: s
           );
         })}
       </svg>
+      {data.length > 1 && (
+        <div class="bars-axis" aria-hidden="true">
+          <span>{shortStamp(data[0].start, data[data.length - 1].start - data[0].start)}</span>
+          <span>now</span>
+        </div>
+      )}
       <figcaption class="bars-caption">
         <span>
           <span class="swatch swatch-ok" aria-hidden="true" /> requests
@@ -466,6 +472,12 @@ export function Bars({ data, label, height = 140 }: { data: BarDatum[]; label: s
       </figcaption>
     </figure>
   );
+}
+
+/** Axis label: the time for spans under 12 hours, else the date and time. */
+function shortStamp(ts: number, span: number): string {
+  const full = formatDateTime(ts);
+  return span < 12 * 3_600_000 ? full.slice(11, 16) : `${full.slice(5, 10)} ${full.slice(11, 16)}`;
 }
 
 export function Field({

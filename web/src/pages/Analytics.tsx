@@ -84,7 +84,7 @@ export function AnalyticsPage() {
             )}
           </Section>
           {data.totals.requests > 0 && (
-            <div class="two-col">
+            <div class="stack">
               <Section title="By provider" id="byprov-title">
                 <div class="table-wrap">
                   <table>

@@ -118,10 +118,12 @@ function Checklist({ platforms, keys }: { platforms: Platform[]; keys: ProviderK
               <span class="check" aria-hidden="true">
                 {ok ? '✓' : p.served ? '○' : '–'}
               </span>
-              <span>{p.name}</span>
-              {p.keyless && <span class="tag">no key needed</span>}
-              {!p.served && <span class="tag tag-muted">not supported yet</span>}
-              <span class="sr-only">{ok ? ' (configured)' : p.served ? ' (not configured)' : ''}</span>
+              <span class="cl-name">
+                {p.name}
+                {p.keyless && <span class="tag">no key needed</span>}
+                {!p.served && <span class="tag tag-muted">not supported yet</span>}
+                <span class="sr-only">{ok ? ' (configured)' : p.served ? ' (not configured)' : ''}</span>
+              </span>
             </li>
           );
         })}
@@ -129,8 +131,9 @@ function Checklist({ platforms, keys }: { platforms: Platform[]; keys: ProviderK
           <span class="check" aria-hidden="true">
             {customCount ? '✓' : '+'}
           </span>
-          <span>Custom endpoints</span>
-          <span class="tag tag-muted">{customCount ? `${customCount} added` : 'optional'}</span>
+          <span class="cl-name">
+            Custom endpoints <span class="tag tag-muted">{customCount ? `${customCount} added` : 'optional'}</span>
+          </span>
         </li>
       </ul>
     </Section>
