@@ -194,14 +194,6 @@ impl RawConfigFile {
                     .map_err(|e: providers::platform::UnknownPlatform| {
                         err(at("platform"), e.to_string())
                     })?;
-            if !platform.is_served() {
-                return Err(err(
-                    at("platform"),
-                    format!(
-                        "`{platform}` speaks a native dialect that this build does not serve yet"
-                    ),
-                ));
-            }
             let key = raw
                 .key
                 .map(|k| interpolate(&k, &at("key"), env))
@@ -480,7 +472,7 @@ mod tests {
             ("[[provider_keys]]\nname = \"a\"\nplatform = \"custom\"\nmodels=[\"m\"]", "provider_keys[0].base_url"),
             ("[[provider_keys]]\nname = \"a\"\nplatform = \"custom\"\nbase_url = \"ftp://x\"\nmodels=[\"m\"]", "provider_keys[0].base_url"),
             ("[[provider_keys]]\nname = \"a\"\nplatform = \"ovh\"\nmodels=[]", "provider_keys[0].models"),
-            ("[[provider_keys]]\nname = \"a\"\nplatform = \"google\"\nkey=\"k\"\nmodels=[\"m\"]", "provider_keys[0].platform"),
+            ("[[provider_keys]]\nname = \"a\"\nplatform = \"gemini-typo\"\nkey=\"k\"\nmodels=[\"m\"]", "provider_keys[0].platform"),
             ("[[gateway_keys]]\nname = \"g\"\nkey = \"short\"", "gateway_keys[0].key"),
             ("[[gateway_keys]]\nname = \"g\"\n[[gateway_keys]]\nname = \"g\"", "gateway_keys[1].name"),
             ("[[gateway_keys]]\nname = \"g\"\nbogus = 1", "line 3"),

@@ -49,6 +49,7 @@ pub(crate) struct MockBody {
 enum Inner {
     Full(Option<Bytes>),
     Sse(Box<Sse>),
+    Scripted(Box<Scripted>),
 }
 
 impl MockBody {
@@ -62,6 +63,13 @@ impl MockBody {
     pub(crate) fn sse(sse: Sse, guard: CancelGuard) -> MockBody {
         MockBody {
             inner: Inner::Sse(Box::new(sse)),
+            guard: Some(guard),
+        }
+    }
+
+    pub(crate) fn scripted(script: Scripted, guard: CancelGuard) -> MockBody {
+        MockBody {
+            inner: Inner::Scripted(Box::new(script)),
             guard: Some(guard),
         }
     }
@@ -84,6 +92,23 @@ impl Body for MockBody {
         let this = self.get_mut();
         match &mut this.inner {
             Inner::Full(data) => Poll::Ready(data.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Scripted(script) => {
+                let action = ready!(script.poll_next(cx));
+                match action {
+                    Action::Data(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                    Action::Abort => {
+                        this.disarm();
+                        Poll::Ready(Some(Err(io::Error::new(
+                            io::ErrorKind::ConnectionAborted,
+                            "mock-provider: stream cut",
+                        ))))
+                    }
+                    Action::End => {
+                        this.disarm();
+                        Poll::Ready(None)
+                    }
+                }
+            }
             Inner::Sse(sse) => {
                 let action = ready!(sse.poll_next(cx));
                 let finished = sse.is_finished();
@@ -114,6 +139,7 @@ impl Body for MockBody {
         match &self.inner {
             Inner::Full(data) => data.is_none(),
             Inner::Sse(sse) => sse.is_finished(),
+            Inner::Scripted(script) => script.is_finished(),
         }
     }
 
@@ -121,7 +147,7 @@ impl Body for MockBody {
         match &self.inner {
             Inner::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Inner::Full(None) => SizeHint::with_exact(0),
-            Inner::Sse(_) => SizeHint::default(),
+            Inner::Sse(_) | Inner::Scripted(_) => SizeHint::default(),
         }
     }
 }
@@ -357,5 +383,97 @@ impl Sse {
                 Step::End => return Poll::Ready(Action::End),
             }
         }
+    }
+}
+
+/// A prepared event stream (the native dialects' answers): head events, delta events, tail events, with the same
+/// `drip`, `stallafter` and `cut` behaviour as the OpenAI stream, counted in delta events.
+pub(crate) struct Scripted {
+    events: std::collections::VecDeque<(Bytes, bool)>,
+    deltas_sent: usize,
+    limit: Option<(usize, LimitKind)>,
+    drip: Option<Duration>,
+    sleep: Option<Pin<Box<Sleep>>>,
+    cutting: bool,
+    stalled: bool,
+    ended: bool,
+}
+
+impl Scripted {
+    pub(crate) fn new(
+        head: Vec<String>,
+        deltas: Vec<String>,
+        tail: Vec<String>,
+        limit: Option<(usize, LimitKind)>,
+        drip: Option<Duration>,
+    ) -> Scripted {
+        let events = head
+            .into_iter()
+            .map(|e| (Bytes::from(e), false))
+            .chain(deltas.into_iter().map(|e| (Bytes::from(e), true)))
+            .chain(tail.into_iter().map(|e| (Bytes::from(e), false)))
+            .collect();
+        Scripted {
+            events,
+            deltas_sent: 0,
+            limit,
+            drip: drip.filter(|d| !d.is_zero()),
+            sleep: None,
+            cutting: false,
+            stalled: false,
+            ended: false,
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        self.ended
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Action> {
+        if self.stalled {
+            return Poll::Pending;
+        }
+        if self.cutting {
+            self.ended = true;
+            return Poll::Ready(Action::Abort);
+        }
+        if let Some(sleep) = self.sleep.as_mut() {
+            ready!(sleep.as_mut().poll(cx));
+            self.sleep = None;
+        }
+        let Some(&(_, is_delta)) = self.events.front() else {
+            self.ended = true;
+            return Poll::Ready(Action::End);
+        };
+        if is_delta {
+            if let Some((n, kind)) = self.limit {
+                if self.deltas_sent >= n {
+                    match kind {
+                        LimitKind::Stall => {
+                            self.stalled = true;
+                            return Poll::Pending;
+                        }
+                        LimitKind::Cut => {
+                            // Let hyper flush what was sent before aborting.
+                            self.cutting = true;
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                    }
+                }
+            }
+        }
+        let Some((bytes, _)) = self.events.pop_front() else {
+            self.ended = true;
+            return Poll::Ready(Action::End);
+        };
+        if is_delta {
+            self.deltas_sent += 1;
+            let more_deltas = self.events.front().is_some_and(|(_, d)| *d);
+            if let (Some(drip), true) = (self.drip, more_deltas) {
+                self.sleep = Some(Box::pin(tokio::time::sleep(drip)));
+            }
+        }
+        Poll::Ready(Action::Data(bytes))
     }
 }

@@ -31,6 +31,7 @@
 //! Unknown directives answer 400 with a message naming the directive.
 
 mod body;
+pub mod native;
 mod render;
 mod scenario;
 
@@ -54,7 +55,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use body::{CancelGuard, MockBody, Sse, SseConfig};
+use body::{CancelGuard, MockBody, Scripted, Sse, SseConfig};
 use render::Answer;
 use scenario::{LimitKind, Scenario};
 
@@ -306,6 +307,11 @@ fn split_path(path: &str) -> Option<(&str, &str)> {
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<MockBody> {
+    if let Some((scenario, route)) = native::native_route(req.uri().path()) {
+        let route = owned_route(route);
+        let scenario = scenario.to_owned();
+        return handle_native(shared, &scenario, route, req).await;
+    }
     let Some((scenario, rest)) = split_path(req.uri().path()) else {
         return error_response(404, &format!("mock: no route for {}", req.uri().path()));
     };
@@ -402,6 +408,199 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<MockBod
         }
     };
     add_retry_after(&mut resp, sc);
+    resp
+}
+
+/// A native route with its model owned, so the request can be consumed.
+enum OwnedRoute {
+    GeminiGenerate(String),
+    GeminiStream(String),
+    GeminiEmbed,
+    CohereChat,
+    CohereEmbed,
+}
+
+fn owned_route(route: native::NativeRoute<'_>) -> OwnedRoute {
+    match route {
+        native::NativeRoute::GeminiGenerate { model } => {
+            OwnedRoute::GeminiGenerate(model.to_owned())
+        }
+        native::NativeRoute::GeminiStream { model } => OwnedRoute::GeminiStream(model.to_owned()),
+        native::NativeRoute::GeminiEmbed { .. } => OwnedRoute::GeminiEmbed,
+        native::NativeRoute::CohereChat => OwnedRoute::CohereChat,
+        native::NativeRoute::CohereEmbed => OwnedRoute::CohereEmbed,
+    }
+}
+
+/// Gemini and Cohere endpoints: the same scenarios as the OpenAI ones (status, `first`, `ra`, `slow`, `hang`,
+/// `auth`, `tool`, `reason`, `chunks`, `drip`, `stallafter`, `cut`, `inbanderr`), answered in the native format.
+async fn handle_native(
+    shared: Arc<Shared>,
+    scenario: &str,
+    route: OwnedRoute,
+    req: Request<Incoming>,
+) -> Response<MockBody> {
+    let entry = shared.entry(scenario);
+    let hit = entry.hits.fetch_add(1, Ordering::SeqCst) + 1;
+    let gemini = matches!(
+        route,
+        OwnedRoute::GeminiGenerate(_) | OwnedRoute::GeminiStream(_) | OwnedRoute::GeminiEmbed
+    );
+    let (parts, incoming) = req.into_parts();
+    let body = match incoming.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return error_response(400, "mock: failed to read request body"),
+    };
+    if shared.opts.record {
+        entry
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(RecordedRequest {
+                method: parts.method.as_str().to_owned(),
+                path: parts
+                    .uri
+                    .path_and_query()
+                    .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
+                headers: parts
+                    .headers
+                    .iter()
+                    .map(|(n, v)| {
+                        (
+                            n.as_str().to_owned(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect(),
+                body: body.clone(),
+            });
+    }
+    let native_error = |status: u16, message: &str| {
+        let text = if gemini {
+            native::gemini_error_body(status, message)
+        } else {
+            native::cohere_error_body(message)
+        };
+        json_response(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            text,
+        )
+    };
+    let sc = match &entry.scenario {
+        Ok(sc) => sc.clone(),
+        Err(message) => return native_error(400, message),
+    };
+    let mut guard = CancelGuard::new(entry.clone());
+    if let Some(delay) = sc.slow {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(token) = &sc.auth {
+        let header = if gemini {
+            "x-goog-api-key"
+        } else {
+            "authorization"
+        };
+        let presented = parts.headers.get(header).map(|v| v.as_bytes().to_vec());
+        let ok = presented.is_some_and(|v| {
+            v == token.as_bytes() || v.strip_prefix(b"Bearer ") == Some(token.as_bytes())
+        });
+        if !ok {
+            guard.disarm();
+            return native_error(401, "mock 401: invalid or missing credential");
+        }
+    }
+    if sc.hang {
+        std::future::pending::<()>().await;
+    }
+    if let Some(status) = sc.status.filter(|_| sc.first.is_none_or(|n| hit <= n)) {
+        guard.disarm();
+        let mut resp = native_error(status, &format!("mock {status}"));
+        add_retry_after(&mut resp, &sc);
+        return resp;
+    }
+    let req: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            guard.disarm();
+            return native_error(400, "mock: request body is not a JSON object");
+        }
+    };
+    let cohere_tool = req
+        .get("tools")
+        .and_then(Value::as_array)
+        .and_then(|t| t.first())
+        .and_then(|t| t.pointer("/function/name"))
+        .and_then(Value::as_str);
+    let cohere_model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("command-mock");
+    let (model, prompt_tokens, tool_name) = match &route {
+        OwnedRoute::GeminiGenerate(m) | OwnedRoute::GeminiStream(m) => (
+            m.as_str(),
+            native::gemini_prompt_tokens(&req),
+            native::gemini_first_tool_name(&req),
+        ),
+        _ => (cohere_model, prompt_tokens(&req), cohere_tool),
+    };
+    let answer = native::NativeAnswer {
+        model,
+        prompt_tokens,
+        tool_name: tool_name.filter(|_| sc.tool),
+        reasoning: sc.reason,
+        content_chunks: sc.chunks.unwrap_or(shared.opts.stream_chunks),
+    };
+    let stream = match &route {
+        OwnedRoute::GeminiStream(_) => true,
+        OwnedRoute::CohereChat => req.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        _ => false,
+    };
+    if !stream {
+        if sc.limit.is_some_and(|(_, kind)| kind == LimitKind::Stall) {
+            std::future::pending::<()>().await;
+        }
+        guard.disarm();
+        let text = match &route {
+            OwnedRoute::GeminiGenerate(_) => native::gemini_generate_content(&answer),
+            OwnedRoute::GeminiEmbed => {
+                let inputs = req
+                    .get("requests")
+                    .and_then(Value::as_array)
+                    .map_or(1, Vec::len);
+                native::gemini_batch_embed(inputs)
+            }
+            OwnedRoute::CohereEmbed => {
+                let (inputs, tokens) = native::cohere_embed_inputs(&req);
+                native::cohere_embed(inputs, tokens)
+            }
+            _ => native::cohere_chat(&answer),
+        };
+        return json_response(StatusCode::OK, text);
+    }
+    let script = if sc.inband_err {
+        let error = if gemini {
+            native::gemini_stream_error()
+        } else {
+            native::cohere_stream_error()
+        };
+        Scripted::new(vec![error], Vec::new(), Vec::new(), None, None)
+    } else {
+        let events = if gemini {
+            native::gemini_stream(&answer)
+        } else {
+            native::cohere_stream(&answer)
+        };
+        Scripted::new(events.head, events.deltas, events.tail, sc.limit, sc.drip)
+    };
+    let mut resp = respond(
+        StatusCode::OK,
+        "text/event-stream",
+        MockBody::scripted(script, guard),
+    );
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
     resp
 }
 

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 
+use crate::dialect::{cohere, gemini, DialectError};
 use crate::platform::{AuthStyle, Dialect, Platform};
 
 /// A provider credential. `Debug` never prints it.
@@ -42,8 +43,6 @@ pub enum EndpointError {
     CloudflareKeyFormat,
     #[error("the API key contains characters that cannot be sent in an HTTP header")]
     KeyNotHeaderSafe,
-    #[error("platform `{0}` speaks a native dialect that this build does not serve yet")]
-    DialectNotServed(Platform),
 }
 
 /// Everything needed to call one provider key, computed once when the key pool is loaded so the request path only
@@ -67,9 +66,6 @@ impl Endpoint {
         credentials: &UpstreamCredentials,
     ) -> Result<Self, EndpointError> {
         let info = platform.info();
-        if info.dialect != Dialect::OpenAi {
-            return Err(EndpointError::DialectNotServed(platform));
-        }
         let mut base = match base_url.map(str::trim).filter(|s| !s.is_empty()) {
             Some(url) => url.to_owned(),
             None if info.default_base_url.is_empty() => {
@@ -139,11 +135,30 @@ impl Endpoint {
                 HeaderValue::from_static("FreeLLMAPI"),
             ));
         }
+        // Gemini's chat and embeddings URLs name the model: they are built per request from `base_url`.
+        let (chat, embeddings, models) = match info.dialect {
+            Dialect::OpenAi => (
+                format!("{base}/chat/completions"),
+                format!("{base}/embeddings"),
+                format!("{base}/models"),
+            ),
+            Dialect::Gemini => (
+                format!("{base}/models"),
+                format!("{base}/models"),
+                format!("{base}/models"),
+            ),
+            Dialect::Cohere => (
+                cohere::chat_url(&base, "", false),
+                cohere::embeddings_url(&base, ""),
+                // Cohere lists models under v1 only.
+                format!("{}/v1/models", base.trim_end_matches("/v2")),
+            ),
+        };
         Ok(Self {
             platform,
-            chat_url: parse_url(&format!("{base}/chat/completions"))?,
-            embeddings_url: parse_url(&format!("{base}/embeddings"))?,
-            models_url: parse_url(&format!("{base}/models"))?,
+            chat_url: parse_url(&chat)?,
+            embeddings_url: parse_url(&embeddings)?,
+            models_url: parse_url(&models)?,
             base_url: base,
             headers,
         })
@@ -161,53 +176,190 @@ fn parse_url(text: &str) -> Result<reqwest::Url, EndpointError> {
     reqwest::Url::parse(text).map_err(|e| EndpointError::BadUrl(e.to_string()))
 }
 
-/// The adapter for a platform's dialect (static dispatch; native dialects add variants).
+/// The adapter for a platform's dialect (static dispatch). The OpenAI dialect forwards the client's bytes as they
+/// are; the native ones translate the request, the answer and the stream (see [`crate::dialect`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Adapter {
     OpenAiCompatible,
+    Gemini,
+    Cohere,
 }
 
-impl Adapter {
-    pub fn for_platform(platform: Platform) -> Option<Adapter> {
-        match platform.info().dialect {
-            Dialect::OpenAi => Some(Adapter::OpenAiCompatible),
-            Dialect::Gemini | Dialect::Cohere => None,
+/// A native stream's translator: upstream SSE events in, OpenAI `chat.completion.chunk` frames out.
+pub enum ChatStreamTranslator {
+    Gemini(gemini::GeminiChatStream),
+    Cohere(cohere::CohereChatStream),
+}
+
+impl std::fmt::Debug for ChatStreamTranslator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ChatStreamTranslator::Gemini(_) => "ChatStreamTranslator::Gemini",
+            ChatStreamTranslator::Cohere(_) => "ChatStreamTranslator::Cohere",
+        })
+    }
+}
+
+impl ChatStreamTranslator {
+    /// Feeds one upstream event's data; appends OpenAI frames to `out`. An in-band upstream error appends an
+    /// OpenAI error frame and returns an error.
+    pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), DialectError> {
+        match self {
+            ChatStreamTranslator::Gemini(t) => t.push(None, data, out),
+            ChatStreamTranslator::Cohere(t) => t.push(None, data, out),
         }
     }
 
-    /// `POST …/chat/completions` with the client's body as is.
+    /// Appends what is still owed at the end of the stream, `data: [DONE]` included.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        match self {
+            ChatStreamTranslator::Gemini(t) => t.finish(out),
+            ChatStreamTranslator::Cohere(t) => t.finish(out),
+        }
+    }
+}
+
+fn url(text: &str) -> Result<reqwest::Url, DialectError> {
+    reqwest::Url::parse(text).map_err(|e| DialectError::BadRequest {
+        message: format!("the model id does not fit in the provider's URL: {e}"),
+        param: Some("model".into()),
+    })
+}
+
+impl Adapter {
+    pub fn for_platform(platform: Platform) -> Adapter {
+        match platform.info().dialect {
+            Dialect::OpenAi => Adapter::OpenAiCompatible,
+            Dialect::Gemini => Adapter::Gemini,
+            Dialect::Cohere => Adapter::Cohere,
+        }
+    }
+
+    /// Whether answers need translating back to OpenAI's format.
+    pub fn is_native(self) -> bool {
+        self != Adapter::OpenAiCompatible
+    }
+
+    /// The chat request for `model`: the client's body as is for the OpenAI dialect, translated otherwise (a
+    /// request the dialect cannot express is a [`DialectError::BadRequest`]).
     pub fn chat_request(
         self,
         client: &reqwest::Client,
         endpoint: &Endpoint,
+        model: &str,
         body: Bytes,
         stream: bool,
-    ) -> reqwest::RequestBuilder {
+    ) -> Result<reqwest::RequestBuilder, DialectError> {
         let accept = if stream {
             "text/event-stream"
         } else {
             "application/json"
         };
+        let (target, body) = match self {
+            Adapter::OpenAiCompatible => (endpoint.chat_url.clone(), body),
+            Adapter::Gemini => (
+                url(&gemini::chat_url(&endpoint.base_url, model, stream))?,
+                Bytes::from(gemini::openai_to_gemini_chat_request(&body, model, stream)?),
+            ),
+            Adapter::Cohere => (
+                endpoint.chat_url.clone(),
+                Bytes::from(cohere::openai_to_cohere_chat_request(&body, model, stream)?),
+            ),
+        };
         let builder = client
-            .post(endpoint.chat_url.clone())
+            .post(target)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, accept)
             .body(body);
-        endpoint.apply(builder)
+        Ok(endpoint.apply(builder))
     }
 
-    /// `POST …/embeddings` with the client's body as is.
+    /// The embeddings request for `model` (see [`Adapter::chat_request`]).
     pub fn embeddings_request(
         self,
         client: &reqwest::Client,
         endpoint: &Endpoint,
+        model: &str,
         body: Bytes,
-    ) -> reqwest::RequestBuilder {
+    ) -> Result<reqwest::RequestBuilder, DialectError> {
+        let (target, body) = match self {
+            Adapter::OpenAiCompatible => (endpoint.embeddings_url.clone(), body),
+            Adapter::Gemini => (
+                url(&gemini::embeddings_url(&endpoint.base_url, model))?,
+                Bytes::from(gemini::openai_to_gemini_embeddings_request(&body, model)?),
+            ),
+            Adapter::Cohere => (
+                endpoint.embeddings_url.clone(),
+                Bytes::from(cohere::openai_to_cohere_embeddings_request(&body, model)?),
+            ),
+        };
         let builder = client
-            .post(endpoint.embeddings_url.clone())
+            .post(target)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body);
-        endpoint.apply(builder)
+        Ok(endpoint.apply(builder))
+    }
+
+    /// A complete chat answer in OpenAI's format.
+    pub fn chat_response(
+        self,
+        body: Bytes,
+        model: &str,
+        id: &str,
+        created: u64,
+    ) -> Result<Bytes, DialectError> {
+        match self {
+            Adapter::OpenAiCompatible => Ok(body),
+            Adapter::Gemini => {
+                gemini::gemini_to_openai_chat_response(&body, model, id, created).map(Bytes::from)
+            }
+            Adapter::Cohere => {
+                cohere::cohere_to_openai_chat_response(&body, model, id, created).map(Bytes::from)
+            }
+        }
+    }
+
+    /// An embeddings answer in OpenAI's format; `base64` is what the client asked for.
+    pub fn embeddings_response(
+        self,
+        body: Bytes,
+        model: &str,
+        base64: bool,
+    ) -> Result<Bytes, DialectError> {
+        match self {
+            Adapter::OpenAiCompatible => Ok(body),
+            Adapter::Gemini => {
+                gemini::gemini_to_openai_embeddings_response(&body, model, base64).map(Bytes::from)
+            }
+            Adapter::Cohere => {
+                cohere::cohere_to_openai_embeddings_response(&body, model, base64).map(Bytes::from)
+            }
+        }
+    }
+
+    /// The stream translator of a native dialect (`None`: OpenAI streams are relayed as they are).
+    pub fn chat_stream(
+        self,
+        model: &str,
+        id: &str,
+        created: u64,
+        include_usage: bool,
+    ) -> Option<ChatStreamTranslator> {
+        match self {
+            Adapter::OpenAiCompatible => None,
+            Adapter::Gemini => Some(ChatStreamTranslator::Gemini(gemini::GeminiChatStream::new(
+                model,
+                id,
+                created,
+                include_usage,
+            ))),
+            Adapter::Cohere => Some(ChatStreamTranslator::Cohere(cohere::CohereChatStream::new(
+                model,
+                id,
+                created,
+                include_usage,
+            ))),
+        }
     }
 
     /// `GET …/models`, for discovery and key checks.
@@ -234,7 +386,8 @@ pub fn parse_model_list(body: &[u8]) -> Option<Vec<String>> {
                 m.get("id")
                     .or_else(|| m.get("name"))
                     .and_then(|id| id.as_str())
-                    .map(str::to_owned)
+                    // Gemini names its models `models/<id>`.
+                    .map(|id| id.strip_prefix("models/").unwrap_or(id).to_owned())
             })
             .collect(),
     )
@@ -335,11 +488,34 @@ mod tests {
     }
 
     #[test]
-    fn native_dialects_are_not_served_yet() {
-        assert_eq!(
-            Endpoint::new(Platform::Google, None, &secret("AIza")).unwrap_err(),
-            EndpointError::DialectNotServed(Platform::Google)
+    fn native_dialect_endpoints() {
+        let ep = Endpoint::new(Platform::Google, None, &secret("AIza")).unwrap();
+        assert_eq!(ep.headers[0].0, "x-goog-api-key");
+        assert!(ep.headers[0].1.is_sensitive());
+        let client = reqwest::Client::new();
+        let body = Bytes::from_static(
+            br#"{"model":"gemini-2.5-flash","messages":[{"role":"user","content":"hi"}]}"#,
         );
+        let request = Adapter::Gemini
+            .chat_request(&client, &ep, "gemini-2.5-flash", body.clone(), true)
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(
+            request.url().as_str(),
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
+        let ep = Endpoint::new(Platform::Cohere, None, &secret("co")).unwrap();
+        assert_eq!(ep.chat_url.as_str(), "https://api.cohere.com/v2/chat");
+        assert_eq!(ep.models_url.as_str(), "https://api.cohere.com/v1/models");
+        let bad = Adapter::Cohere.chat_request(
+            &client,
+            &ep,
+            "command-a",
+            Bytes::from_static(b"[]"),
+            false,
+        );
+        assert!(matches!(bad, Err(DialectError::BadRequest { .. })));
     }
 
     #[test]
@@ -349,6 +525,10 @@ mod tests {
             vec!["a", "b"]
         );
         assert_eq!(parse_model_list(br#"[{"id":"x"}]"#).unwrap(), vec!["x"]);
+        assert_eq!(
+            parse_model_list(br#"{"models":[{"name":"models/gemini-2.5-flash"}]}"#).unwrap(),
+            vec!["gemini-2.5-flash"]
+        );
         assert!(parse_model_list(b"nope").is_none());
     }
 }

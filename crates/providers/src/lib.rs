@@ -8,7 +8,9 @@ pub mod classify;
 pub mod dialect;
 pub mod platform;
 
-pub use adapter::{parse_model_list, Adapter, Endpoint, EndpointError, UpstreamCredentials};
+pub use adapter::{
+    parse_model_list, Adapter, ChatStreamTranslator, Endpoint, EndpointError, UpstreamCredentials,
+};
 pub use classify::{
     classify_response, classify_transport, redact_secrets, sanitize_message, ErrorClass,
     UpstreamFailure,

@@ -254,9 +254,10 @@ impl Platform {
         PLATFORMS.iter().map(|p| p.platform)
     }
 
-    /// Whether this build can route requests to the platform (native dialects arrive with their adapters).
+    /// Whether this build can route requests to the platform (every platform of the table, native dialects
+    /// included).
     pub fn is_served(self) -> bool {
-        self.info().dialect == Dialect::OpenAi
+        true
     }
 }
 

@@ -310,15 +310,6 @@ pub fn validate_key_settings(
     secret: Option<&str>,
     base_url: Option<&str>,
 ) -> Result<Endpoint, GatewayError> {
-    if !platform.is_served() {
-        return Err(bad(
-            "platform_not_served",
-            format!(
-                "{} speaks a native dialect that this build does not serve yet",
-                platform.info().display_name
-            ),
-        ));
-    }
     let credentials = match (platform.info().keyless, secret) {
         (true, _) | (false, None) => UpstreamCredentials::None,
         (false, Some(s)) => UpstreamCredentials::Secret(s.to_owned()),
@@ -349,9 +340,7 @@ fn clean_models(models: Vec<String>) -> Result<Vec<String>, GatewayError> {
 
 /// Asks the endpoint for its model list (`GET …/models`), bounded to 10 s.
 pub async fn discover_models(state: &AppState, endpoint: &Endpoint) -> Result<Vec<String>, String> {
-    let Some(adapter) = Adapter::for_platform(endpoint.platform) else {
-        return Err("this platform's dialect is not served".into());
-    };
+    let adapter = Adapter::for_platform(endpoint.platform);
     let request = adapter
         .models_request(&state.http, endpoint)
         .timeout(Duration::from_secs(10));

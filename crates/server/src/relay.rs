@@ -15,7 +15,10 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use http::{header, HeaderValue};
 use http_body::Frame;
-use providers::{classify_response, classify_transport, ErrorClass, UpstreamFailure};
+use providers::dialect::DialectError;
+use providers::{
+    classify_response, classify_transport, ChatStreamTranslator, ErrorClass, UpstreamFailure,
+};
 use router::{retry_after_secs, Candidate, Day, Outcome, Permit, Place, QueueFull, Turn};
 use store::RequestLog;
 use tokio::time::{Instant, Sleep};
@@ -340,7 +343,15 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                     &key.id,
                 );
                 let attempt_started = Instant::now();
-                let result = attempt(&state, &key, attempt_body, guard.meta.operation).await;
+                let result = attempt(
+                    &state,
+                    &key,
+                    model,
+                    &guard.meta.request_id,
+                    attempt_body,
+                    guard.meta.operation,
+                )
+                .await;
                 let failure = match result {
                     Ok(Upstream::Complete { body, usage }) => {
                         drop(turn.take());
@@ -765,23 +776,63 @@ struct UsageOnly {
     usage: Option<Usage>,
 }
 
+/// A translation the dialect refused: the client's request cannot be expressed for this provider.
+fn dialect_failure(key: &ProviderKeyEntry, e: DialectError) -> UpstreamFailure {
+    match e {
+        DialectError::BadRequest { message, .. } => UpstreamFailure {
+            class: ErrorClass::BadRequest,
+            status: Some(400),
+            retry_after: None,
+            message: format!(
+                "the request cannot be expressed in {}'s format: {message}",
+                key.platform.info().display_name
+            ),
+        },
+        DialectError::Upstream(message) => UpstreamFailure::new(ErrorClass::Server, message),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct StreamOptionsOnly {
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
 async fn attempt(
     state: &AppState,
     key: &ProviderKeyEntry,
+    model: &str,
+    request_id: &str,
     body: Bytes,
     operation: Operation,
 ) -> Result<Upstream, UpstreamFailure> {
     let config = &state.config;
     let deadline = Instant::now() + config.upstream_timeout;
+    let adapter = key.adapter;
+    // What a native answer needs to be translated back (the OpenAI dialect needs nothing).
+    let native = adapter.is_native().then(|| {
+        let include_usage = serde_json::from_slice::<StreamOptionsOnly>(&body)
+            .ok()
+            .and_then(|o| o.stream_options)
+            .is_some_and(|o| o.include_usage);
+        let base64 = providers::dialect::openai_embeddings_wants_base64(&body);
+        (include_usage, base64)
+    });
     let request = match operation {
         Operation::Chat { stream } => {
-            key.adapter
-                .chat_request(&state.http, &key.endpoint, body, stream)
+            adapter.chat_request(&state.http, &key.endpoint, model, body, stream)
         }
-        Operation::Embeddings => key
-            .adapter
-            .embeddings_request(&state.http, &key.endpoint, body),
-    };
+        Operation::Embeddings => {
+            adapter.embeddings_request(&state.http, &key.endpoint, model, body)
+        }
+    }
+    .map_err(|e| dialect_failure(key, e))?;
     let response = match tokio::time::timeout_at(deadline, request.send()).await {
         Err(_) => {
             return Err(UpstreamFailure::new(
@@ -812,6 +863,15 @@ async fn attempt(
             Ok(Err(e)) => return Err(classify_transport(&e)),
             Ok(Ok(b)) => b,
         };
+        let body = match (native, operation) {
+            (None, _) => body,
+            (Some((_, base64)), Operation::Embeddings) => adapter
+                .embeddings_response(body, model, base64)
+                .map_err(|e| dialect_failure(key, e))?,
+            (Some(_), Operation::Chat { .. }) => adapter
+                .chat_response(body, model, &format!("chatcmpl-{request_id}"), unix_now())
+                .map_err(|e| dialect_failure(key, e))?,
+        };
         return match serde_json::from_slice::<UsageOnly>(&body) {
             Ok(parsed) => Ok(Upstream::Complete {
                 body,
@@ -836,18 +896,86 @@ async fn attempt(
             "upstream did not answer with an event stream",
         ));
     }
-    hold_until_first_delta(response, config.first_token_stall).await
+    let upstream: UpstreamStream = Box::pin(response.bytes_stream());
+    let upstream = match native.and_then(|(include_usage, _)| {
+        adapter.chat_stream(
+            model,
+            &format!("chatcmpl-{request_id}"),
+            unix_now(),
+            include_usage,
+        )
+    }) {
+        Some(translator) => Box::pin(TranslatedStream {
+            inner: upstream,
+            splitter: SseSplitter::default(),
+            translator,
+            out: Vec::new(),
+            ended: false,
+        }),
+        None => upstream,
+    };
+    hold_until_first_delta(upstream, config.first_token_stall).await
+}
+
+type UpstreamStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A native dialect's event stream, translated on the fly into OpenAI `chat.completion.chunk` frames; everything
+/// downstream (the commit-point watch, the relay) sees an OpenAI stream.
+struct TranslatedStream {
+    inner: UpstreamStream,
+    splitter: SseSplitter,
+    translator: ChatStreamTranslator,
+    out: Vec<u8>,
+    ended: bool,
+}
+
+impl Stream for TranslatedStream {
+    type Item = reqwest::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if !this.out.is_empty() {
+                return Poll::Ready(Some(Ok(Bytes::from(std::mem::take(&mut this.out)))));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            let (translator, out) = (&mut this.translator, &mut this.out);
+            match this.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    // An in-band error is written as an OpenAI error frame; the watch downstream acts on it.
+                    this.splitter.push(&chunk, |event| {
+                        let _ = translator.push(event, out);
+                    });
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => {
+                    this.splitter.finish(|event| {
+                        let _ = translator.push(event, out);
+                    });
+                    translator.finish(out);
+                    this.ended = true;
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
 }
 
 /// Reads a stream until its first content, tool-call or reasoning delta (or a clean finish), holding the bytes back.
 /// Gives up — so the next candidate can be tried invisibly — on a stall, a broken or empty stream, or an in-band
 /// error frame.
 async fn hold_until_first_delta(
-    response: reqwest::Response,
+    mut rest: UpstreamStream,
     stall: Duration,
 ) -> Result<Upstream, UpstreamFailure> {
-    let mut rest: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>> =
-        Box::pin(response.bytes_stream());
     let deadline = Instant::now() + stall;
     let mut held = Vec::new();
     let mut held_bytes = 0;

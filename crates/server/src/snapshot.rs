@@ -165,9 +165,7 @@ impl Snapshot {
                 tracing::warn!(key_id = %row.id, platform = %row.platform, "provider key of unknown platform skipped");
                 continue;
             };
-            let Some(adapter) = Adapter::for_platform(platform) else {
-                continue;
-            };
+            let adapter = Adapter::for_platform(platform);
             let secret = match store.reveal(&row) {
                 Ok(s) => s,
                 Err(e) => {

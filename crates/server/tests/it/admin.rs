@@ -267,8 +267,8 @@ async fn bad_admin_input_is_refused_in_words() {
             "invalid_key_settings",
         ),
         (
-            json!({"platform": "google", "key": "AIza-test"}),
-            "platform_not_served",
+            json!({"platform": "google", "key": "AIza\u{1}bad"}),
+            "invalid_key_settings",
         ),
         (
             json!({"platform": "groq", "key": "k", "models": ["auto"]}),

@@ -51,7 +51,20 @@ pub async fn start_with(config: ServerConfig, keys: &[(&str, &[&str])]) -> Gatew
         .await
         .unwrap();
     for (scenario, models) in keys {
-        add_key(&store, &user.id, &mock.base_url(scenario), models).await;
+        // `google:<scenario>` and `cohere:<scenario>` are keys of those platforms, on the mock's native routes.
+        match scenario.split_once(':') {
+            Some(("google", sc)) => {
+                let base = mock.base_url(sc).replace("/v1", "/v1beta");
+                add_platform_key(&store, &user.id, "google", &base, models).await;
+            }
+            Some(("cohere", sc)) => {
+                let base = mock.base_url(sc).replace("/v1", "/v2");
+                add_platform_key(&store, &user.id, "cohere", &base, models).await;
+            }
+            _ => {
+                add_key(&store, &user.id, &mock.base_url(scenario), models).await;
+            }
+        }
     }
     let (_, key) = store
         .create_gateway_key(&user.id, "test", None, None)
@@ -85,10 +98,20 @@ pub async fn start_with(config: ServerConfig, keys: &[(&str, &[&str])]) -> Gatew
 }
 
 pub async fn add_key(store: &Store, user_id: &str, base_url: &str, models: &[&str]) -> String {
+    add_platform_key(store, user_id, "custom", base_url, models).await
+}
+
+pub async fn add_platform_key(
+    store: &Store,
+    user_id: &str,
+    platform: &str,
+    base_url: &str,
+    models: &[&str],
+) -> String {
     store
         .insert_provider_key(&NewProviderKey {
             user_id: user_id.into(),
-            platform: "custom".into(),
+            platform: platform.into(),
             label: base_url.into(),
             secret: Some(PROVIDER_SECRET.into()),
             base_url: Some(base_url.into()),

@@ -7,5 +7,6 @@ mod admin;
 mod failover;
 mod harness;
 mod live;
+mod native;
 mod openai_surface;
 mod streaming;
