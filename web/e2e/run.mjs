@@ -155,10 +155,10 @@ async function gatewayServesThisBuild(base) {
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml', '.png': 'image/png', '.ico': 'image/x-icon', '.json': 'application/json' };
 
 /** Same-origin front server: web/dist with SPA fallback; /api, /v1 and /ws forwarded to the gateway. */
-async function startFront(gatewayPort) {
+async function startFront(gatewayPort, password) {
   const port = await freePort();
   const forward = (p) => /^\/(api|v1|ws)(\/|$|\?)/.test(p);
-  const shim = SHIM ? createShim(gatewayPort) : null;
+  const shim = SHIM ? createShim(gatewayPort, { password }) : null;
   const server = http.createServer((req, res) => {
     const path = new URL(req.url, 'http://x').pathname;
     if (shim && shim.http(req, res)) return;
@@ -234,13 +234,13 @@ async function main() {
   let base = gateway;
   let servedBy = 'gateway';
   if (SHIM) {
-    base = await startFront(gwPort);
+    base = await startFront(gwPort, password);
     servedBy = 'node front server WITH THE CONTRACT SHIM (E2E_SHIM=1): /ws and the playground route are simulated';
   } else if (!(await gatewayServesDashboard(gateway))) {
-    base = await startFront(gwPort);
+    base = await startFront(gwPort, password);
     servedBy = 'node front server (the gateway does not embed web/dist yet)';
   } else if (!(await gatewayServesThisBuild(gateway))) {
-    base = await startFront(gwPort);
+    base = await startFront(gwPort, password);
     servedBy = 'node front server (the gateway embeds an older build than web/dist; rebuild with cargo to test the embedded copy)';
   }
   log('dashboard served by', servedBy, 'at', base);
@@ -518,6 +518,76 @@ async function main() {
       return unavailable ? 'shows the "not available in this server version" state' : 'backed by the server';
     });
   }
+
+  const available = async (what) => (await page.getByText(`${what} is not available in this server version`).count()) === 0;
+
+  await step('profiles: create, edit and delete a profile', async () => {
+    await nav('Profiles');
+    await page.getByRole('heading', { name: 'Profiles', level: 1 }).waitFor();
+    await page.waitForLoadState('networkidle').catch(() => {});
+    if (!(await available('AI profiles'))) throw new Error('GET /api/profiles is not available yet');
+    await page.getByRole('button', { name: 'New profile' }).click();
+    await page.getByLabel('Name').fill('e2e-profile');
+    await page.getByLabel(/Round-robin/).check();
+    // Submitting without models is refused client-side with a message.
+    await page.getByRole('button', { name: 'Create profile' }).click();
+    await page.getByRole('alert').filter({ hasText: 'at least one model' }).waitFor();
+    await page.getByLabel('Or type a model id').fill('mock-model');
+    await page.getByRole('button', { name: 'Add', exact: true }).click();
+    await page.getByRole('button', { name: 'Create profile' }).click();
+    const row = page.locator('.profile-row', { hasText: 'e2e-profile' });
+    await row.getByText('Round-robin · 1 model').waitFor();
+    await row.getByRole('button', { name: 'Edit' }).click();
+    await page.getByLabel(/Least latency/).check();
+    await page.getByRole('button', { name: 'Save profile' }).click();
+    await row.getByText('Least latency · 1 model').waitFor();
+    await shoot(page, 'profiles-filled', { width: 1280, scheme: 'light' });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await row.getByRole('button', { name: 'Delete' }).click();
+    await row.getByRole('button', { name: 'Delete e2e-profile' }).click();
+    await row.waitFor({ state: 'detached' });
+  }, { planned: true });
+
+  await step('users: add, disable and delete a user', async () => {
+    await nav('Users');
+    await page.getByRole('heading', { name: 'Users', level: 1 }).waitFor();
+    await page.waitForLoadState('networkidle').catch(() => {});
+    if (!(await available('User management'))) throw new Error('GET /api/users is not available yet');
+    await page.getByLabel('Username').fill('e2e-user');
+    await page.getByLabel('Password', { exact: true }).fill('short');
+    await page.getByRole('button', { name: 'Add user' }).click();
+    // The browser's own validation (minlength) keeps the form from being sent.
+    if (await page.locator('tr', { hasText: 'e2e-user' }).count()) throw new Error('a 5-character password was accepted');
+    await page.getByLabel('Password', { exact: true }).fill('e2e-password-1');
+    await page.getByRole('button', { name: 'Add user' }).click();
+    const row = page.locator('tr', { hasText: 'e2e-user' });
+    await row.waitFor();
+    await row.getByRole('switch', { name: 'Disable e2e-user' }).click();
+    await row.getByRole('switch', { name: 'Enable e2e-user' }).waitFor();
+    await shoot(page, 'users-filled', { width: 390, scheme: 'dark' });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await row.getByRole('button', { name: 'Delete' }).click();
+    await row.getByRole('button', { name: 'Delete e2e-user' }).click();
+    await row.waitFor({ state: 'detached' });
+  }, { planned: true });
+
+  await step('settings: a wrong current password is reported in words', async () => {
+    await nav('Settings');
+    await page.getByRole('heading', { name: 'Settings', level: 1 }).waitFor();
+    await page.waitForLoadState('networkidle').catch(() => {});
+    await page.getByLabel('Current password').fill('not-the-password');
+    await page.getByLabel('New password', { exact: true }).fill('another-password-1');
+    await page.getByLabel('Repeat new password').fill('another-password-1');
+    await page.getByRole('button', { name: 'Change password' }).click();
+    const outcome = await Promise.race([
+      page.getByText('Changing your password is not available in this server version').waitFor().then(() => 'unavailable'),
+      page.locator('section', { has: page.locator('#password-title') }).getByRole('alert').waitFor().then(() => 'error shown'),
+      page.getByText('Password changed.').waitFor().then(() => 'changed'),
+    ]);
+    if (outcome === 'unavailable') throw new Error('POST /api/auth/password is not available yet');
+    if (outcome !== 'error shown') throw new Error(`a wrong current password was accepted (${outcome})`);
+    return (await page.locator('section', { has: page.locator('#password-title') }).getByRole('alert').textContent())?.trim();
+  }, { planned: true });
 
   await step('theme toggle persists in localStorage', async () => {
     await page.emulateMedia({ colorScheme: 'light' });

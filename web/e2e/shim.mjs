@@ -6,6 +6,8 @@
 //   `request.*` events for every chat completion that passes through the front server.
 // - `POST /api/playground/chat/completions`: forwarded to the gateway's `/v1/chat/completions` with a gateway key
 //   minted once through the admin API with the caller's session cookie.
+// - `/api/profiles`, `/api/users`, `/api/settings`, `POST /api/auth/password`: in-memory stand-ins following the
+//   contract, so their forms can be exercised.
 
 import { createHash } from 'node:crypto';
 import http from 'node:http';
@@ -77,8 +79,96 @@ function gatewayJson(port, method, path, cookie, body) {
   });
 }
 
-export function createShim(gatewayPort) {
+function sendJson(res, status, body) {
+  if (body === undefined) return res.writeHead(status).end();
+  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+}
+
+function apiError(res, status, code, message) {
+  sendJson(res, status, { error: { message, type: status === 404 ? 'not_found_error' : 'invalid_request_error', code } });
+}
+
+const STRATEGIES = ['failover', 'round-robin', 'least-latency'];
+
+export function createShim(gatewayPort, { password } = {}) {
   const sockets = new Set();
+  const profiles = [];
+  const users = [];
+  let seq = 0;
+  const nextId = () => `shim${++seq}`;
+
+  /** In-memory planned admin routes. Returns true when handled. */
+  async function admin(req, res, path, body) {
+    const me = await gatewayJson(gatewayPort, 'GET', '/api/auth/me', req.headers.cookie);
+    if (me.status !== 200) return sendJson(res, me.status, me.body), true;
+    const m = req.method;
+    let json = {};
+    try {
+      json = body.length ? JSON.parse(body.toString('utf8')) : {};
+    } catch {
+      return apiError(res, 400, 'invalid_body', 'invalid request body: not JSON'), true;
+    }
+    let match;
+    if (path === '/api/settings' && m === 'GET') {
+      return sendJson(res, 200, { data: { version: 'shim', provider_timeout_ms: 120000, fallback_max_retries: 20, session_ttl_hours: 168 } }), true;
+    }
+    if (path === '/api/auth/password' && m === 'POST') {
+      if (json.current_password !== password) return apiError(res, 400, 'wrong_password', 'the current password is wrong'), true;
+      return sendJson(res, 204), true;
+    }
+    if (path === '/api/profiles') {
+      if (m === 'GET') return sendJson(res, 200, { data: profiles }), true;
+      if (m === 'POST') {
+        const err = checkProfile(json);
+        if (err) return apiError(res, 400, 'invalid_profile', err), true;
+        if (profiles.some((p) => p.name === json.name)) return apiError(res, 409, 'duplicate_name', `a profile named ${json.name} already exists`), true;
+        const p = { id: nextId(), name: json.name, strategy: json.strategy, models: json.models };
+        profiles.push(p);
+        return sendJson(res, 201, p), true;
+      }
+    }
+    if ((match = /^\/api\/profiles\/([^/]+)$/.exec(path))) {
+      const i = profiles.findIndex((p) => p.id === decodeURIComponent(match[1]));
+      if (i < 0) return apiError(res, 404, 'not_found', 'profile not found'), true;
+      if (m === 'DELETE') return profiles.splice(i, 1), sendJson(res, 204), true;
+      if (m === 'PATCH') {
+        const merged = { ...profiles[i], ...json };
+        const err = checkProfile(merged);
+        if (err) return apiError(res, 400, 'invalid_profile', err), true;
+        profiles[i] = merged;
+        return sendJson(res, 200, merged), true;
+      }
+    }
+    if (path === '/api/users') {
+      if (me.body.role !== 'admin') return apiError(res, 403, 'forbidden', 'admins only'), true;
+      if (!users.length) users.push({ ...me.body, disabled: false });
+      if (m === 'GET') return sendJson(res, 200, { data: users }), true;
+      if (m === 'POST') {
+        if (!json.username || (json.password ?? '').length < 8) return apiError(res, 400, 'invalid_user', 'a username and a password of at least 8 characters are required'), true;
+        if (users.some((u) => u.username === json.username)) return apiError(res, 409, 'duplicate_username', `user ${json.username} already exists`), true;
+        const u = { id: nextId(), username: json.username, role: json.role === 'admin' ? 'admin' : 'user', disabled: false, created_at: Date.now() };
+        users.push(u);
+        return sendJson(res, 201, u), true;
+      }
+    }
+    if ((match = /^\/api\/users\/([^/]+)$/.exec(path))) {
+      const i = users.findIndex((u) => u.id === decodeURIComponent(match[1]));
+      if (i < 0) return apiError(res, 404, 'not_found', 'user not found'), true;
+      if (m === 'DELETE') return users.splice(i, 1), sendJson(res, 204), true;
+      if (m === 'PATCH') {
+        if (typeof json.disabled === 'boolean') users[i] = { ...users[i], disabled: json.disabled };
+        return sendJson(res, 200, users[i]), true;
+      }
+    }
+    return false;
+  }
+
+  function checkProfile(p) {
+    if (!p.name || !/^[A-Za-z0-9_.-]{1,64}$/.test(p.name)) return 'name: 1 to 64 letters, digits, -, _ or .';
+    if (!STRATEGIES.includes(p.strategy)) return `strategy must be one of ${STRATEGIES.join(', ')}`;
+    if (!Array.isArray(p.models) || p.models.length === 0) return 'a profile needs at least one model';
+    return null;
+  }
   const totals = { requests: 0, success: 0, errors: 0, tokens_in: 0, tokens_out: 0 };
   const inFlight = new Map();
   let gatewayKey = null;
@@ -191,11 +281,16 @@ export function createShim(gatewayPort) {
     const path = new URL(req.url, 'http://x').pathname;
     const isPlayground = req.method === 'POST' && path === '/api/playground/chat/completions';
     const isV1 = req.method === 'POST' && path === '/v1/chat/completions';
-    if (!isPlayground && !isV1) return false;
+    const isAdmin = /^\/api\/(profiles|users|settings)(\/|$)|^\/api\/auth\/password$/.test(path);
+    if (!isPlayground && !isV1 && !isAdmin) return false;
     const chunks = [];
     req.on('data', (d) => chunks.push(d));
     req.on('end', async () => {
       const body = Buffer.concat(chunks);
+      if (isAdmin) {
+        if (!(await admin(req, res, path, body))) apiError(res, 404, 'not_found', 'API route not found');
+        return;
+      }
       if (isV1) return chat(req, res, body, req.headers.authorization ?? '');
       if (!gatewayKey) {
         const r = await gatewayJson(gatewayPort, 'POST', '/api/gateway-keys', req.headers.cookie, { label: 'e2e shim' });

@@ -137,12 +137,17 @@ const toastListeners = new Set<() => void>();
 
 export function toast(text: string, kind: Toast['kind'] = 'ok'): void {
   const id = ++toastSeq;
-  toasts = [...toasts, { id, text, kind }].slice(-4);
+  toasts = [...toasts, { id, text, kind }].slice(-2);
   toastListeners.forEach((f) => f());
   window.setTimeout(() => {
     toasts = toasts.filter((t) => t.id !== id);
     toastListeners.forEach((f) => f());
-  }, kind === 'error' ? 8000 : 4000);
+  }, kind === 'error' ? 8000 : 3500);
+}
+
+function dismissToast(id: number): void {
+  toasts = toasts.filter((t) => t.id !== id);
+  toastListeners.forEach((f) => f());
 }
 
 export function Toasts() {
@@ -157,7 +162,7 @@ export function Toasts() {
   return (
     <div class="toasts" aria-live="polite" role="status">
       {toasts.map((t) => (
-        <div key={t.id} class={`toast toast-${t.kind}`}>
+        <div key={t.id} class={`toast toast-${t.kind}`} onClick={() => dismissToast(t.id)}>
           {t.text}
         </div>
       ))}
