@@ -93,3 +93,23 @@ describe('inline', () => {
     expect(inline('\\*not italic\\*')).toBe('*not italic*');
   });
 });
+
+describe('performance', () => {
+  it('renders a long single line quickly', () => {
+    const line = 'word '.repeat(40_000) + '**end**';
+    const t0 = performance.now();
+    const html = md(line);
+    expect(html.endsWith('<strong>end</strong></p>')).toBe(true);
+    expect(performance.now() - t0).toBeLessThan(1000);
+  });
+});
+
+describe('nesting', () => {
+  it('bounds quote and list nesting instead of recursing without limit', () => {
+    const html = md('> '.repeat(5000) + 'deep');
+    expect(html.startsWith('<blockquote>'.repeat(8))).toBe(true);
+    expect(html).toContain('deep');
+    const list = md(Array.from({ length: 50 }, (_, i) => `${'  '.repeat(i)}- item ${i}`).join('\n'));
+    expect(list).toContain('item 49');
+  });
+});

@@ -45,7 +45,10 @@ function indentOf(line: string): number {
   return m ? m[0].replace(/\t/g, '    ').length : 0;
 }
 
-function blocks(lines: string[]): string {
+/** Deeper nesting (quotes in quotes, lists in lists) renders as plain paragraphs: no unbounded recursion. */
+const MAX_DEPTH = 8;
+
+function blocks(lines: string[], depth = 0): string {
   let out = '';
   let i = 0;
   while (i < lines.length) {
@@ -86,24 +89,24 @@ function blocks(lines: string[]): string {
       i++;
       continue;
     }
-    if (QUOTE.test(line)) {
+    if (QUOTE.test(line) && depth < MAX_DEPTH) {
       const inner: string[] = [];
       while (i < lines.length && lines[i].trim() !== '') {
         const q = QUOTE.exec(lines[i]);
         inner.push(q ? q[1] : lines[i]);
         i++;
       }
-      out += `<blockquote>${blocks(inner)}</blockquote>`;
+      out += `<blockquote>${blocks(inner, depth + 1)}</blockquote>`;
       continue;
     }
-    if (LIST_ITEM.test(line)) {
-      const [html, next] = list(lines, i);
+    if (LIST_ITEM.test(line) && depth < MAX_DEPTH) {
+      const [html, next] = list(lines, i, depth);
       out += html;
       i = next;
       continue;
     }
     const para: string[] = [];
-    while (i < lines.length && lines[i].trim() !== '' && (para.length === 0 || !isBlockStart(lines[i]))) {
+    while (i < lines.length && lines[i].trim() !== '' && (para.length === 0 || (depth < MAX_DEPTH && !isBlockStart(lines[i])))) {
       para.push(lines[i].trim());
       i++;
     }
@@ -113,7 +116,7 @@ function blocks(lines: string[]): string {
 }
 
 /** Parses a list starting at `start`; returns its HTML and the index of the first line after it. */
-function list(lines: string[], start: number): [string, number] {
+function list(lines: string[], start: number, depth: number): [string, number] {
   const first = LIST_ITEM.exec(lines[start])!;
   const baseIndent = indentOf(first[1]);
   const ordered = /\d/.test(first[2]);
@@ -159,13 +162,14 @@ function list(lines: string[], start: number): [string, number] {
     .map((item) => {
       const hasBlocks = item.length > 1 && item.slice(1).some((l) => isBlockStart(l) || l === '');
       if (!hasBlocks && !loose) return `<li>${item.map((l) => inline(l.trim())).join('<br>')}</li>`;
-      return `<li>${blocks(item)}</li>`;
+      return `<li>${blocks(item, depth + 1)}</li>`;
     })
     .join('');
   return [`<${tag}${startAttr}>${body}</${tag}>`, i];
 }
 
 const ESCAPABLE = '\\`*_{}[]()#+-.!~>|';
+const SPECIAL = new Set(['\\', '`', '[', '*', '_', '~', 'h', 'H']);
 
 /** Renders inline Markdown: every character of `src` ends up escaped or inside a generated tag. */
 export function inline(src: string): string {
@@ -178,6 +182,12 @@ export function inline(src: string): string {
   };
   while (i < src.length) {
     const c = src[i];
+    // Fast path: most characters cannot start any inline construct.
+    if (!SPECIAL.has(c)) {
+      plain += c;
+      i++;
+      continue;
+    }
     const rest = src.slice(i);
     const prev = i > 0 ? src[i - 1] : ' ';
     let m: RegExpExecArray | null;
