@@ -22,10 +22,12 @@ export class SseParser {
     // A CR that ended the previous chunk already ended a line: drop the LF that completes the CRLF pair.
     if (this.afterCr && text.startsWith('\n')) text = text.slice(1);
     this.afterCr = false;
+    // Only the new text can hold line ends: the kept remainder has none.
+    const from = this.buffer.length;
     this.buffer += text;
     const out: SseEvent[] = [];
     let start = 0;
-    for (let i = 0; i < this.buffer.length; i++) {
+    for (let i = from; i < this.buffer.length; i++) {
       const c = this.buffer.charCodeAt(i);
       if (c !== 10 && c !== 13) continue;
       this.line(this.buffer.slice(start, i), out);
