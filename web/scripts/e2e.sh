@@ -12,7 +12,15 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 # Cargo only rebuilds what changed. If another build holds the lock, cargo waits for it.
-(cd "$ROOT" && cargo build -p freellmapi -p mock-provider)
+# E2E_SKIP_BUILD=1 uses the binaries already in target/debug (e.g. while the tree does not compile).
+if [ "${E2E_SKIP_BUILD:-0}" = 1 ]; then
+  for bin in freellmapi mock-provider; do
+    [ -x "$ROOT/target/debug/$bin" ] || { echo "e2e: target/debug/$bin is missing (E2E_SKIP_BUILD=1)" >&2; exit 2; }
+  done
+  echo "e2e: E2E_SKIP_BUILD=1: using the existing debug binaries" >&2
+else
+  (cd "$ROOT" && cargo build -p freellmapi -p mock-provider)
+fi
 
 if [ ! -f "$WEB/dist/index.html" ] || [ "${E2E_BUILD:-0}" = 1 ]; then
   (cd "$WEB" && npm run build)
