@@ -84,6 +84,9 @@ describe('reduceLive', () => {
       { type: 'request.finished', req_id: 'y', status: 'canceled', latency_ms: 5, input_tokens: 1, output_tokens: 0, attempts: 1 },
     ]);
     expect(s.totals).toMatchObject({ requests: 2, success: 0, errors: 1 });
+    expect(successRate(s.totals)).toBe(0);
+    expect(successRate({ ...s.totals, success: 3 })).toBe(0.75);
+    expect(successRate(initialLiveState().totals)).toBeNull();
     expect(s.inFlight).toEqual({});
     expect(s.recent.map((r) => r.status)).toEqual(['canceled', 'error']);
     expect(s.recent[1].error_code).toBe('all_providers_failed');

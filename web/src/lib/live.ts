@@ -391,7 +391,8 @@ export function reduceLive(state: LiveState, raw: unknown, now: number = Date.no
   }
 }
 
-/** Success ratio of finished requests, or null with none. */
+/** Share of successes among requests that succeeded or failed (a request the client canceled is neither), or null. */
 export function successRate(t: Totals): number | null {
-  return t.requests > 0 ? t.success / t.requests : null;
+  const decided = t.success + t.errors;
+  return decided > 0 ? t.success / decided : null;
 }

@@ -3,6 +3,7 @@ import { formatCompact, formatDuration, formatInt, formatPercent, formatTime, fo
 import { successRate, type LiveKey } from '../lib/live';
 import { linkClick } from '../lib/router';
 import { live, useLive } from '../lib/ws';
+import { useEffect } from 'preact/hooks';
 import { Empty, Gauge, Kpi, PageHeader, Section, StatusDot, statusColor, useAsync, useNow } from '../components/ui';
 
 export function LivePage() {
@@ -16,6 +17,10 @@ export function LivePage() {
     return k ? k.label : (state.keys[id]?.label ?? id.slice(0, 8));
   };
   const rate = successRate(state.totals);
+  // Keys may have changed since the socket opened: ask for a fresh snapshot when the page is shown.
+  useEffect(() => {
+    if (conn === 'connected') live.resync();
+  }, [conn === 'connected']);
   const liveKeys: LiveKey[] = Object.values(state.keys);
 
   return (
