@@ -18,6 +18,7 @@ describe('analyticsFromRows', () => {
     row({ id: 'b', latency_ms: 300, status: 'error', http_status: 429, platform: 'cerebras', model: 'qwen', output_tokens: null }),
     row({ id: 'c', latency_ms: 200, created_at: NOW - 3 * 3_600_000 }),
     row({ id: 'old', created_at: NOW - 2 * 86_400_000 }),
+    row({ id: 'gone', status: 'canceled', created_at: NOW - 5 * 86_400_000 }),
   ];
 
   it('computes totals over the range only', () => {
@@ -29,7 +30,9 @@ describe('analyticsFromRows', () => {
     expect(a.totals.tokens_out).toBe(40);
     expect(a.totals.avg_latency_ms).toBe(200);
     expect(a.totals.p95_latency_ms).toBe(300);
-    expect(analyticsFromRows(rows, '7d', NOW).totals.requests).toBe(4);
+    const week = analyticsFromRows(rows, '7d', NOW).totals;
+    expect(week.requests).toBe(5);
+    expect(week.success_rate).toBeCloseTo(3 / 4);
   });
 
   it('buckets by hour for 24h, oldest first, ending at now', () => {

@@ -63,7 +63,8 @@ export function analyticsFromRows(rows: RequestRow[], range: Range, now: number 
   return {
     totals: {
       requests: total,
-      success_rate: total ? success / total : 0,
+      // Canceled requests (the client went away) are neither successes nor failures.
+      success_rate: success + errors ? success / (success + errors) : 0,
       errors,
       tokens_in: tin,
       tokens_out: tout,
