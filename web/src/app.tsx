@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError, errorMessage, onUnauthorized, type User } from './lib/api';
 import { linkClick, navigate, usePath } from './lib/router';
 import { applyTheme, storedTheme, type ThemeChoice } from './lib/theme';
@@ -63,6 +63,16 @@ export function App() {
   useEffect(() => {
     if (auth.state === 'in' && path === '/login') navigate('/', true);
   }, [auth.state, path]);
+
+  // After an in-app navigation, move focus to the page so screen readers and keyboard users start at its top.
+  const firstPath = useRef(true);
+  useEffect(() => {
+    if (firstPath.current) {
+      firstPath.current = false;
+      return;
+    }
+    document.getElementById('main')?.focus({ preventScroll: true });
+  }, [path]);
 
   const setThemeChoice = (t: ThemeChoice) => {
     applyTheme(t);

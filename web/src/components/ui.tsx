@@ -257,7 +257,14 @@ export function ConfirmButton({
     );
   }
   return (
-    <span class="confirm" role="group" aria-label={confirmLabel}>
+    <span
+      class="confirm"
+      role="group"
+      aria-label={confirmLabel}
+      onKeyDown={(e) => {
+        if (e.key === 'Escape') setAsking(false);
+      }}
+    >
       <button
         ref={yes}
         type="button"

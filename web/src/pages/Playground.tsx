@@ -329,7 +329,23 @@ export function PlaygroundPage() {
         </aside>
 
         <section class="pg-chat card" aria-label="Conversation">
-          <div class="transcript" ref={transcript} data-testid="transcript" aria-live="polite" aria-busy={busy}>
+          <div
+            class="transcript"
+            ref={transcript}
+            data-testid="transcript"
+            aria-live="polite"
+            aria-busy={busy}
+            onClick={(e) => {
+              const btn = (e.target as HTMLElement).closest('.copy-code');
+              const code = btn?.parentElement?.querySelector('code')?.textContent;
+              if (btn && code !== undefined && code !== null) {
+                void copyText(code).then(() => {
+                  btn.textContent = 'Copied ✓';
+                  window.setTimeout(() => (btn.textContent = 'Copy'), 1500);
+                });
+              }
+            }}
+          >
             {messages.length === 0 && (
               <Empty title="Ask something to test your routing">
                 The answer streams back through the same router as <code>/v1/chat/completions</code>; the line above each
@@ -379,6 +395,23 @@ export function PlaygroundPage() {
   );
 }
 
+/** Adds a copy button to every code block of rendered (already escaped) Markdown. */
+function withCopyButtons(html: string): string {
+  return html.replace(/<pre>/g, '<pre><button type="button" class="copy-code">Copy</button>');
+}
+
+async function copyText(text: string): Promise<void> {
+  if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+  const ta = document.createElement('textarea');
+  ta.value = text;
+  ta.style.position = 'fixed';
+  ta.style.opacity = '0';
+  document.body.appendChild(ta);
+  ta.select();
+  document.execCommand('copy');
+  ta.remove();
+}
+
 function MessageView({ m }: { m: Msg }) {
   if (m.role === 'user') {
     return (
@@ -419,7 +452,7 @@ function MessageView({ m }: { m: Msg }) {
           <div class="md" dangerouslySetInnerHTML={{ __html: renderMarkdown(m.reasoning) }} />
         </details>
       )}
-      {m.content && <div class="md msg-body" dangerouslySetInnerHTML={{ __html: renderMarkdown(m.content) }} />}
+      {m.content && <div class="md msg-body" dangerouslySetInnerHTML={{ __html: withCopyButtons(renderMarkdown(m.content)) }} />}
       {m.pending && !m.content && <div class="typing" aria-label="waiting for the answer" />}
       {m.error && (
         <div class="note note-error" role="alert">
