@@ -337,6 +337,20 @@ async function main() {
     return result;
   }, { planned: true });
 
+  await step('edit a key\'s model list', async () => {
+    const row = page.locator('[data-testid=key-row]').filter({ hasText: 'Mock (e2e)' });
+    await row.getByRole('button', { name: 'Edit list' }).click();
+    const box = row.getByLabel('Models served by Mock (e2e)');
+    await box.fill('mock-model\nmock-embed\nextra-model');
+    await row.getByRole('button', { name: 'Save models' }).click();
+    await row.locator('.chip', { hasText: 'extra-model' }).waitFor();
+    await row.getByRole('button', { name: '3 models' }).waitFor();
+    await row.getByRole('button', { name: 'Edit list' }).click();
+    await row.getByLabel('Models served by Mock (e2e)').fill('mock-model, mock-embed');
+    await row.getByRole('button', { name: 'Save models' }).click();
+    await row.getByRole('button', { name: '2 models' }).waitFor();
+  });
+
   await step('per-key stats panel', async () => {
     await page.getByRole('button', { name: 'Stats' }).first().click();
     const t = await Promise.race([

@@ -324,7 +324,7 @@ export function InlineEdit({
   label: string;
   onSave: (v: string) => Promise<void>;
   placeholder?: string;
-  type?: 'text' | 'number';
+  type?: 'text' | 'number' | 'password';
   display?: ComponentChildren;
 }) {
   const [editing, setEditing] = useState(false);
@@ -375,6 +375,7 @@ export function InlineEdit({
         class="input input-small"
         type={type}
         min={type === 'number' ? 0 : undefined}
+        autocomplete={type === 'password' ? 'off' : undefined}
         value={draft}
         aria-label={label}
         placeholder={placeholder}

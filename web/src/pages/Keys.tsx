@@ -440,21 +440,20 @@ function KeyRow({ k, onChange, onDelete }: { k: ProviderKey; onChange: (k: Provi
           ))}
         </ul>
       )}
-      {showModels && (
-        <div class="models-box">
-          {k.models.length === 0 ? (
-            <p class="muted">
-              No models: this key is never chosen. Use <em>Discover models</em> or edit the key to list them.
-            </p>
-          ) : (
-            <ul class="chips">
-              {k.models.map((m) => (
-                <li key={m} class="chip mono">
-                  {m}
-                </li>
-              ))}
-            </ul>
-          )}
+      {showModels && <ModelsEditor k={k} onSave={(models) => patch({ models })} />}
+      {!k.masked_key && k.platform !== 'custom' ? null : (
+        <div class="replace-key">
+          <InlineEdit
+            value=""
+            type="password"
+            label={`new API key for ${k.label}`}
+            placeholder={k.masked_key ? 'Replace API key…' : 'Set an API key…'}
+            onSave={async (v) => {
+              if (!v) throw new Error('Paste the new key, or cancel');
+              await patch({ key: v });
+              setNotice('Key replaced; it is back in rotation.');
+            }}
+          />
         </div>
       )}
       <ErrorNote error={error} />
@@ -621,6 +620,74 @@ function KeyStatsPanel({ id }: { id: string }) {
           </table>
         </div>
       )}
+    </div>
+  );
+}
+
+function ModelsEditor({ k, onSave }: { k: ProviderKey; onSave: (models: string[]) => Promise<void> }) {
+  const [editing, setEditing] = useState(false);
+  const [draft, setDraft] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  if (editing) {
+    return (
+      <form
+        class="models-box form-stack"
+        onSubmit={async (e) => {
+          e.preventDefault();
+          setBusy(true);
+          setError(null);
+          try {
+            await onSave(parseModels(draft));
+            setEditing(false);
+          } catch (err) {
+            setError(err);
+          } finally {
+            setBusy(false);
+          }
+        }}
+      >
+        <Field label={`Models served by ${k.label}`} id={`models-${k.id}`} hint="One per line or comma-separated. Requests for other models never reach this key.">
+          <textarea id={`models-${k.id}`} class="input mono" rows={Math.min(12, Math.max(3, k.models.length + 1))} value={draft} onInput={(e) => setDraft(e.currentTarget.value)} />
+        </Field>
+        <ErrorNote error={error} title="Could not save the models" />
+        <div class="form-actions">
+          <button type="submit" class="btn btn-small btn-primary" disabled={busy}>
+            {busy ? 'Saving…' : 'Save models'}
+          </button>
+          <button type="button" class="btn btn-small" onClick={() => setEditing(false)} disabled={busy}>
+            Cancel
+          </button>
+        </div>
+      </form>
+    );
+  }
+  return (
+    <div class="models-box">
+      {k.models.length === 0 ? (
+        <p class="muted">
+          No models: this key is never chosen. Use <em>Discover models</em> or edit the list.
+        </p>
+      ) : (
+        <ul class="chips">
+          {k.models.map((m) => (
+            <li key={m} class="chip mono">
+              {m}
+            </li>
+          ))}
+        </ul>
+      )}
+      <button
+        type="button"
+        class="btn btn-small btn-ghost"
+        onClick={() => {
+          setDraft(k.models.join('\n'));
+          setError(null);
+          setEditing(true);
+        }}
+      >
+        Edit list
+      </button>
     </div>
   );
 }
