@@ -533,13 +533,17 @@ async function main() {
     });
   }
 
-  const available = async (what) => (await page.getByText(`${what} is not available in this server version`).count()) === 0;
+  /** Waits until the page shows either `ready` or its "not available" state; true when ready. */
+  const available = (what, ready) =>
+    Promise.race([
+      ready.waitFor().then(() => true),
+      page.getByText(`${what} is not available in this server version`).waitFor().then(() => false),
+    ]);
 
   await step('profiles: create, edit and delete a profile', async () => {
     await nav('Profiles');
     await page.getByRole('heading', { name: 'Profiles', level: 1 }).waitFor();
-    await page.waitForLoadState('networkidle').catch(() => {});
-    if (!(await available('AI profiles'))) throw new Error('GET /api/profiles is not available yet');
+    if (!(await available('AI profiles', page.getByText('No profiles yet').or(page.locator('.profile-row').first())))) throw new Error('GET /api/profiles is not available yet');
     await page.getByRole('button', { name: 'New profile' }).click();
     await page.getByLabel('Name').fill('e2e-profile');
     await page.getByLabel(/Round-robin/).check();
@@ -565,8 +569,7 @@ async function main() {
   await step('users: add, disable and delete a user', async () => {
     await nav('Users');
     await page.getByRole('heading', { name: 'Users', level: 1 }).waitFor();
-    await page.waitForLoadState('networkidle').catch(() => {});
-    if (!(await available('User management'))) throw new Error('GET /api/users is not available yet');
+    if (!(await available('User management', page.getByRole('columnheader', { name: 'Role' })))) throw new Error('GET /api/users is not available yet');
     await page.getByLabel('Username').fill('e2e-user');
     await page.getByLabel('Password', { exact: true }).fill('short');
     await page.getByRole('button', { name: 'Add user' }).click();

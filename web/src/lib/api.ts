@@ -250,5 +250,9 @@ export interface Profile {
   strategy: Strategy;
   models: string[];
   context_window?: number | null;
+  /** Members some enabled key of the user serves; the others are skipped by the router. */
+  reachable_models?: string[];
+  source?: 'config' | 'api';
+  stats_24h?: { requests: number; errors: number };
   created_at?: number;
 }

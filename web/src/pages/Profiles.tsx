@@ -75,18 +75,29 @@ export function ProfilesPage() {
             {profiles.data.map((p) => (
               <li key={p.id} class="profile-row">
                 <div>
-                  <div class="profile-name mono">{p.name}</div>
+                  <div class="profile-name mono">
+                    {p.name}
+                    {p.source === 'config' && <span class="tag tag-muted">config file</span>}
+                  </div>
                   <div class="muted small">
                     {STRATEGIES.find((s) => s.id === p.strategy)?.label ?? p.strategy} · {p.models.length} model{p.models.length === 1 ? '' : 's'}
                     {p.context_window ? ` · ${formatInt(p.context_window)} context` : ''}
+                    {p.stats_24h ? ` · ${formatInt(p.stats_24h.requests)} requests, ${formatInt(p.stats_24h.errors)} errors in 24 h` : ''}
                   </div>
                   <ul class="chips">
-                    {p.models.map((m) => (
-                      <li key={m} class="chip mono">
-                        {m}
-                      </li>
-                    ))}
+                    {p.models.map((m) => {
+                      const unreachable = p.reachable_models !== undefined && !p.reachable_models.includes(m);
+                      return (
+                        <li key={m} class={`chip mono ${unreachable ? 'chip-warn' : ''}`} title={unreachable ? 'No enabled key serves this model: the router skips it' : undefined}>
+                          {m}
+                          {unreachable && <span class="sr-only"> (no enabled key serves it)</span>}
+                        </li>
+                      );
+                    })}
                   </ul>
+                  {p.reachable_models !== undefined && p.reachable_models.length === 0 && (
+                    <p class="small status-red">No enabled key serves any of these models: requests for this profile fail.</p>
+                  )}
                 </div>
                 <div class="row-buttons">
                   <button type="button" class="btn btn-small" onClick={() => setEditing(p)}>
@@ -173,8 +184,8 @@ function ProfileForm({
     <Section title={profile ? `Edit ${profile.name}` : 'New profile'} id="profile-form-title">
       <form class="form-stack" onSubmit={submit}>
         <div class="form-grid">
-          <Field label="Name" id="pf-name" hint="What clients send as `model`. Letters, digits, - and _.">
-            <input id="pf-name" class="input mono" required pattern="[A-Za-z0-9_.\-]{1,64}" value={name} onInput={(e) => setName(e.currentTarget.value)} />
+          <Field label="Name" id="pf-name" hint="What clients send as `model`, e.g. coding or fast-chat.">
+            <input id="pf-name" class="input mono" required maxLength={64} value={name} onInput={(e) => setName(e.currentTarget.value)} />
           </Field>
           <fieldset class="field">
             <legend>Strategy</legend>
