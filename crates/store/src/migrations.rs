@@ -96,6 +96,25 @@ CREATE INDEX requests_time ON requests(created_at)
 ALTER TABLE provider_keys ADD COLUMN limits TEXT
 "#,
     },
+    Migration {
+        version: 3,
+        name: "outbound proxies",
+        sql: r#"
+-- `url` is scheme://host:port without credentials, `credentials` the encrypted user:password (if any).
+CREATE TABLE proxies (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    label TEXT NOT NULL,
+    url TEXT NOT NULL,
+    credentials TEXT,
+    country TEXT,
+    enabled BIGINT NOT NULL DEFAULT 1,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX proxies_user ON proxies(user_id)
+"#,
+    },
 ];
 
 /// Splits a migration into statements (the schema SQL contains no semicolons inside literals).

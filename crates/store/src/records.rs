@@ -142,3 +142,76 @@ pub enum AdminBootstrap {
     /// Created with a generated password, to be shown once.
     Generated { username: String, password: String },
 }
+
+/// An outbound proxy as stored, credentials still encrypted. Never serialised as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyRow {
+    pub id: String,
+    pub user_id: String,
+    pub label: String,
+    /// `scheme://host:port`, never with credentials.
+    pub url: String,
+    /// `user:password` (as written in the URL), encrypted.
+    pub encrypted_credentials: Option<String>,
+    /// ISO 3166 alpha-2 country of the exit address, when known.
+    pub country: Option<String>,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What a caller supplies to add a proxy. `credentials` is plaintext here; the store encrypts it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct NewProxy {
+    pub user_id: String,
+    pub label: String,
+    pub url: String,
+    pub credentials: Option<String>,
+    pub country: Option<String>,
+    pub enabled: bool,
+}
+
+impl std::fmt::Debug for NewProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewProxy")
+            .field("user_id", &self.user_id)
+            .field("label", &self.label)
+            .field("url", &self.url)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "[redacted]"),
+            )
+            .field("country", &self.country)
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
+/// A partial update of a proxy; `None` leaves a field as it is. Changing `url` without `credentials` keeps the
+/// stored credentials; `Some(None)` clears them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ProxyPatch {
+    pub label: Option<String>,
+    pub url: Option<String>,
+    pub credentials: Option<Option<String>>,
+    pub country: Option<Option<String>>,
+    pub enabled: Option<bool>,
+}
+
+impl std::fmt::Debug for ProxyPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyPatch")
+            .field("label", &self.label)
+            .field("url", &self.url)
+            .field(
+                "credentials",
+                &self
+                    .credentials
+                    .as_ref()
+                    .map(|c| c.as_ref().map(|_| "[redacted]")),
+            )
+            .field("country", &self.country)
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}

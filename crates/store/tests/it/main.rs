@@ -354,3 +354,116 @@ async fn retention_deletes_a_large_backlog_in_chunks() {
         assert_eq!(store.prune_requests(None, Some(1_000)).await.unwrap(), 0);
     }
 }
+
+#[tokio::test]
+async fn proxies_are_scoped_encrypted_and_bulk_edited() {
+    for db in engines().await {
+        let store = Store::open(&db.url, cipher()).await.unwrap();
+        let alice = store
+            .create_user("alice", "password-1", "admin")
+            .await
+            .unwrap();
+        let bob = store
+            .create_user("bob", "password-2", "user")
+            .await
+            .unwrap();
+        let new = |user: &str, url: &str, creds: Option<&str>| store::NewProxy {
+            user_id: user.into(),
+            label: url.into(),
+            url: url.into(),
+            credentials: creds.map(str::to_owned),
+            country: Some("FR".into()),
+            enabled: true,
+        };
+        let a = store
+            .insert_proxy(&new(
+                &alice.id,
+                "http://127.0.0.1:1",
+                Some("user:s3cret-pass"),
+            ))
+            .await
+            .unwrap();
+        let b = store
+            .insert_proxy(&new(&alice.id, "socks5h://127.0.0.1:2", None))
+            .await
+            .unwrap();
+        store
+            .insert_proxy(&new(&bob.id, "http://127.0.0.1:3", None))
+            .await
+            .unwrap();
+        let rows = store.proxies_of(&alice.id).await.unwrap();
+        assert_eq!(rows.len(), 2, "{}", db.label);
+        assert_eq!(rows[0].id, a.id, "creation order");
+        let stored = rows[0].encrypted_credentials.as_deref().unwrap();
+        assert!(
+            !stored.contains("s3cret"),
+            "{}: credentials stored in clear",
+            db.label
+        );
+        assert_eq!(
+            store.reveal_proxy_credentials(&rows[0]).unwrap().as_deref(),
+            Some("user:s3cret-pass")
+        );
+        assert!(
+            store.proxy(&bob.id, &a.id).await.unwrap().is_none(),
+            "scoped"
+        );
+        let patched = store
+            .update_proxy(
+                &alice.id,
+                &a.id,
+                &store::ProxyPatch {
+                    label: Some("fr-1".into()),
+                    credentials: Some(None),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(patched.label, "fr-1");
+        assert!(patched.encrypted_credentials.is_none());
+        assert!(patched.updated_at > a.updated_at);
+        let ids = vec![a.id.clone(), b.id.clone(), "nope".to_owned()];
+        assert_eq!(
+            store
+                .set_proxies_enabled(&alice.id, &ids, false)
+                .await
+                .unwrap(),
+            2
+        );
+        assert!(store
+            .proxies_of(&alice.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|p| !p.enabled));
+        // Bob cannot delete Alice's proxies.
+        assert_eq!(store.delete_proxies(&bob.id, &ids).await.unwrap(), 0);
+        assert_eq!(store.delete_proxies(&alice.id, &ids).await.unwrap(), 2);
+        assert_eq!(store.all_proxies().await.unwrap().len(), 1);
+        // Settings survive a reopen.
+        assert_eq!(store.setting("proxy_pool_strategy").await.unwrap(), None);
+        store
+            .set_setting("proxy_pool_strategy", "random")
+            .await
+            .unwrap();
+        store
+            .set_setting("proxy_pool_strategy", "round-robin")
+            .await
+            .unwrap();
+        store.close().await;
+        let store = Store::open(&db.url, cipher()).await.unwrap();
+        assert_eq!(
+            store
+                .setting("proxy_pool_strategy")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("round-robin"),
+            "{}",
+            db.label
+        );
+        store.close().await;
+    }
+}
