@@ -26,6 +26,10 @@ pub enum ErrorClass {
     Network,
     /// No answer, or no first token, in time.
     Timeout,
+    /// The outbound proxy itself failed: connection to it refused or timed out, proxy authentication (407), CONNECT
+    /// tunnel or SOCKS handshake failure. Says nothing about the provider key, so it never cools one; the relay
+    /// retries the same key through another proxy.
+    Proxy,
 }
 
 impl ErrorClass {
@@ -45,6 +49,7 @@ impl ErrorClass {
             ErrorClass::Server => "server_error",
             ErrorClass::Network => "network",
             ErrorClass::Timeout => "timeout",
+            ErrorClass::Proxy => "proxy",
         }
     }
 }
@@ -228,6 +233,8 @@ pub fn classify_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -
         400 | 422 => ErrorClass::BadRequest,
         404 | 410 => ErrorClass::NotFound,
         408 | 504 => ErrorClass::Timeout,
+        // Only a proxy asks for proxy credentials; a provider never does.
+        407 => ErrorClass::Proxy,
         _ => ErrorClass::Server,
     };
     let retry_after =
@@ -264,9 +271,21 @@ pub fn classify_transport(err: &reqwest::Error) -> UpstreamFailure {
     }
 }
 
+/// Classifies a transport error of a request sent through an outbound proxy. Every connection then goes to the
+/// proxy, so a failure while connecting — TCP to the proxy, its authentication, the CONNECT tunnel or the SOCKS
+/// handshake (reqwest reports all of them as connect errors) — is the proxy's, not the provider key's. Errors after
+/// the connection was made (a reset mid-response, a read timeout) stay the upstream's.
+pub fn classify_proxied_transport(err: &reqwest::Error) -> UpstreamFailure {
+    let mut failure = classify_transport(err);
+    if err.is_connect() {
+        failure.class = ErrorClass::Proxy;
+    }
+    failure
+}
+
 /// Redacts anything that looks like a credential and truncates to 300 characters.
 pub fn sanitize_message(message: &str) -> String {
-    let redacted = redact_secrets(message);
+    let redacted = redact_secrets(&redact_url_userinfo(message));
     let trimmed = redacted.trim();
     if trimmed.chars().count() > 300 {
         let cut: String = trimmed.chars().take(300).collect();
@@ -274,6 +293,28 @@ pub fn sanitize_message(message: &str) -> String {
     } else {
         trimmed.to_owned()
     }
+}
+
+/// Replaces the `user:password@` of every URL in `text` (a proxy URL, for instance) with `[redacted]@`.
+pub fn redact_url_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("://") {
+        let (head, tail) = rest.split_at(pos + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        match tail[..authority_end].rfind('@') {
+            Some(at) => {
+                out.push_str("[redacted]");
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 const SECRET_PREFIXES: &[&str] = &[
@@ -380,6 +421,8 @@ mod tests {
         assert_eq!(classify(500, "oops").class, ErrorClass::Server);
         assert_eq!(classify(503, "{}").class, ErrorClass::Server);
         assert_eq!(classify(504, "{}").class, ErrorClass::Timeout);
+        assert_eq!(classify(407, "").class, ErrorClass::Proxy);
+        assert!(ErrorClass::Proxy.retryable());
         assert!(!ErrorClass::BadRequest.retryable());
         assert!(ErrorClass::RateLimited.retryable());
     }
@@ -424,6 +467,14 @@ mod tests {
         assert!(!out.contains("abc.def"), "{out}");
         assert!(!out.contains("0123456789abcdef0123"), "{out}");
         assert!(out.contains("Invalid key"), "{out}");
+    }
+
+    #[test]
+    fn url_credentials_are_redacted() {
+        let out = sanitize_message("via socks5://bob:hunter2@10.0.0.1:1080 and http://h/x@y");
+        assert!(!out.contains("hunter2") && !out.contains("bob"), "{out}");
+        assert!(out.contains("socks5://[redacted]@10.0.0.1:1080"), "{out}");
+        assert!(out.contains("http://h/x@y"), "{out}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub use adapter::{
     parse_model_list, Adapter, ChatStreamTranslator, Endpoint, EndpointError, UpstreamCredentials,
 };
 pub use classify::{
-    classify_response, classify_transport, redact_secrets, sanitize_message, ErrorClass,
-    UpstreamFailure,
+    classify_proxied_transport, classify_response, classify_transport, redact_secrets,
+    redact_url_userinfo, sanitize_message, ErrorClass, UpstreamFailure,
 };
 pub use platform::{AuthStyle, Dialect, Platform, PlatformInfo};

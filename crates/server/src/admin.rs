@@ -48,7 +48,10 @@ pub(crate) type ApiResult<T> = Result<T, GatewayError>;
 
 /// Parses a JSON body. Requiring `application/json` also keeps cross-site form posts out (they cannot set it
 /// without a CORS preflight).
-fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

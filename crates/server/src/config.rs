@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub queue_max_waiting: usize,
     /// Capacity of the request-log channel; when full, rows are counted as dropped instead of blocking requests.
     pub log_channel_capacity: usize,
+    /// Outbound proxies (`PROXY_URL`, the pool's start-up settings, rotation and health checking).
+    pub proxy: crate::proxy::ProxyConfig,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +50,7 @@ impl Default for ServerConfig {
             log_channel_capacity: 8192,
             queue_timeout: Duration::from_secs(60),
             queue_max_waiting: 1024,
+            proxy: crate::proxy::ProxyConfig::default(),
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct InFlight {
     pub provider: Option<&'static str>,
     pub model: Option<Arc<str>>,
     pub key_id: Option<Arc<str>>,
+    /// The outbound proxy's label; `None` while direct.
+    pub proxy: Option<Arc<str>>,
 }
 
 /// Per-user counters since the server started.
@@ -128,7 +130,8 @@ impl EventBus {
         }
     }
 
-    /// An attempt at a candidate began.
+    /// An attempt at a candidate began (or moved to another proxy: same attempt number, new `proxy`).
+    #[allow(clippy::too_many_arguments)]
     pub fn attempt(
         &self,
         user: &Arc<str>,
@@ -137,17 +140,19 @@ impl EventBus {
         provider: &'static str,
         model: &Arc<str>,
         key_id: &Arc<str>,
+        proxy: Option<&Arc<str>>,
     ) {
         if let Some(entry) = lock(&self.in_flight).get_mut(req_id) {
             entry.attempt = attempt;
             entry.provider = Some(provider);
             entry.model = Some(Arc::clone(model));
             entry.key_id = Some(Arc::clone(key_id));
+            entry.proxy = proxy.cloned();
         }
         self.publish(user, "request.attempt", || {
             serde_json::json!({
                 "req_id": req_id, "attempt": attempt, "provider": provider, "model": model,
-                "key_id": key_id, "proxy": null, "ts_ms": now_ms(),
+                "key_id": key_id, "proxy": proxy, "ts_ms": now_ms(),
             })
         });
     }
@@ -240,6 +245,7 @@ mod tests {
             provider: None,
             model: None,
             key_id: None,
+            proxy: None,
         }
     }
 

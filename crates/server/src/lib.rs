@@ -19,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod ip_limit;
 pub mod openai;
+pub mod proxy;
 pub mod relay;
 pub mod request_log;
 pub mod snapshot;
@@ -38,6 +39,7 @@ pub fn app(state: AppState) -> Router {
         .merge(openai::routes())
         .merge(dashboard_api::routes())
         .merge(admin::routes())
+        .merge(proxy::admin::routes())
         .fallback(dashboard)
         .with_state(state)
 }

@@ -17,7 +17,8 @@ use http::{header, HeaderValue};
 use http_body::Frame;
 use providers::dialect::DialectError;
 use providers::{
-    classify_response, classify_transport, ChatStreamTranslator, ErrorClass, UpstreamFailure,
+    classify_proxied_transport, classify_response, classify_transport, ChatStreamTranslator,
+    ErrorClass, UpstreamFailure,
 };
 use router::{retry_after_secs, Candidate, Day, Outcome, Permit, Place, QueueFull, Turn};
 use store::RequestLog;
@@ -26,6 +27,7 @@ use wire::{inspect_chunk, ApiError, ErrorType, SseSplitter, Usage};
 
 use crate::error::error_response;
 use crate::events::{Finished, InFlight};
+use crate::proxy::{Egress, KeyRoute};
 use crate::snapshot::{ProviderKeyEntry, Route, Tenant};
 use crate::state::AppState;
 
@@ -68,6 +70,8 @@ struct RequestGuard {
     meta: RequestMeta,
     attempts: u32,
     served: Option<(Arc<ProviderKeyEntry>, Arc<str>)>,
+    /// The proxy that carried the answer (`None`: direct).
+    proxy: Option<Arc<str>>,
     recorded: bool,
     /// The limit permit of a stream being relayed, reconciled with the reported usage when it ends.
     permit: Option<Permit>,
@@ -134,6 +138,7 @@ impl RequestGuard {
             provider = platform.unwrap_or("-"),
             model = model.as_deref().unwrap_or("-"),
             provider_key = key_id.as_deref().unwrap_or("-"),
+            proxy = self.proxy.as_deref().unwrap_or("-"),
             status = c.status,
             http_status = c.http_status,
             attempts = self.attempts,
@@ -214,7 +219,10 @@ fn outcome_for(failure: &UpstreamFailure) -> Outcome {
             until_daily_reset: until_utc_midnight(),
         },
         ErrorClass::Auth => Outcome::InvalidCredential,
-        ErrorClass::BadRequest | ErrorClass::ContextTooLong => Outcome::NoPenalty,
+        // A proxy's failure says nothing about the key.
+        ErrorClass::BadRequest | ErrorClass::ContextTooLong | ErrorClass::Proxy => {
+            Outcome::NoPenalty
+        }
         ErrorClass::NotFound | ErrorClass::Server | ErrorClass::Network | ErrorClass::Timeout => {
             Outcome::Transient {
                 retry_after: failure.retry_after,
@@ -270,12 +278,14 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
         provider: None,
         model: None,
         key_id: None,
+        proxy: None,
     });
     let mut guard = RequestGuard {
         state: state.clone(),
         meta,
         attempts: 0,
         served: None,
+        proxy: None,
         recorded: false,
         permit: None,
     };
@@ -334,24 +344,39 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                     }
                 };
                 guard.attempts += 1;
-                state.events.attempt(
-                    &tenant.user_id,
-                    &guard.meta.request_id,
-                    guard.attempts,
-                    key.platform.id(),
-                    model,
-                    &key.id,
-                );
+                let key_route = KeyRoute {
+                    user_id: &tenant.user_id,
+                    key_id: &key.id,
+                    platform: key.platform.id(),
+                    base_url: &key.endpoint.base_url,
+                };
+                let mut egress = state.proxies.egress_for(key_route, Instant::now());
+                let announce = |egress: &Egress| {
+                    state.events.attempt(
+                        &tenant.user_id,
+                        &guard.meta.request_id,
+                        guard.attempts,
+                        key.platform.id(),
+                        model,
+                        &key.id,
+                        egress.label(),
+                    )
+                };
+                announce(&egress);
                 let attempt_started = Instant::now();
-                let result = attempt(
+                let result = attempt_through(
                     &state,
                     &key,
                     model,
                     &guard.meta.request_id,
+                    key_route,
+                    &mut egress,
                     attempt_body,
                     guard.meta.operation,
+                    &announce,
                 )
                 .await;
+                guard.proxy = egress.label().cloned();
                 let failure = match result {
                     Ok(Upstream::Complete { body, usage }) => {
                         drop(turn.take());
@@ -410,8 +435,11 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                     }
                     Err(failure) => failure,
                 };
-                // A request that never reached the provider (connection refused, DNS) used none of its allowance.
-                if failure.class == ErrorClass::Network && failure.status.is_none() {
+                // A request that never reached the provider (connection refused, DNS, a failed proxy) used none of
+                // its allowance.
+                if matches!(failure.class, ErrorClass::Network | ErrorClass::Proxy)
+                    && failure.status.is_none()
+                {
                     state.books.limits.refund(&permit);
                 }
                 let cooldown = on_failure(&state, &tenant.user_id, &key, model, &failure);
@@ -696,6 +724,14 @@ fn exhausted_error(
             format!("every provider key tried for `{model}` was refused by its provider: {trail}"),
         );
     }
+    if all(&|c| c == ErrorClass::Proxy) {
+        return ApiError::new(
+            502,
+            ErrorType::ProviderError,
+            "proxy_unavailable",
+            format!("every outbound proxy tried for `{model}` failed: {trail}"),
+        );
+    }
     if all(&|c| c == ErrorClass::ContextTooLong) {
         return ApiError::invalid_request(
             "context_length_exceeded",
@@ -804,9 +840,131 @@ struct StreamOptionsOnly {
     stream_options: Option<StreamOptions>,
 }
 
+/// One attempt of `key` through its egress. When the proxy itself fails, the proxy is marked unhealthy and the same
+/// key is retried through another proxy (or direct, when the settings allow it), up to `max_proxies_per_attempt`
+/// proxies, without penalising the key; `on_switch` announces each new proxy. Keeps each proxy's statistics.
+#[allow(clippy::too_many_arguments)]
+async fn attempt_through(
+    state: &AppState,
+    key: &ProviderKeyEntry,
+    model: &str,
+    request_id: &str,
+    route: KeyRoute<'_>,
+    egress: &mut Egress,
+    body: Bytes,
+    operation: Operation,
+    on_switch: &(dyn Fn(&Egress) + Sync),
+) -> Result<Upstream, UpstreamFailure> {
+    let mut tried: Vec<Arc<str>> = Vec::new();
+    loop {
+        let Some(proxy) = egress.proxy().cloned() else {
+            return attempt(
+                state,
+                key,
+                &state.http,
+                false,
+                model,
+                request_id,
+                body,
+                operation,
+            )
+            .await;
+        };
+        let stats = &proxy.stats;
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        stats
+            .bytes_out
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        let started = Instant::now();
+        let result = attempt(
+            state,
+            key,
+            &proxy.client,
+            true,
+            model,
+            request_id,
+            body.clone(),
+            operation,
+        )
+        .await;
+        let failure = match result {
+            Err(f) if f.class == ErrorClass::Proxy => f,
+            other => {
+                let latency = started.elapsed();
+                let answered = match &other {
+                    Ok(_) => true,
+                    Err(f) => f.status.is_some(),
+                };
+                if answered {
+                    // The proxy relayed an answer, whatever the upstream said.
+                    stats.record_latency(latency);
+                    proxy
+                        .health
+                        .success(latency, state.proxies.config.healthy_after);
+                }
+                return match other {
+                    Ok(Upstream::Complete { body, usage }) => {
+                        stats.successes.fetch_add(1, Ordering::Relaxed);
+                        stats
+                            .bytes_in
+                            .fetch_add(body.len() as u64, Ordering::Relaxed);
+                        Ok(Upstream::Complete { body, usage })
+                    }
+                    Ok(Upstream::Stream(mut committed)) => {
+                        stats.successes.fetch_add(1, Ordering::Relaxed);
+                        let held: usize = committed.held.iter().map(Bytes::len).sum();
+                        stats.bytes_in.fetch_add(held as u64, Ordering::Relaxed);
+                        let counter = proxy.stats.clone();
+                        committed.rest = Box::pin(committed.rest.inspect(move |chunk| {
+                            if let Ok(chunk) = chunk {
+                                counter
+                                    .bytes_in
+                                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                            }
+                        }));
+                        Ok(Upstream::Stream(committed))
+                    }
+                    Err(f) => {
+                        stats.set_last_error(&f.message);
+                        Err(f)
+                    }
+                };
+            }
+        };
+        stats.proxy_errors.fetch_add(1, Ordering::Relaxed);
+        stats.set_last_error(&failure.message);
+        proxy.health.request_failure();
+        tracing::warn!(
+            target: "freellmapi::proxy",
+            proxy = %proxy.label,
+            address = %proxy.url,
+            provider_key = %key.id,
+            message = %failure.message,
+            "outbound proxy failed; marked unhealthy, the key is not penalised"
+        );
+        tried.push(proxy.id.clone());
+        if tried.len() >= state.proxies.config.max_proxies_per_attempt {
+            return Err(failure);
+        }
+        match state
+            .proxies
+            .failover(route, &proxy, &tried, Instant::now())
+        {
+            Some(next) => {
+                *egress = next;
+                on_switch(egress);
+            }
+            None => return Err(failure),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     state: &AppState,
     key: &ProviderKeyEntry,
+    client: &reqwest::Client,
+    proxied: bool,
     model: &str,
     request_id: &str,
     body: Bytes,
@@ -826,11 +984,9 @@ async fn attempt(
     });
     let request = match operation {
         Operation::Chat { stream } => {
-            adapter.chat_request(&state.http, &key.endpoint, model, body, stream)
+            adapter.chat_request(client, &key.endpoint, model, body, stream)
         }
-        Operation::Embeddings => {
-            adapter.embeddings_request(&state.http, &key.endpoint, model, body)
-        }
+        Operation::Embeddings => adapter.embeddings_request(client, &key.endpoint, model, body),
     }
     .map_err(|e| dialect_failure(key, e))?;
     let response = match tokio::time::timeout_at(deadline, request.send()).await {
@@ -843,6 +999,7 @@ async fn attempt(
                 ),
             ))
         }
+        Ok(Err(e)) if proxied => return Err(classify_proxied_transport(&e)),
         Ok(Err(e)) => return Err(classify_transport(&e)),
         Ok(Ok(r)) => r,
     };

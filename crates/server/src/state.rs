@@ -10,6 +10,7 @@ use store::Store;
 use crate::config::ServerConfig;
 use crate::events::EventBus;
 use crate::ip_limit::IpLimiter;
+use crate::proxy::ProxyPool;
 use crate::request_log::RequestLogWriter;
 use crate::snapshot::Snapshot;
 
@@ -27,7 +28,10 @@ pub struct Inner {
     pub events: EventBus,
     /// Changes per request, to rotate equally good candidates.
     pub rotation: std::sync::atomic::AtomicUsize,
+    /// The direct upstream client.
     pub http: reqwest::Client,
+    /// Outbound proxies, their clients and the keys' assignments.
+    pub proxies: ProxyPool,
     pub logs: RequestLogWriter,
     pub ip_limiter: IpLimiter,
     reload_lock: tokio::sync::Mutex<()>,
@@ -42,13 +46,17 @@ impl std::ops::Deref for AppState {
 
 /// The upstream client: one pool for every provider, TCP_NODELAY, no automatic retries or redirects to other hosts.
 pub fn upstream_client(config: &ServerConfig) -> Result<reqwest::Client, reqwest::Error> {
+    upstream_client_builder(config.connect_timeout).build()
+}
+
+/// The settings every upstream client shares (the direct one and each proxy's).
+pub fn upstream_client_builder(connect_timeout: std::time::Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
-        .connect_timeout(config.connect_timeout)
+        .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .pool_idle_timeout(std::time::Duration::from_secs(90))
         .redirect(reqwest::redirect::Policy::limited(3))
         .user_agent(concat!("freellmapi/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 impl AppState {
@@ -59,6 +67,9 @@ impl AppState {
         let logs = RequestLogWriter::start(store.clone(), config.log_channel_capacity);
         let ip_limiter = IpLimiter::new(config.ip_rate_limit_rpm);
         let queue = WaitQueue::new(config.queue_max_waiting);
+        let proxies = ProxyPool::new(config.proxy.clone(), config.connect_timeout);
+        proxies.apply_startup_settings(&store).await?;
+        proxies.reload(&store).await?;
         let state = Self(Arc::new(Inner {
             config,
             store,
@@ -68,12 +79,14 @@ impl AppState {
             events: EventBus::default(),
             rotation: std::sync::atomic::AtomicUsize::new(0),
             http,
+            proxies,
             logs,
             ip_limiter,
             reload_lock: tokio::sync::Mutex::new(()),
         }));
         state.mark_stored_invalid(&state.snapshot.load());
         state.spawn_retention();
+        state.spawn_proxy_health();
         Ok(state)
     }
 
@@ -82,6 +95,7 @@ impl AppState {
     pub async fn reload(&self) -> Result<(), store::StoreError> {
         let _guard = self.reload_lock.lock().await;
         let snapshot = Snapshot::load(&self.store).await?;
+        self.proxies.reload(&self.store).await?;
         self.mark_stored_invalid(&snapshot);
         self.snapshot.store(Arc::new(snapshot));
         // Waiting requests re-check: a key may have been added or re-enabled.
@@ -99,6 +113,26 @@ impl AppState {
     /// Flushes the request logs. Called once the HTTP server has drained.
     pub async fn shutdown(&self) {
         self.logs.shutdown().await;
+    }
+
+    /// Probes every enabled proxy each `health_interval` (the first round one interval after start).
+    fn spawn_proxy_health(&self) {
+        let period = self.config.proxy.health_interval;
+        if period.is_zero() {
+            return;
+        }
+        let weak = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else {
+                    break;
+                };
+                inner.proxies.check_all().await;
+            }
+        });
     }
 
     fn spawn_retention(&self) {

@@ -9,4 +9,6 @@ mod harness;
 mod live;
 mod native;
 mod openai_surface;
+mod proxies;
+mod proxy_servers;
 mod streaming;
