@@ -24,6 +24,58 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway (the default when no command is given).
     Serve(Box<ServeArgs>),
+    /// Outbound proxy tools.
+    #[command(subcommand)]
+    Proxies(ProxiesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProxiesCommand {
+    /// Test candidate proxies concurrently and write the working ones in the import format
+    /// (`POST /api/proxies/import`).
+    Find(FindArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FindArgs {
+    /// Files or http(s) URLs of candidate lists: one proxy URL (or host:port, taken as HTTP) per line.
+    #[arg(required = true)]
+    pub sources: Vec<String>,
+
+    /// Where to write the working proxies; `-` writes to standard output.
+    #[arg(long, short, default_value = "working-proxies.txt")]
+    pub output: PathBuf,
+
+    /// Candidates tested at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+
+    /// Time each candidate has to answer, in milliseconds.
+    #[arg(long, default_value_t = 8000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_ms: u64,
+
+    /// URL fetched through each candidate; any HTTP answer counts as working.
+    #[arg(long, default_value = DEFAULT_PROBE_TARGET)]
+    pub target: String,
+
+    /// Geo-IP service fetched through each working candidate; it must answer JSON with `country_code`,
+    /// `countryCode` or a two-letter `country` for the caller's address. Off by default (no third party is asked).
+    #[arg(long)]
+    pub geo_url: Option<String>,
+
+    /// Keep only proxies whose exit country is one of these ISO codes (comma-separated); needs --geo-url.
+    #[arg(long = "country", value_delimiter = ',')]
+    pub countries: Vec<String>,
+}
+
+/// What a proxy probe fetches by default: a tiny HTTPS answer.
+pub const DEFAULT_PROBE_TARGET: &str = "https://www.gstatic.com/generate_204";
+
+/// What the binary was asked to do.
+#[derive(Debug)]
+pub enum Action {
+    Serve(Box<ServeArgs>),
+    FindProxies(FindArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -138,17 +190,53 @@ pub struct ServeArgs {
     #[arg(long, env = "REQUEST_ANALYTICS_MAX_ROWS", default_value_t = 100_000)]
     pub request_analytics_max_rows: u64,
 
+    /// One proxy for every proxied request, over the pool: http://, https://, socks5://, socks5h:// or socks4://,
+    /// with optional user:password@. Plain-HTTP upstreams never go through it.
+    #[arg(long, env = "PROXY_URL", hide_env_values = true)]
+    pub proxy_url: Option<String>,
+
+    /// Proxy pool strategy: none, random, round-robin or least-latency. When given it is saved and overrides the
+    /// value set in the dashboard; unset, the saved value applies (default none).
+    #[arg(long, env = "PROXY_POOL_STRATEGY")]
+    pub proxy_pool_strategy: Option<String>,
+
+    /// Comma-separated platform ids that always go direct (e.g. groq,google). Saved like the strategy.
+    #[arg(long, env = "PROXY_BYPASS")]
+    pub proxy_bypass: Option<String>,
+
+    /// When every proxy tried for an attempt failed, send it direct instead of failing the attempt (true/false).
+    /// Saved like the strategy; default false.
+    #[arg(long, env = "PROXY_DIRECT_FALLBACK")]
+    pub proxy_direct_fallback: Option<bool>,
+
+    /// Seconds between health probes of every enabled proxy; 0 turns the checker off. Default 60.
+    #[arg(long, env = "PROXY_HEALTH_INTERVAL_SECONDS")]
+    pub proxy_health_interval_seconds: Option<u64>,
+
+    /// URL each health probe fetches through the proxy. Default https://www.gstatic.com/generate_204.
+    #[arg(long, env = "PROXY_HEALTH_TARGET")]
+    pub proxy_health_target: Option<String>,
+
     /// Hours a dashboard login session lasts.
     #[arg(long, env = "SESSION_TTL_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub session_ttl_hours: u64,
 }
 
 impl Cli {
-    /// The serve arguments, whether `serve` was given or the options were passed at the top level.
+    /// What to do: serve (whether `serve` was given or the options were passed at the top level) or a tool.
+    pub fn action(self) -> Action {
+        match self.command {
+            Some(Command::Serve(args)) => Action::Serve(args),
+            Some(Command::Proxies(ProxiesCommand::Find(args))) => Action::FindProxies(args),
+            None => Action::Serve(self.serve),
+        }
+    }
+
+    /// The serve arguments (the top-level ones when a tool was asked for).
     pub fn serve_args(self) -> ServeArgs {
         match self.command {
             Some(Command::Serve(args)) => *args,
-            None => *self.serve,
+            _ => *self.serve,
         }
     }
 }

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use providers::{Endpoint, Platform, UpstreamCredentials};
 use serde::Deserialize;
+use server::proxy::{ProxyUrl, Strategy};
 use store::{NewProviderKey, Store};
 
 #[derive(Debug, Deserialize, Default)]
@@ -19,6 +20,80 @@ pub struct RawConfigFile {
     pub provider_keys: Vec<RawProviderKey>,
     #[serde(default)]
     pub gateway_keys: Vec<RawGatewayKey>,
+    #[serde(default)]
+    pub proxy: Option<RawProxySection>,
+}
+
+/// `[proxy]`: the same settings as the `PROXY_*` variables, which win over the file when both are given.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxySection {
+    pub url: Option<String>,
+    pub strategy: Option<String>,
+    pub bypass: Option<Vec<String>>,
+    pub direct_fallback: Option<bool>,
+    pub health_interval_seconds: Option<u64>,
+    pub health_target: Option<String>,
+}
+
+/// The validated `[proxy]` section; unset fields leave the setting to the environment or its default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxySection {
+    pub url: Option<ProxyUrl>,
+    pub strategy: Option<Strategy>,
+    pub bypass: Option<Vec<String>>,
+    pub direct_fallback: Option<bool>,
+    pub health_interval: Option<std::time::Duration>,
+    pub health_target: Option<String>,
+}
+
+/// Validates a bypass list: known platform ids, lower-cased, without duplicates.
+pub fn validate_bypass(ids: &[String], field: &str) -> Result<Vec<String>, ConfigError> {
+    let list = server::proxy::parse_bypass(&ids.join(","));
+    if let Some(unknown) = list.iter().find(|id| id.parse::<Platform>().is_err()) {
+        return Err(err(field, format!("unknown platform `{unknown}`")));
+    }
+    Ok(list)
+}
+
+/// Validates a probe target URL.
+pub fn validate_target(url: &str, field: &str) -> Result<String, ConfigError> {
+    let url = url.trim();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(err(field, "must be an http:// or https:// URL"));
+    }
+    Ok(url.to_owned())
+}
+
+impl RawProxySection {
+    fn validate(self, env: &dyn Fn(&str) -> Option<String>) -> Result<ProxySection, ConfigError> {
+        let url = self
+            .url
+            .map(|u| interpolate(&u, "proxy.url", env))
+            .transpose()?
+            .filter(|u| !u.trim().is_empty())
+            .map(|u| ProxyUrl::parse(&u).map_err(|e| err("proxy.url", e.to_string())))
+            .transpose()?;
+        Ok(ProxySection {
+            url,
+            strategy: self
+                .strategy
+                .map(|s| s.parse::<Strategy>().map_err(|e| err("proxy.strategy", e)))
+                .transpose()?,
+            bypass: self
+                .bypass
+                .map(|b| validate_bypass(&b, "proxy.bypass"))
+                .transpose()?,
+            direct_fallback: self.direct_fallback,
+            health_interval: self
+                .health_interval_seconds
+                .map(std::time::Duration::from_secs),
+            health_target: self
+                .health_target
+                .map(|t| validate_target(&t, "proxy.health_target"))
+                .transpose()?,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +146,7 @@ pub struct GatewayKeyConfig {
 pub struct ConfigFile {
     pub provider_keys: Vec<ProviderKeyConfig>,
     pub gateway_keys: Vec<GatewayKeyConfig>,
+    pub proxy: ProxySection,
 }
 
 /// A configuration problem, naming the field.
@@ -180,7 +256,10 @@ impl RawConfigFile {
 
     /// Validates every entry; `env` resolves `${VAR}` references.
     pub fn validate(self, env: &dyn Fn(&str) -> Option<String>) -> Result<ConfigFile, ConfigError> {
-        let mut out = ConfigFile::default();
+        let mut out = ConfigFile {
+            proxy: self.proxy.unwrap_or_default().validate(env)?,
+            ..ConfigFile::default()
+        };
         let mut names = HashSet::new();
         for (i, raw) in self.provider_keys.into_iter().enumerate() {
             let at = |f: &str| format!("provider_keys[{i}].{f}");
@@ -479,6 +558,33 @@ mod tests {
             ("profiles = 3", "line 1"),
         ];
         for (text, field) in cases {
+            let e = validate(text).unwrap_err();
+            assert!(e.field.starts_with(field), "{text:?}: got {e}");
+        }
+    }
+
+    #[test]
+    fn proxy_section() {
+        let cfg = validate(
+            "[proxy]\nurl = \"socks5h://u:${GROQ_KEY}@10.0.0.1:1080\"\nstrategy = \"least-latency\"\nbypass = [\"Groq\", \"custom\"]\nhealth_interval_seconds = 0\n",
+        )
+        .unwrap();
+        let url = cfg.proxy.url.unwrap();
+        assert_eq!(url.address(), "socks5h://10.0.0.1:1080");
+        assert_eq!(url.credentials(), Some("u:gsk_from_env"));
+        assert_eq!(cfg.proxy.strategy, Some(Strategy::LeastLatency));
+        assert_eq!(
+            cfg.proxy.bypass,
+            Some(vec!["groq".to_owned(), "custom".to_owned()])
+        );
+        assert_eq!(cfg.proxy.health_interval, Some(std::time::Duration::ZERO));
+        for (text, field) in [
+            ("[proxy]\nurl = \"ftp://x:1\"", "proxy.url"),
+            ("[proxy]\nstrategy = \"fastest\"", "proxy.strategy"),
+            ("[proxy]\nbypass = [\"nope\"]", "proxy.bypass"),
+            ("[proxy]\nhealth_target = \"x\"", "proxy.health_target"),
+            ("[proxy]\nurls = 1", "line 2"),
+        ] {
             let e = validate(text).unwrap_err();
             assert!(e.field.starts_with(field), "{text:?}: got {e}");
         }

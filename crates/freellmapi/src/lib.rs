@@ -1,8 +1,10 @@
 //! The `freellmapi` binary's library half: the command line and environment (`cli`), the declarative TOML file
-//! (`declarative`), logging set-up and the start-up sequence (`startup`). Kept as a library so tests can drive
+//! (`declarative`), logging set-up, the start-up sequence (`startup`) and the
+//! `proxies find` tool (`proxies_find`). Kept as a library so tests can drive
 //! start-up without spawning processes.
 
 pub mod cli;
 pub mod declarative;
 pub mod logging;
+pub mod proxies_find;
 pub mod startup;

@@ -1,11 +1,15 @@
 //! `freellmapi`: the gateway binary.
 
 use clap::Parser;
-use freellmapi::cli::Cli;
+use freellmapi::cli::{Action, Cli, LogFormat, LogLevel};
 
 fn main() -> std::process::ExitCode {
-    let args = Cli::parse().serve_args();
-    freellmapi::logging::init(args.log_level, args.log_format);
+    let action = Cli::parse().action();
+    match &action {
+        Action::Serve(args) => freellmapi::logging::init(args.log_level, args.log_format),
+        // A tool reports on standard error; only warnings go to the log.
+        Action::FindProxies(_) => freellmapi::logging::init(LogLevel::Warn, LogFormat::Text),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -16,7 +20,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let code = match runtime.block_on(freellmapi::startup::serve(args)) {
+    let result = runtime.block_on(async move {
+        match action {
+            Action::Serve(args) => freellmapi::startup::serve(*args).await,
+            Action::FindProxies(args) => freellmapi::proxies_find::run(&args).await.map(|_| ()),
+        }
+    });
+    let code = match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use server::proxy::{ProxyConfig, ProxyUrl, Strategy};
 use server::{AppState, ServerConfig};
 use store::{AdminBootstrap, KeySource, Store, StoreError};
 use tokio::net::TcpListener;
@@ -19,8 +20,59 @@ pub struct Prepared {
     pub listener: TcpListener,
 }
 
-fn server_config(args: &ServeArgs) -> ServerConfig {
+/// The proxy settings: flags and environment first, then the file's `[proxy]` section, then the defaults.
+fn proxy_config(
+    args: &ServeArgs,
+    file: Option<&declarative::ProxySection>,
+) -> anyhow::Result<ProxyConfig> {
+    let file = file.cloned().unwrap_or_default();
+    let single = match args
+        .proxy_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    {
+        Some(text) => Some(ProxyUrl::parse(text).map_err(|e| anyhow::anyhow!("PROXY_URL: {e}"))?),
+        None => file.url,
+    };
+    let strategy = match &args.proxy_pool_strategy {
+        Some(text) => Some(
+            text.parse::<Strategy>()
+                .map_err(|e| anyhow::anyhow!("PROXY_POOL_STRATEGY: {e}"))?,
+        ),
+        None => file.strategy,
+    };
+    let bypass = match &args.proxy_bypass {
+        Some(text) => Some(
+            declarative::validate_bypass(std::slice::from_ref(text), "PROXY_BYPASS")
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        None => file.bypass,
+    };
+    let defaults = ProxyConfig::default();
+    let health_target = match &args.proxy_health_target {
+        Some(t) => declarative::validate_target(t, "PROXY_HEALTH_TARGET")
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => file.health_target.unwrap_or(defaults.health_target),
+    };
+    Ok(ProxyConfig {
+        single,
+        strategy,
+        bypass,
+        direct_fallback: args.proxy_direct_fallback.or(file.direct_fallback),
+        health_interval: args
+            .proxy_health_interval_seconds
+            .map(Duration::from_secs)
+            .or(file.health_interval)
+            .unwrap_or(defaults.health_interval),
+        health_target,
+        ..defaults
+    })
+}
+
+fn server_config(args: &ServeArgs, proxy: ProxyConfig) -> ServerConfig {
     ServerConfig {
+        proxy,
         body_limit_bytes: args.request_body_limit_mb as usize * 1024 * 1024,
         upstream_timeout: Duration::from_millis(args.provider_timeout_ms),
         first_token_stall: Duration::from_millis(args.stream_first_token_stall_ms),
@@ -114,6 +166,7 @@ pub async fn prepare(args: &ServeArgs) -> anyhow::Result<Prepared> {
         ),
         None => None,
     };
+    let proxy = proxy_config(args, config_file.as_ref().map(|c| &c.proxy))?;
     let address: SocketAddr = format!("{}:{}", args.host_bind, args.port)
         .parse()
         .or_else(|_| format!("[{}]:{}", args.host_bind, args.port).parse())
@@ -152,7 +205,7 @@ pub async fn prepare(args: &ServeArgs) -> anyhow::Result<Prepared> {
             tracing::warn!(item = %item, "declared by an earlier configuration file but not this one; kept (delete it in the admin API if unwanted)");
         }
     }
-    let state = AppState::new(server_config(args), store).await?;
+    let state = AppState::new(server_config(args, proxy), store).await?;
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;

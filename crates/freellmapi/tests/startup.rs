@@ -149,3 +149,66 @@ key = "freellmapi-ci-0123456789abcdef0123"
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn proxy_settings_from_flags_and_file_are_saved_and_survive_restarts() {
+    use server::proxy::Strategy;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(
+        &file,
+        "[proxy]\nstrategy = \"random\"\nbypass = [\"groq\"]\nhealth_interval_seconds = 0\n",
+    )
+    .unwrap();
+    let config = file.display().to_string();
+    let flags = [
+        "--admin-password",
+        "first-password",
+        "--config",
+        &config,
+        "--proxy-pool-strategy",
+        "round-robin",
+    ];
+    let prepared = prepare(&args(dir.path(), &flags)).await.unwrap();
+    let settings = prepared.state.proxies.view().settings.clone();
+    assert_eq!(
+        settings.strategy,
+        Strategy::RoundRobin,
+        "the flag wins over the file"
+    );
+    assert_eq!(settings.bypass, vec!["groq".to_owned()]);
+    assert!(prepared.state.proxies.config.health_interval.is_zero());
+    prepared.state.store.close().await;
+    drop(prepared);
+    // Neither flag nor file now: the saved settings apply.
+    let prepared = prepare(&args(dir.path(), &["--proxy-health-interval-seconds", "0"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        prepared.state.proxies.view().settings.strategy,
+        Strategy::RoundRobin
+    );
+    prepared.state.store.close().await;
+    drop(prepared);
+    let err = prepare(&args(
+        dir.path(),
+        &["--proxy-url", "ftp://user:hunter22@10.0.0.1:21"],
+    ))
+    .await
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("PROXY_URL") && !err.contains("hunter22"),
+        "{err}"
+    );
+    let err = prepare(&args(dir.path(), &["--proxy-bypass", "groq,nope"]))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("PROXY_BYPASS") && err.contains("nope"),
+        "{err}"
+    );
+}
