@@ -74,6 +74,17 @@ async fn requests_traverse_the_http_proxy() {
     assert!(sse_events(r).await.last().is_some_and(|e| e == "[DONE]"));
     assert_eq!(proxy.requests_for(CHAT_PATH), 4, "{}", proxy.relayed_text());
     assert_eq!(gw.mock.hits("ok"), 4);
+    // The proxy's own client pools its connections: four requests, one connection through the proxy.
+    assert_eq!(proxy.targets().len(), 1, "{:?}", proxy.targets());
+    // An unrelated admin change reloads the pool but keeps the entry (and its client) of an unchanged proxy.
+    let id = view["id"].as_str().unwrap();
+    let before = gw.state.proxies.view().by_id.get(id).unwrap().clone();
+    add_key(&gw.store, &gw.user_id, &gw.mock.base_url("ok"), &["other"]).await;
+    gw.state.reload().await.unwrap();
+    assert!(Arc::ptr_eq(
+        &before,
+        gw.state.proxies.view().by_id.get(id).unwrap()
+    ));
     // The key stays on its proxy: one assignment, reused.
     let keys = gw.store.provider_keys_of(&gw.user_id).await.unwrap();
     assert_eq!(
@@ -139,10 +150,23 @@ async fn failed_proxies_are_skipped_without_cooling_the_key() {
     let dead = add_proxy(&gw, &cookie, &format!("http://{}", dead_port().await)).await;
     let live = TestProxy::socks5(None).await;
     let live_view = add_proxy(&gw, &cookie, &live.url()).await;
+    let mut events = gw.state.events.subscribe();
     let (status, headers, body) = gw.chat_json(simple_chat("m")).await;
     assert_eq!(status, 200, "{body}");
-    // One attempt of the one key: the proxy changed underneath it.
+    // One attempt of the one key: the proxy changed underneath it, and the live feed saw both.
     assert_eq!(headers["x-freellmapi-attempts"], "1");
+    let mut proxies_seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        let event: Value = serde_json::from_str(&event.json).unwrap();
+        if event["type"] == "request.attempt" {
+            assert_eq!(event["attempt"], 1);
+            proxies_seen.push(event["proxy"].clone());
+        }
+    }
+    assert_eq!(
+        proxies_seen,
+        vec![dead["label"].clone(), live_view["label"].clone()]
+    );
     assert_eq!(live.requests_for(CHAT_PATH), 1);
     assert_not_cooling(&gw, &key_id);
     assert_eq!(
@@ -399,16 +423,28 @@ impl std::io::Write for LogBuffer {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
+/// Everything logged by this test binary from the first call on (a process-wide subscriber: a thread-scoped one
+/// misses events whose callsites other tests registered first).
+fn captured_logs() -> LogBuffer {
+    static BUFFER: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
+    BUFFER
+        .get_or_init(|| {
+            let buffer = LogBuffer::default();
+            let writer = buffer.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::INFO)
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).unwrap();
+            buffer
+        })
+        .clone()
+}
+
+#[tokio::test]
 async fn proxy_credentials_are_never_logged() {
-    let buffer = LogBuffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let buffer = captured_logs();
     let gw = start_with(proxy_config(Strategy::RoundRobin), &[("ok", &["m"])]).await;
     let cookie = login(&gw).await;
     let locked = TestProxy::http(Some(("bob", "right-Secret"))).await;
