@@ -341,11 +341,17 @@ fn clean_models(models: Vec<String>) -> Result<Vec<String>, GatewayError> {
     Ok(out)
 }
 
-/// Asks the endpoint for its model list (`GET …/models`), bounded to 10 s.
-pub async fn discover_models(state: &AppState, endpoint: &Endpoint) -> Result<Vec<String>, String> {
+/// Asks the endpoint for its model list (`GET …/models`), bounded to 10 s, through the user's proxy pool like an
+/// attempt would go.
+pub async fn discover_models(
+    state: &AppState,
+    user_id: &str,
+    endpoint: &Endpoint,
+) -> Result<Vec<String>, String> {
     let adapter = Adapter::for_platform(endpoint.platform);
+    let egress = state.proxies.egress_for_discovery(user_id, endpoint);
     let request = adapter
-        .models_request(&state.http, endpoint)
+        .models_request(egress.client(&state.http), endpoint)
         .timeout(Duration::from_secs(10));
     let response = request
         .send()
@@ -401,7 +407,7 @@ async fn create_key(
     let mut models = clean_models(body.models.unwrap_or_default())?;
     let mut notice = None;
     if models.is_empty() {
-        match discover_models(&state, &endpoint).await {
+        match discover_models(&state, &user.id, &endpoint).await {
             Ok(found) if !found.is_empty() => {
                 notice = Some(format!(
                     "discovered {} models from the endpoint",
@@ -597,14 +603,16 @@ async fn discover_key_models(
     let secret = state.store.reveal(&existing)?;
     let endpoint =
         validate_key_settings(platform, secret.as_deref(), existing.base_url.as_deref())?;
-    let found = discover_models(&state, &endpoint).await.map_err(|e| {
-        GatewayError(ApiError::new(
-            502,
-            ErrorType::ProviderError,
-            "discovery_failed",
-            format!("model discovery failed: {e}"),
-        ))
-    })?;
+    let found = discover_models(&state, &user.id, &endpoint)
+        .await
+        .map_err(|e| {
+            GatewayError(ApiError::new(
+                502,
+                ErrorType::ProviderError,
+                "discovery_failed",
+                format!("model discovery failed: {e}"),
+            ))
+        })?;
     let added: Vec<&String> = found
         .iter()
         .filter(|m| !existing.models.contains(m))

@@ -584,6 +584,21 @@ impl ProxyPool {
         Egress::Proxy(chosen)
     }
 
+    /// The egress of a model discovery call for `user_id`: the same rules as an attempt, with one sticky
+    /// assignment per user for discovery.
+    pub fn egress_for_discovery(&self, user_id: &str, endpoint: &providers::Endpoint) -> Egress {
+        let key_id = format!("\u{0}discovery\u{0}{user_id}");
+        self.egress_for(
+            KeyRoute {
+                user_id,
+                key_id: &key_id,
+                platform: endpoint.platform.id(),
+                base_url: &endpoint.base_url,
+            },
+            Instant::now(),
+        )
+    }
+
     /// After `failed` failed an attempt of `key`: another healthy proxy not yet `tried` (and the key's new
     /// assignment), direct when the settings allow it, or `None` to give the attempt up.
     pub fn failover(

@@ -98,6 +98,19 @@ async fn requests_traverse_the_http_proxy() {
     assert_eq!(stats["success_rate"], 1.0);
     assert!(stats["bytes_in"].as_u64().unwrap() > 0 && stats["bytes_out"].as_u64().unwrap() > 0);
     assert_eq!(listed["settings"]["strategy"], "round-robin");
+    // Model discovery goes out through the pool too.
+    let created = gw
+        .http
+        .post(format!("{}/api/keys", gw.url))
+        .header("cookie", &cookie)
+        .json(&json!({ "platform": "custom", "base_url": gw.mock.base_url("ok") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["models"], json!(["mock-model", "mock-embed"]));
+    assert_eq!(proxy.requests_for("/v1/models"), 1);
 }
 
 #[tokio::test]
