@@ -22,6 +22,27 @@ pub struct RawConfigFile {
     pub gateway_keys: Vec<RawGatewayKey>,
     #[serde(default)]
     pub proxy: Option<RawProxySection>,
+    #[serde(default)]
+    pub profiles: Vec<RawProfile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    pub name: Option<String>,
+    pub strategy: Option<String>,
+    #[serde(default)]
+    pub models: Vec<String>,
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileConfig {
+    pub name: String,
+    /// `failover`, `round-robin` or `least-latency`.
+    pub strategy: String,
+    pub models: Vec<String>,
+    pub user: Option<String>,
 }
 
 /// `[proxy]`: the same settings as the `PROXY_*` variables, which win over the file when both are given.
@@ -147,6 +168,7 @@ pub struct ConfigFile {
     pub provider_keys: Vec<ProviderKeyConfig>,
     pub gateway_keys: Vec<GatewayKeyConfig>,
     pub proxy: ProxySection,
+    pub profiles: Vec<ProfileConfig>,
 }
 
 /// A configuration problem, naming the field.
@@ -360,6 +382,47 @@ impl RawConfigFile {
                 user: raw.user,
             });
         }
+        let mut names = HashSet::new();
+        for (i, raw) in self.profiles.into_iter().enumerate() {
+            let at = |f: &str| format!("profiles[{i}].{f}");
+            let name = raw
+                .name
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty() && n.chars().count() <= 64 && n != "auto")
+                .ok_or_else(|| err(at("name"), "is required: 1 to 64 characters, not `auto`"))?;
+            if !names.insert((raw.user.clone(), name.clone())) {
+                return Err(err(
+                    at("name"),
+                    format!("profile `{name}` is declared twice"),
+                ));
+            }
+            let strategy = raw.strategy.unwrap_or_else(|| "failover".into());
+            if !["failover", "round-robin", "least-latency"].contains(&strategy.as_str()) {
+                return Err(err(
+                    at("strategy"),
+                    format!("must be failover, round-robin or least-latency, not `{strategy}`"),
+                ));
+            }
+            let mut models: Vec<String> = Vec::new();
+            for m in raw.models {
+                let m = m.trim().to_owned();
+                if m.is_empty() || m == "auto" || m == name {
+                    return Err(err(at("models"), "must list real model ids"));
+                }
+                if !models.contains(&m) {
+                    models.push(m);
+                }
+            }
+            if models.is_empty() || models.len() > 32 {
+                return Err(err(at("models"), "must list 1 to 32 models"));
+            }
+            out.profiles.push(ProfileConfig {
+                name,
+                strategy,
+                models,
+                user: raw.user,
+            });
+        }
         Ok(out)
     }
 }
@@ -466,6 +529,12 @@ pub async fn apply(store: &Store, config: &ConfigFile) -> anyhow::Result<ApplyRe
             }
         }
     }
+    for (i, p) in config.profiles.iter().enumerate() {
+        let user_id = owner(store, p.user.as_deref(), &format!("profiles[{i}].user")).await?;
+        store
+            .upsert_config_profile(&user_id, &p.name, &p.strategy, &p.models)
+            .await?;
+    }
     let declared: HashSet<&str> = config
         .provider_keys
         .iter()
@@ -528,6 +597,11 @@ mod tests {
             [[gateway_keys]]
             name = "ci"
             key = "freellmapi-0123456789abcdef0123"
+
+            [[profiles]]
+            name = "smart"
+            strategy = "round-robin"
+            models = ["qwen", "Meta-Llama-3_3-70B-Instruct", "qwen"]
             "#,
         )
         .unwrap();
@@ -538,6 +612,12 @@ mod tests {
         assert_eq!(
             cfg.gateway_keys[0].key.as_deref(),
             Some("freellmapi-0123456789abcdef0123")
+        );
+        assert_eq!(cfg.profiles[0].strategy, "round-robin");
+        assert_eq!(
+            cfg.profiles[0].models,
+            vec!["qwen", "Meta-Llama-3_3-70B-Instruct"],
+            "duplicates are dropped"
         );
     }
 
@@ -556,6 +636,9 @@ mod tests {
             ("[[gateway_keys]]\nname = \"g\"\n[[gateway_keys]]\nname = \"g\"", "gateway_keys[1].name"),
             ("[[gateway_keys]]\nname = \"g\"\nbogus = 1", "line 3"),
             ("profiles = 3", "line 1"),
+            ("[[profiles]]\nname = \"auto\"\nmodels = [\"m\"]", "profiles[0].name"),
+            ("[[profiles]]\nname = \"p\"\nstrategy = \"fastest\"\nmodels = [\"m\"]", "profiles[0].strategy"),
+            ("[[profiles]]\nname = \"p\"\nmodels = []", "profiles[0].models"),
         ];
         for (text, field) in cases {
             let e = validate(text).unwrap_err();

@@ -11,6 +11,6 @@ pub mod score;
 
 pub use cooldown::{Attempted, CooldownBook, CooldownPolicy, Outcome};
 pub use limits::{Day, Denied, LimitLedger, Limits, Permit};
-pub use plan::{retry_after_secs, Candidate, Plan, RoutingBooks};
+pub use plan::{retry_after_secs, Candidate, Plan, RoutingBooks, Strategy};
 pub use queue::{Place, QueueFull, Turn, WaitQueue};
 pub use score::{ScoreBook, ScoreInputs};

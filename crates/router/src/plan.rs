@@ -20,6 +20,22 @@ pub struct Candidate<'a> {
     pub scopes: &'a [(Arc<str>, Limits)],
     /// False when the candidate cannot serve this request (context window, capabilities).
     pub fits: bool,
+    /// The position of the candidate's model in a profile (0 outside profiles).
+    pub priority: u32,
+}
+
+/// How ready candidates are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Best score first (the default, and `auto`).
+    #[default]
+    Score,
+    /// A profile's models in their listed order; keys of one model by score.
+    Failover,
+    /// A profile's models taking turns as the first choice, one request each; then in listed order.
+    RoundRobin { members: u32 },
+    /// Lowest measured latency first (unmeasured candidates first, so they get measured); ties by score.
+    LeastLatency,
 }
 
 /// The plan for one request.
@@ -50,7 +66,7 @@ fn limit_view(scopes: &[(Arc<str>, Limits)]) -> impl Iterator<Item = (&Arc<str>,
 }
 
 impl RoutingBooks {
-    /// Plans a request of about `tokens` tokens over `candidates`.
+    /// Plans a request of about `tokens` tokens over `candidates`, ordered by `strategy`.
     pub fn plan(
         &self,
         candidates: &[Candidate<'_>],
@@ -58,6 +74,7 @@ impl RoutingBooks {
         now: Instant,
         day: Day,
         rotation: usize,
+        strategy: Strategy,
     ) -> Plan {
         let mut plan = Plan {
             ready: Vec::with_capacity(candidates.len()),
@@ -111,6 +128,23 @@ impl RoutingBooks {
         );
         let scores: Vec<f64> = plan.scores.iter().map(|s| s.score).collect();
         rank(&scores, &mut plan.ready, rotation);
+        // `rank` leaves equal candidates rotated; the stable sorts below keep that order within a tier.
+        match strategy {
+            Strategy::Score => {}
+            Strategy::Failover => plan.ready.sort_by_key(|&i| candidates[i].priority),
+            Strategy::RoundRobin { members } => {
+                let n = members.max(1);
+                let turn = (rotation % n as usize) as u32;
+                plan.ready
+                    .sort_by_key(|&i| (candidates[i].priority + n - turn) % n);
+            }
+            Strategy::LeastLatency => {
+                let latency = |i: usize| plan.scores[i].latency_ms.unwrap_or(0.0);
+                let mut ready = std::mem::take(&mut plan.ready);
+                ready.sort_by(|&a, &b| latency(a).total_cmp(&latency(b)));
+                plan.ready = ready;
+            }
+        }
         plan
     }
 
@@ -189,17 +223,56 @@ mod tests {
                 model: &model,
                 scopes: if &**k == "d" { &capped_scope } else { &none },
                 fits: true,
+                priority: 0,
             })
             .collect();
-        let plan = books.plan(&cands, 10, now, day, 0);
+        let plan = books.plan(&cands, 10, now, day, 0, Strategy::Score);
         assert_eq!(plan.ready, vec![0, 4]);
         assert_eq!((plan.cooling, plan.invalid, plan.capped), (1, 1, 1));
         assert_eq!(plan.soonest_free, Some(now + Duration::from_secs(5)));
         assert_eq!(plan.scores.len(), 5);
         let mut unfit = cands.clone();
         unfit[0].fits = false;
-        let plan = books.plan(&unfit, 10, now, day, 0);
+        let plan = books.plan(&unfit, 10, now, day, 0, Strategy::Score);
         assert_eq!((plan.ready.clone(), plan.unfit), (vec![4], 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn profile_strategies() {
+        let books = RoutingBooks::default();
+        let now = Instant::now();
+        let day = Day {
+            index: 1,
+            until_next: Duration::from_secs(1000),
+        };
+        let keys: Vec<Arc<str>> = ["k0", "k1", "k2"].into_iter().map(arc).collect();
+        let models: Vec<Arc<str>> = ["first", "second", "third"].into_iter().map(arc).collect();
+        // The first model is slow, the third fast.
+        for (i, ms) in [(0, 3000), (1, 1000), (2, 100)] {
+            books
+                .scores
+                .record(&keys[i], &models[i], true, Some(Duration::from_millis(ms)));
+        }
+        let none: Vec<(Arc<str>, Limits)> = Vec::new();
+        let cands: Vec<Candidate> = (0..3)
+            .map(|i| Candidate {
+                key: &keys[i],
+                model: &models[i],
+                scopes: &none,
+                fits: true,
+                priority: i as u32,
+            })
+            .collect();
+        let plan = |rotation, strategy| books.plan(&cands, 1, now, day, rotation, strategy).ready;
+        assert_eq!(plan(0, Strategy::Failover), vec![0, 1, 2]);
+        assert_eq!(plan(5, Strategy::Failover), vec![0, 1, 2]);
+        assert_eq!(plan(0, Strategy::Score), vec![2, 1, 0]);
+        assert_eq!(plan(0, Strategy::LeastLatency), vec![2, 1, 0]);
+        let firsts: Vec<usize> = (0..3)
+            .map(|r| plan(r, Strategy::RoundRobin { members: 3 })[0])
+            .collect();
+        assert_eq!(firsts, vec![0, 1, 2]);
+        assert_eq!(plan(1, Strategy::RoundRobin { members: 3 }), vec![1, 2, 0]);
     }
 
     #[test]

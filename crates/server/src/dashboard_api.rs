@@ -246,6 +246,15 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// Successes over finished attempts: a request its client canceled is neither.
+fn success_rate(success: u64, errors: u64) -> Value {
+    if success + errors == 0 {
+        Value::Null
+    } else {
+        json!(success as f64 / (success + errors) as f64)
+    }
+}
+
 fn is_error(r: &RequestStat) -> bool {
     r.status == "error"
 }
@@ -372,7 +381,7 @@ async fn key_stats(
         .collect();
     Ok(Json(json!({
         "requests": requests,
-        "success_rate": if requests == 0 { Value::Null } else { json!(success as f64 / requests as f64) },
+        "success_rate": success_rate(success, errors),
         "errors": errors,
         "rate_limited": rate_limited,
         "latency_ms": latency_summary(&rows),
@@ -430,7 +439,7 @@ async fn analytics(
     Ok(Json(json!({
         "totals": {
             "requests": requests,
-            "success_rate": if requests == 0 { Value::Null } else { json!(success as f64 / requests as f64) },
+            "success_rate": success_rate(success, errors),
             "errors": errors,
             "tokens_in": rows.iter().filter_map(|r| r.input_tokens).sum::<i64>(),
             "tokens_out": rows.iter().filter_map(|r| r.output_tokens).sum::<i64>(),

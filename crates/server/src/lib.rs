@@ -19,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod ip_limit;
 pub mod openai;
+pub mod profiles;
 pub mod proxy;
 pub mod relay;
 pub mod request_log;
@@ -38,6 +39,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(openai::routes())
         .merge(dashboard_api::routes())
+        .merge(profiles::routes())
         .merge(admin::routes())
         .merge(proxy::admin::routes())
         .fallback(dashboard)

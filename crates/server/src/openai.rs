@@ -11,13 +11,14 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue};
+use router::Strategy;
 use tokio::time::Instant;
 use wire::{ApiError, ChatRequestView, EmbeddingsRequestView, ErrorType};
 
 use crate::body::read_limited;
 use crate::error::{error_response, GatewayError};
 use crate::relay::{self, Operation, RequestMeta, RouteSet};
-use crate::snapshot::{hash_token, Route, Tenant};
+use crate::snapshot::{hash_token, ProfileStrategy, Route, Tenant};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -142,13 +143,46 @@ async fn authenticated_body(
     Ok((caller, parts.headers, bytes))
 }
 
-/// The candidates for a named model: every key of the caller that serves it.
-fn named_routes(tenant: &Tenant, model: &str) -> Result<Vec<Route>, ApiError> {
-    tenant
+/// The candidates for a name: a profile's members in order (with the profile's strategy), or every key of the
+/// caller that serves the model.
+fn named_routes(
+    tenant: &Tenant,
+    model: &str,
+) -> Result<(Vec<Route>, Vec<u32>, Strategy), ApiError> {
+    if let Some(profile) = tenant.profiles.get(model) {
+        let (routes, priorities) = tenant.profile_routes(profile);
+        if routes.is_empty() {
+            return Err(ApiError::new(
+                503,
+                ErrorType::ServiceUnavailable,
+                "no_provider_available",
+                format!(
+                    "none of the models of profile `{model}` ({}) is served by your provider keys",
+                    profile
+                        .members
+                        .iter()
+                        .map(|m| m.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        let strategy = match profile.strategy {
+            ProfileStrategy::Failover => Strategy::Failover,
+            ProfileStrategy::RoundRobin => Strategy::RoundRobin {
+                members: profile.members.len() as u32,
+            },
+            ProfileStrategy::LeastLatency => Strategy::LeastLatency,
+        };
+        return Ok((routes, priorities, strategy));
+    }
+    let routes = tenant
         .models
         .get(model)
         .cloned()
-        .ok_or_else(|| model_not_found(model))
+        .ok_or_else(|| model_not_found(model))?;
+    let priorities = vec![0; routes.len()];
+    Ok((routes, priorities, Strategy::Score))
 }
 
 /// Output tokens reserved against token limits when the request sets no `max_tokens`.
@@ -163,7 +197,7 @@ fn chat_route_set(
     prompt_tokens: u64,
 ) -> Result<RouteSet, ApiError> {
     let auto = view.model == "auto";
-    let routes: Vec<Route> = if auto {
+    let (routes, priorities, strategy) = if auto {
         let all = tenant.chat_candidates();
         let capable: Vec<Route> = all
             .into_iter()
@@ -179,7 +213,8 @@ fn chat_route_set(
             )
             .with_param("model"));
         }
-        capable
+        let priorities = vec![0; capable.len()];
+        (capable, priorities, Strategy::Score)
     } else {
         named_routes(tenant, &view.model)?
     };
@@ -207,6 +242,8 @@ fn chat_route_set(
     Ok(RouteSet {
         routes,
         fits,
+        priorities,
+        strategy,
         tokens: prompt_tokens + view.max_tokens.unwrap_or(DEFAULT_OUTPUT_RESERVE),
     })
 }
@@ -297,11 +334,13 @@ async fn embeddings(
         .with_param("model")
         .into());
     }
-    let routes = named_routes(&caller.tenant, &view.model)?;
+    let (routes, priorities, strategy) = named_routes(&caller.tenant, &view.model)?;
     let estimate = view.estimated_tokens();
     let set = RouteSet {
         fits: vec![true; routes.len()],
         routes,
+        priorities,
+        strategy,
         tokens: estimate,
     };
     let meta = request_meta(
@@ -342,6 +381,8 @@ async fn get_model(
     let tenant = &caller.tenant;
     let owner = if id == "auto" {
         "freellmapi"
+    } else if tenant.profiles.contains_key(id.as_str()) {
+        "freellmapi-profile"
     } else {
         match tenant
             .models

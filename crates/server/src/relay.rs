@@ -20,7 +20,7 @@ use providers::{
     classify_proxied_transport, classify_response, classify_transport, ChatStreamTranslator,
     ErrorClass, UpstreamFailure,
 };
-use router::{retry_after_secs, Candidate, Day, Outcome, Permit, Place, QueueFull, Turn};
+use router::{retry_after_secs, Candidate, Day, Outcome, Permit, Place, QueueFull, Strategy, Turn};
 use store::RequestLog;
 use tokio::time::{Instant, Sleep};
 use wire::{inspect_chunk, ApiError, ErrorType, SseSplitter, Usage};
@@ -246,6 +246,9 @@ pub struct RouteSet {
     pub routes: Vec<Route>,
     /// Per route: whether it can serve this request at all (context window, capabilities).
     pub fits: Vec<bool>,
+    /// Per route: its model's position in the profile (0 outside profiles).
+    pub priorities: Vec<u32>,
+    pub strategy: Strategy,
     /// Tokens to reserve against the keys' token limits (prompt estimate plus output allowance).
     pub tokens: u64,
 }
@@ -304,16 +307,18 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
             .routes
             .iter()
             .zip(&fits)
-            .map(|(r, fits)| Candidate {
+            .zip(&set.priorities)
+            .map(|((r, fits), priority)| Candidate {
                 key: &tenant.keys[r.key].id,
                 model: &r.model,
                 scopes: &r.scopes,
                 fits: *fits,
+                priority: *priority,
             })
             .collect();
         let plan = state
             .books
-            .plan(&candidates, set.tokens, now, day, rotation);
+            .plan(&candidates, set.tokens, now, day, rotation, set.strategy);
         let may_run = turn.is_some() || !state.queue.has_waiters(&lane);
         if !plan.ready.is_empty() && may_run {
             for &i in &plan.ready {

@@ -77,8 +77,72 @@ pub struct Tenant {
     pub keys: Vec<Arc<ProviderKeyEntry>>,
     /// Model id → the candidates serving it, in key creation order.
     pub models: BTreeMap<Arc<str>, Vec<Route>>,
+    /// Profile name → profile.
+    pub profiles: BTreeMap<Arc<str>, Arc<ProfileEntry>>,
     /// `GET /v1/models`, prebuilt.
     pub models_body: Bytes,
+}
+
+/// An AI profile: a virtual model over an ordered list of real models.
+#[derive(Debug)]
+pub struct ProfileEntry {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub strategy: ProfileStrategy,
+    pub members: Vec<Arc<str>>,
+}
+
+/// How a profile orders its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileStrategy {
+    Failover,
+    RoundRobin,
+    LeastLatency,
+}
+
+impl ProfileStrategy {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "failover" => Some(Self::Failover),
+            "round-robin" => Some(Self::RoundRobin),
+            "least-latency" => Some(Self::LeastLatency),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Failover => "failover",
+            Self::RoundRobin => "round-robin",
+            Self::LeastLatency => "least-latency",
+        }
+    }
+}
+
+impl Tenant {
+    /// The candidates of a profile, with each one's member position, in member order. Members none of the keys
+    /// serve are skipped.
+    pub fn profile_routes(&self, profile: &ProfileEntry) -> (Vec<Route>, Vec<u32>) {
+        let mut routes = Vec::new();
+        let mut priorities = Vec::new();
+        for (position, member) in profile.members.iter().enumerate() {
+            for route in self.models.get(member).into_iter().flatten() {
+                routes.push(route.clone());
+                priorities.push(position as u32);
+            }
+        }
+        (routes, priorities)
+    }
+
+    /// The smallest context window among a profile's reachable members.
+    pub fn profile_context_window(&self, profile: &ProfileEntry) -> Option<u32> {
+        profile
+            .members
+            .iter()
+            .flat_map(|m| self.models.get(m).into_iter().flatten())
+            .filter_map(|r| r.context_window)
+            .min()
+    }
 }
 
 impl Tenant {
@@ -127,6 +191,15 @@ pub fn models_list(tenant: &Tenant) -> serde_json::Value {
             .map_or("freellmapi", |r| tenant.keys[r.key].platform.id());
         let mut object = model_object(model, owner);
         if let Some(window) = routes.iter().filter_map(|r| r.context_window).min() {
+            object["context_window"] = window.into();
+        }
+        data.push(object);
+    }
+    for (name, profile) in &tenant.profiles {
+        let mut object = model_object(name, "freellmapi-profile");
+        object["strategy"] = profile.strategy.as_str().into();
+        object["members"] = profile.members.iter().map(|m| m.to_string()).collect();
+        if let Some(window) = tenant.profile_context_window(profile) {
             object["context_window"] = window.into();
         }
         data.push(object);
@@ -234,6 +307,25 @@ impl Snapshot {
                 stored_invalid: row.status == "invalid",
                 updated_at: row.updated_at,
             }));
+        }
+        for row in store.all_profiles().await? {
+            let Some(tenant) = tenants.get_mut(row.user_id.as_str()) else {
+                continue;
+            };
+            let Some(strategy) = ProfileStrategy::parse(&row.strategy) else {
+                tracing::warn!(profile = %row.name, strategy = %row.strategy, "profile with an unknown strategy skipped");
+                continue;
+            };
+            let name: Arc<str> = Arc::from(row.name.as_str());
+            tenant.profiles.insert(
+                name.clone(),
+                Arc::new(ProfileEntry {
+                    id: Arc::from(row.id.as_str()),
+                    name,
+                    strategy,
+                    members: row.models.iter().map(|m| Arc::from(m.as_str())).collect(),
+                }),
+            );
         }
         let tenants: HashMap<Arc<str>, Arc<Tenant>> = tenants
             .into_iter()

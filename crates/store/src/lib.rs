@@ -5,6 +5,7 @@
 
 mod crypto;
 mod migrations;
+mod profiles;
 mod records;
 mod store;
 

@@ -115,6 +115,23 @@ CREATE TABLE proxies (
 CREATE INDEX proxies_user ON proxies(user_id)
 "#,
     },
+    Migration {
+        version: 4,
+        name: "AI profiles",
+        sql: r#"
+CREATE TABLE profiles (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    models TEXT NOT NULL,
+    config_name TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX profiles_name ON profiles(user_id, name)
+"#,
+    },
 ];
 
 /// Splits a migration into statements (the schema SQL contains no semicolons inside literals).

@@ -37,10 +37,25 @@ pub struct ProviderKeyRow {
     pub limits: KeyLimits,
 }
 
+/// An AI profile: a named virtual model over an ordered list of real models.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProfileRow {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    /// `failover`, `round-robin` or `least-latency`.
+    pub strategy: String,
+    pub models: Vec<String>,
+    pub config_name: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 /// One request, as the statistics pages need it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RequestStat {
     pub id: String,
+    pub requested_model: String,
     pub platform: Option<String>,
     pub model: Option<String>,
     pub provider_key_id: Option<String>,

@@ -50,7 +50,7 @@ pub enum Engine {
 /// The durable store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     engine: Engine,
     cipher: Cipher,
 }
@@ -1172,7 +1172,7 @@ impl Store {
             ""
         };
         let sql = format!(
-            "SELECT id, platform, model, provider_key_id, status, http_status, error_class, latency_ms, \
+            "SELECT id, requested_model, platform, model, provider_key_id, status, http_status, error_class, latency_ms, \
              input_tokens, output_tokens, created_at FROM requests WHERE user_id = $1 AND created_at >= $2{filter} \
              ORDER BY created_at DESC LIMIT $3"
         );
@@ -1185,6 +1185,7 @@ impl Store {
             .map(|r| {
                 Ok(RequestStat {
                     id: r.try_get("id")?,
+                    requested_model: r.try_get("requested_model")?,
                     platform: r.try_get("platform")?,
                     model: r.try_get("model")?,
                     provider_key_id: r.try_get("provider_key_id")?,
@@ -1306,7 +1307,7 @@ pub fn gateway_key_prefix(raw: &str) -> String {
 // A valid argon2id hash of a random string, verified against when the username is unknown.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=7168,t=5,p=1$c29tZXNhbHRzb21lc2FsdA$7BqYqG5tC2Z0m5uXj0Zq3b6v8e8Qz4l0Fh2mB6m4s0Y";
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => {
             db.is_unique_violation()

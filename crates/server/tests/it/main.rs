@@ -9,6 +9,7 @@ mod harness;
 mod live;
 mod native;
 mod openai_surface;
+mod profiles;
 mod proxies;
 mod proxy_servers;
 mod streaming;
