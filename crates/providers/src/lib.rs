@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod classify;
 pub mod dialect;
 pub mod platform;
+pub mod ratelimit;
 
 pub use adapter::{
     parse_model_list, Adapter, ChatStreamTranslator, Endpoint, EndpointError, UpstreamCredentials,

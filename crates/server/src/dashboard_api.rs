@@ -33,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/playground/chat/completions", post(playground_chat))
         .route("/api/keys/{id}/stats", get(key_stats))
         .route("/api/analytics", get(analytics))
+        .route("/api/routing", get(routing))
 }
 
 /// The user's routing pool, for the caller of a session route.
@@ -450,6 +451,104 @@ async fn analytics(
         "by_provider": by_provider,
         "by_model": by_model,
         "truncated": rows.len() as i64 >= STATS_ROWS,
+    })))
+}
+
+#[derive(Deserialize)]
+struct RoutingQuery {
+    model: String,
+}
+
+/// How the router sees a model (or profile, or `auto`) right now: every candidate with its state, score inputs,
+/// limits and usage, in the order the next request would try them.
+async fn routing(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<RoutingQuery>,
+) -> ApiResult<Json<Value>> {
+    let user = session_user(&state, &headers).await?;
+    let tenant = tenant_of(&state, &user.id)?;
+    let (routes, priorities, strategy) = if q.model == "auto" {
+        let routes = tenant.chat_candidates();
+        let priorities = vec![0; routes.len()];
+        (routes, priorities, router::Strategy::Score)
+    } else {
+        crate::openai::named_routes(&tenant, &q.model).map_err(GatewayError)?
+    };
+    let now = tokio::time::Instant::now();
+    let day = router::Day::from_system_time();
+    let candidates: Vec<router::Candidate<'_>> = routes
+        .iter()
+        .zip(&priorities)
+        .map(|(r, p)| router::Candidate {
+            key: &tenant.keys[r.key].id,
+            model: &r.model,
+            scopes: &r.scopes,
+            fits: true,
+            priority: *p,
+        })
+        .collect();
+    let rotation = state.rotation.load(std::sync::atomic::Ordering::Relaxed);
+    let plan = state
+        .books
+        .plan(&candidates, 1, now, day, rotation, strategy);
+    let rows: Vec<Value> = routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let key = &tenant.keys[r.key];
+            let inputs = &plan.scores[i];
+            let cooling = state
+                .books
+                .cooldowns
+                .cooling_until((&key.id, &r.model), now)
+                .map(|t| t.saturating_duration_since(now).as_millis() as u64);
+            let status = if let Some(position) = plan.ready.iter().position(|&j| j == i) {
+                json!({ "state": "ready", "order": position + 1 })
+            } else if state.books.cooldowns.is_invalid(&key.id) {
+                json!({ "state": "invalid" })
+            } else if cooling.is_some() {
+                json!({ "state": "cooling", "remaining_ms": cooling })
+            } else {
+                json!({ "state": "capped" })
+            };
+            let scopes: Vec<Value> = r
+                .scopes
+                .iter()
+                .map(|(scope, l)| {
+                    let u = state.books.limits.usage(scope, now, day);
+                    json!({
+                        "scope": if **scope == *key.id { "key" } else { "key+model" },
+                        "limits": { "rpm": l.rpm, "rph": l.rph, "rpd": l.rpd, "tpm": l.tpm, "tpd": l.tpd },
+                        "used": { "rpm": u.rpm_used, "rph": u.rph_used, "rpd": u.rpd_used, "tpm": u.tpm_used, "tpd": u.tpd_used },
+                    })
+                })
+                .collect();
+            json!({
+                "key_id": key.id,
+                "key_label": key.label,
+                "provider": key.platform.id(),
+                "model": r.model,
+                "priority": priorities[i],
+                "status": status,
+                "score": inputs.score,
+                "inputs": {
+                    "reliability": inputs.reliability,
+                    "samples": inputs.samples,
+                    "latency_ms": inputs.latency_ms,
+                    "headroom": inputs.headroom,
+                },
+                "limits": scopes,
+                "context_window": r.context_window,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "model": q.model,
+        "strategy": format!("{strategy:?}"),
+        "formula": "score = 0.55 × reliability + 0.25 × 1/(1 + latency_ms/1000) + 0.20 × headroom (docs/routing.md)",
+        "queue_depth": state.queue.depth(),
+        "candidates": rows,
     })))
 }
 

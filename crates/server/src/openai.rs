@@ -145,7 +145,7 @@ async fn authenticated_body(
 
 /// The candidates for a name: a profile's members in order (with the profile's strategy), or every key of the
 /// caller that serves the model.
-fn named_routes(
+pub(crate) fn named_routes(
     tenant: &Tenant,
     model: &str,
 ) -> Result<(Vec<Route>, Vec<u32>, Strategy), ApiError> {

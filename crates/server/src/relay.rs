@@ -1014,6 +1014,7 @@ async fn attempt(
         let body = read_error_body(response).await;
         return Err(classify_response(status, &headers, &body));
     }
+    learn_from_headers(state, key, model, response.headers());
     if !operation.stream() {
         let body = match tokio::time::timeout_at(deadline, response.bytes()).await {
             Err(_) => {
@@ -1077,6 +1078,34 @@ async fn attempt(
         None => upstream,
     };
     hold_until_first_delta(upstream, config.first_token_stall).await
+}
+
+/// A provider's own rate-limit headers: the remaining share feeds the score's headroom, and a used-up allowance
+/// rests the candidate until it resets, so the next request goes elsewhere instead of provoking a 429.
+fn learn_from_headers(
+    state: &AppState,
+    key: &ProviderKeyEntry,
+    model: &str,
+    headers: &http::HeaderMap,
+) {
+    let Some(hint) = providers::ratelimit::rate_limit_hint(headers) else {
+        return;
+    };
+    let now = Instant::now();
+    let model: Arc<str> = Arc::from(model);
+    state
+        .books
+        .scores
+        .record_hint(&key.id, &model, hint.remaining_fraction, now);
+    if let Some(reset) = hint.exhausted_for {
+        state.books.cooldowns.record_failure(
+            (&key.id, &model),
+            Outcome::RateLimited {
+                retry_after: Some(reset),
+            },
+            now,
+        );
+    }
 }
 
 type UpstreamStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;

@@ -175,3 +175,37 @@ async fn playground_models_stats_and_analytics() {
     let missing = get("/api/keys/nope/stats").send().await.unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+#[tokio::test]
+async fn routing_inspector_shows_each_candidates_state_and_score() {
+    let gw = start(&[("429ra30", &["m"]), ("ok", &["m"])]).await;
+    let cookie = login(&gw).await;
+    // The first key gets rate-limited and cools; the second answers.
+    assert_eq!(gw.chat_json(simple_chat("m")).await.0, 200);
+    let v: Value = gw
+        .http
+        .get(format!("{}/api/routing?model=m", gw.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let candidates = v["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 2, "{v}");
+    assert_eq!(candidates[0]["status"]["state"], "cooling", "{v}");
+    assert!(candidates[0]["status"]["remaining_ms"].as_u64().unwrap() > 25_000);
+    assert_eq!(candidates[1]["status"]["state"], "ready");
+    assert_eq!(candidates[1]["status"]["order"], 1);
+    assert!(candidates[1]["inputs"]["latency_ms"].is_number(), "{v}");
+    assert!(candidates[0]["score"].as_f64().unwrap() < candidates[1]["score"].as_f64().unwrap());
+    let missing = gw
+        .http
+        .get(format!("{}/api/routing?model=nope", gw.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
