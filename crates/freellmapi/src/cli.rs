@@ -178,6 +178,12 @@ pub struct ServeArgs {
     #[arg(long, env = "PROVIDER_STREAM_STALL_TIMEOUT_MS", default_value_t = 90_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub provider_stream_stall_timeout_ms: u64,
 
+    /// `on_model_switch`: when the model serving a conversation changes between turns, tell the new model in a
+    /// short system note that the earlier assistant turns came from another model. `off` (default) never alters
+    /// the messages.
+    #[arg(long, env = "FREELLMAPI_CONTEXT_HANDOFF", default_value = "off", value_parser = ["off", "on_model_switch"])]
+    pub context_handoff: String,
+
     /// Most provider keys tried for one request.
     #[arg(long, env = "FALLBACK_MAX_RETRIES", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub fallback_max_retries: u32,

@@ -80,6 +80,7 @@ fn server_config(args: &ServeArgs, proxy: ProxyConfig) -> ServerConfig {
         max_attempts: args.fallback_max_retries as usize,
         ip_rate_limit_rpm: args.proxy_rate_limit_rpm,
         queue_timeout: Duration::from_secs(args.request_queue_timeout_seconds),
+        context_handoff: args.context_handoff == "on_model_switch",
         session_ttl: Duration::from_secs(args.session_ttl_hours * 3600),
         log_retention: (args.request_analytics_retention_days > 0)
             .then(|| Duration::from_secs(args.request_analytics_retention_days * 86_400)),

@@ -26,6 +26,8 @@ pub struct ServerConfig {
     /// How long a request waits for a cooling or capped candidate before a 429 (`REQUEST_QUEUE_TIMEOUT_SECONDS`);
     /// zero answers 429 at once.
     pub queue_timeout: Duration,
+    /// Context handoff on a model switch within a conversation (`FREELLMAPI_CONTEXT_HANDOFF=on_model_switch`).
+    pub context_handoff: bool,
     /// Most requests waiting at once, over all users; past it, requests get 429 at once.
     pub queue_max_waiting: usize,
     /// Capacity of the request-log channel; when full, rows are counted as dropped instead of blocking requests.
@@ -50,6 +52,7 @@ impl Default for ServerConfig {
             log_channel_capacity: 8192,
             queue_timeout: Duration::from_secs(60),
             queue_max_waiting: 1024,
+            context_handoff: false,
             proxy: crate::proxy::ProxyConfig::default(),
         }
     }

@@ -17,6 +17,7 @@ pub mod config;
 pub mod dashboard_api;
 pub mod error;
 pub mod events;
+pub mod handoff;
 pub mod ip_limit;
 pub mod openai;
 pub mod profiles;

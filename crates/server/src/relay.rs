@@ -27,6 +27,7 @@ use wire::{inspect_chunk, ApiError, ErrorType, SseSplitter, Usage};
 
 use crate::error::error_response;
 use crate::events::{Finished, InFlight};
+use crate::handoff;
 use crate::proxy::{Egress, KeyRoute};
 use crate::snapshot::{ProviderKeyEntry, Route, Tenant};
 use crate::state::AppState;
@@ -300,6 +301,10 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
     let mut fits = set.fits.clone();
     let mut failures: Vec<(usize, Arc<str>, UpstreamFailure)> = Vec::new();
     let rotation = state.rotation.fetch_add(1, Ordering::Relaxed);
+    let turn_of_conversation = (state.config.context_handoff
+        && matches!(guard.meta.operation, Operation::Chat { .. }))
+    .then(|| handoff::recognise(&tenant.user_id, &body))
+    .flatten();
     loop {
         let now = Instant::now();
         let day = Day::from_system_time();
@@ -348,6 +353,14 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                         }
                     }
                 };
+                let attempt_body = match turn_of_conversation
+                    .as_ref()
+                    .and_then(|t| state.conversations.switched_from(t, model, Instant::now()))
+                    .and_then(|previous| handoff::with_note(&attempt_body, &previous, model))
+                {
+                    Some(noted) => noted,
+                    None => attempt_body,
+                };
                 guard.attempts += 1;
                 let key_route = KeyRoute {
                     user_id: &tenant.user_id,
@@ -387,6 +400,9 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                         drop(turn.take());
                         let latency = attempt_started.elapsed();
                         state.books.cooldowns.record_success((&key.id, model));
+                        if let Some(t) = &turn_of_conversation {
+                            state.conversations.served(t, model, Instant::now());
+                        }
                         state
                             .books
                             .scores
@@ -419,6 +435,9 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                         drop(turn.take());
                         let ttft = attempt_started.elapsed();
                         state.books.cooldowns.record_success((&key.id, model));
+                        if let Some(t) = &turn_of_conversation {
+                            state.conversations.served(t, model, Instant::now());
+                        }
                         state.books.scores.record(&key.id, model, true, Some(ttft));
                         guard.served = Some((key.clone(), model.clone()));
                         guard.permit = Some(permit);

@@ -26,6 +26,8 @@ pub struct Inner {
     pub books: RoutingBooks,
     pub queue: WaitQueue,
     pub events: EventBus,
+    /// The last model of each recent conversation, for context handoff.
+    pub conversations: crate::handoff::Conversations,
     /// Changes per request, to rotate equally good candidates.
     pub rotation: std::sync::atomic::AtomicUsize,
     /// The direct upstream client.
@@ -77,6 +79,7 @@ impl AppState {
             books: RoutingBooks::default(),
             queue,
             events: EventBus::default(),
+            conversations: crate::handoff::Conversations::default(),
             rotation: std::sync::atomic::AtomicUsize::new(0),
             http,
             proxies,

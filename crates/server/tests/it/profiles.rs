@@ -123,3 +123,52 @@ async fn profile_validation_update_and_delete() {
     assert_eq!(r.status(), 204);
     assert_eq!(gw.chat_json(simple_chat("renamed")).await.0, 404);
 }
+
+#[tokio::test]
+async fn context_handoff_notes_a_model_switch_between_turns() {
+    let config = server::ServerConfig {
+        context_handoff: true,
+        ..fast_config()
+    };
+    let gw = start_with(config, &[("ok", &["a"]), ("ok+chunks2", &["b"])]).await;
+    let cookie = login(&gw).await;
+    create_profile(
+        &gw,
+        &cookie,
+        json!({ "name": "duo", "strategy": "round-robin", "models": ["a", "b"] }),
+    )
+    .await;
+    let first = json!({ "model": "duo", "messages": [
+        { "role": "system", "content": "Be brief." },
+        { "role": "user", "content": "Plan a trip" }
+    ]});
+    let (_, headers, _) = gw.chat_json(first).await;
+    let first_model = headers["x-freellmapi-model"].to_str().unwrap().to_owned();
+    let second = json!({ "model": "duo", "messages": [
+        { "role": "system", "content": "Be brief." },
+        { "role": "user", "content": "Plan a trip" },
+        { "role": "assistant", "content": "Rome." },
+        { "role": "user", "content": "Cheaper?" }
+    ]});
+    let (status, headers, _) = gw.chat_json(second).await;
+    assert_eq!(status, 200);
+    let second_model = headers["x-freellmapi-model"].to_str().unwrap().to_owned();
+    assert_ne!(first_model, second_model, "round-robin switched models");
+    // The second model received the note right after the system prompt; the first turn had none.
+    let all: Vec<Value> = ["ok", "ok+chunks2"]
+        .iter()
+        .flat_map(|s| gw.mock.requests(s))
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    let noted: Vec<&Value> = all
+        .iter()
+        .filter(|b| b["messages"].to_string().contains("Context handoff"))
+        .collect();
+    assert_eq!(noted.len(), 1, "{all:?}");
+    assert_eq!(noted[0]["model"], second_model.as_str());
+    assert_eq!(noted[0]["messages"][1]["role"], "system");
+    assert!(noted[0]["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("`{first_model}`")));
+}
