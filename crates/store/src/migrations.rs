@@ -132,6 +132,19 @@ CREATE TABLE profiles (
 CREATE UNIQUE INDEX profiles_name ON profiles(user_id, name)
 "#,
     },
+    Migration {
+        version: 5,
+        name: "gateway key limits, allow-list and usage counters",
+        sql: r#"
+-- NULL limits mean no limit. `allowed_models` is a JSON array of model ids, NULL for every model.
+ALTER TABLE gateway_keys ADD COLUMN rpm_limit BIGINT;
+ALTER TABLE gateway_keys ADD COLUMN tpd_limit BIGINT;
+ALTER TABLE gateway_keys ADD COLUMN allowed_models TEXT;
+-- Totals since the key was created, flushed from memory every few seconds.
+ALTER TABLE gateway_keys ADD COLUMN request_count BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE gateway_keys ADD COLUMN token_count BIGINT NOT NULL DEFAULT 0
+"#,
+    },
 ];
 
 /// Splits a migration into statements (the schema SQL contains no semicolons inside literals).

@@ -120,6 +120,32 @@ pub struct GatewayKeyRow {
     pub config_name: Option<String>,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
+    /// Requests per minute through this key; `None`: no limit.
+    pub rpm_limit: Option<u32>,
+    /// Tokens (prompt and completion) per UTC day through this key; `None`: no limit.
+    pub tpd_limit: Option<u64>,
+    /// Models this key may use; `None`: every model of its owner.
+    pub allowed_models: Option<Vec<String>>,
+    /// Requests and tokens since the key was created (flushed from memory, so a few seconds behind).
+    pub request_count: i64,
+    pub token_count: i64,
+}
+
+/// The limits and allow-list of a gateway key, replaced as a whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatewayKeyPolicy {
+    pub rpm_limit: Option<u32>,
+    pub tpd_limit: Option<u64>,
+    pub allowed_models: Option<Vec<String>>,
+}
+
+/// Usage of one gateway key since the last flush.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayKeyUsageDelta {
+    pub id: String,
+    pub last_used_at: i64,
+    pub requests: i64,
+    pub tokens: i64,
 }
 
 /// One finished request, as the batch writer stores it.

@@ -378,6 +378,103 @@ impl Store {
         Ok(user.filter(|u| ok && u.enabled))
     }
 
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let row =
+            sqlx::query("SELECT id, username, role, enabled, created_at FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(Self::user_from_row).transpose()
+    }
+
+    /// Whether `password` is the user's current password (hashing on the blocking pool).
+    pub async fn check_password(&self, user_id: &str, password: &str) -> Result<bool, StoreError> {
+        let hash: Option<String> = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get("password_hash"))
+            .transpose()?;
+        let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_owned());
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .map_err(|e| StoreError::Io(format!("hashing task failed: {e}")))
+    }
+
+    /// Sets a new password (validated and hashed). Returns whether the user exists.
+    pub async fn set_password(&self, user_id: &str, password: &str) -> Result<bool, StoreError> {
+        let owned = password.to_owned();
+        let hash = tokio::task::spawn_blocking(move || hash_password(&owned))
+            .await
+            .map_err(|e| StoreError::Io(format!("hashing task failed: {e}")))??;
+        let r = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    pub async fn set_user_enabled(&self, user_id: &str, enabled: bool) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE users SET enabled = $1 WHERE id = $2")
+            .bind(flag(enabled))
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    pub async fn set_user_role(&self, user_id: &str, role: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Deletes a user with everything they own: sessions, provider keys, gateway keys and request history.
+    pub async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for table in [
+            "sessions",
+            "gateway_keys",
+            "provider_keys",
+            "proxies",
+            "profiles",
+            "requests",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let r = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Ends every session of a user except the one whose raw token is `keep`. Returns how many ended.
+    pub async fn delete_sessions_of(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let keep = keep.map(token_hash).unwrap_or_default();
+        Ok(
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+                .bind(user_id)
+                .bind(keep)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
     /// Creates a session; returns the raw token (only its hash is stored).
     pub async fn create_session(&self, user_id: &str, ttl: Duration) -> Result<String, StoreError> {
         let token = random_hex(32);
@@ -716,11 +813,27 @@ impl Store {
             config_name: row.try_get("config_name")?,
             created_at: row.try_get("created_at")?,
             last_used_at: row.try_get("last_used_at")?,
+            rpm_limit: row
+                .try_get::<Option<i64>, _>("rpm_limit")?
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            tpd_limit: row
+                .try_get::<Option<i64>, _>("tpd_limit")?
+                .map(|n| u64::try_from(n).unwrap_or(0)),
+            allowed_models: match row.try_get::<Option<String>, _>("allowed_models")? {
+                Some(text) => Some(
+                    serde_json::from_str(&text)
+                        .map_err(|e| StoreError::Corrupt(format!("allowed_models: {e}")))?,
+                ),
+                None => None,
+            },
+            request_count: row.try_get("request_count")?,
+            token_count: row.try_get("token_count")?,
         })
     }
 
     const GATEWAY_KEY_COLUMNS: &'static str =
-        "id, user_id, label, key_hash, prefix, enabled, config_name, created_at, last_used_at";
+        "id, user_id, label, key_hash, prefix, enabled, config_name, created_at, last_used_at, rpm_limit, \
+         tpd_limit, allowed_models, request_count, token_count";
 
     /// Mints a gateway key (or stores an explicit one). Returns the row and the raw key, which is not kept.
     pub async fn create_gateway_key(
@@ -744,6 +857,11 @@ impl Store {
             config_name: config_name.map(str::to_owned),
             created_at: now_ms(),
             last_used_at: None,
+            rpm_limit: None,
+            tpd_limit: None,
+            allowed_models: None,
+            request_count: 0,
+            token_count: 0,
         };
         let result = sqlx::query(
             "INSERT INTO gateway_keys (id, user_id, label, key_hash, prefix, enabled, config_name, created_at) \
@@ -866,14 +984,69 @@ impl Store {
         Ok(r.rows_affected() > 0)
     }
 
-    pub async fn touch_gateway_keys(&self, used: &[(String, i64)]) -> Result<(), StoreError> {
-        for (id, at) in used {
-            sqlx::query("UPDATE gateway_keys SET last_used_at = $1 WHERE id = $2")
-                .bind(*at)
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
+    /// Replaces the limits and allow-list of a gateway key. Returns the updated row (`None`: not this user's key).
+    pub async fn set_gateway_key_policy(
+        &self,
+        user_id: &str,
+        id: &str,
+        policy: &GatewayKeyPolicy,
+    ) -> Result<Option<GatewayKeyRow>, StoreError> {
+        let allowed = policy
+            .allowed_models
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "UPDATE gateway_keys SET rpm_limit = $1, tpd_limit = $2, allowed_models = $3 WHERE id = $4 AND user_id = $5",
+        )
+        .bind(policy.rpm_limit.map(i64::from))
+        .bind(policy.tpd_limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
+        .bind(allowed)
+        .bind(id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        self.gateway_key(user_id, id).await
+    }
+
+    pub async fn gateway_key(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> Result<Option<GatewayKeyRow>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM gateway_keys WHERE id = $1 AND user_id = $2",
+            Self::GATEWAY_KEY_COLUMNS
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::gateway_key_from_row).transpose()
+    }
+
+    /// Adds usage gathered in memory to the stored counters and moves `last_used_at` forward.
+    pub async fn flush_gateway_key_usage(
+        &self,
+        deltas: &[GatewayKeyUsageDelta],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for d in deltas {
+            sqlx::query(
+                "UPDATE gateway_keys SET request_count = request_count + $1, token_count = token_count + $2, \
+                 last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $3 THEN $3 ELSE last_used_at END \
+                 WHERE id = $4",
+            )
+            .bind(d.requests)
+            .bind(d.tokens)
+            .bind(d.last_used_at)
+            .bind(&d.id)
+            .execute(&mut *tx)
+            .await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1080,6 +1253,28 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Tokens recorded per gateway key since `since_ms` (to restore per-day counters after a restart).
+    pub async fn gateway_key_tokens_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT gateway_key_id, CAST(SUM(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)) AS BIGINT) AS tokens \
+             FROM requests WHERE created_at >= $1 AND gateway_key_id IS NOT NULL GROUP BY gateway_key_id",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("gateway_key_id")?,
+                    r.try_get::<Option<i64>, _>("tokens")?.unwrap_or(0),
+                ))
+            })
+            .collect()
     }
 
     // ---- request logs ----

@@ -467,3 +467,178 @@ async fn proxies_are_scoped_encrypted_and_bulk_edited() {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn users_passwords_sessions_and_deletion() {
+    for db in engines().await {
+        let store = Store::open(&db.url, cipher()).await.unwrap();
+        let a = store
+            .create_user("alice", "password-a", "user")
+            .await
+            .unwrap();
+        let other = store
+            .create_user("bob", "password-b", "user")
+            .await
+            .unwrap();
+        assert!(store.check_password(&a.id, "password-a").await.unwrap());
+        assert!(!store.check_password(&a.id, "password-x").await.unwrap());
+        assert!(!store.check_password("nobody", "password-a").await.unwrap());
+        let keep = store
+            .create_session(&a.id, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let drop_me = store
+            .create_session(&a.id, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let bobs = store
+            .create_session(&other.id, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.delete_sessions_of(&a.id, Some(&keep)).await.unwrap(),
+            1
+        );
+        assert!(store.session_user(&keep).await.unwrap().is_some());
+        assert!(store.session_user(&drop_me).await.unwrap().is_none());
+        assert!(store.session_user(&bobs).await.unwrap().is_some());
+        assert!(store.set_password(&a.id, "password-new").await.unwrap());
+        assert!(store
+            .verify_login("alice", "password-new")
+            .await
+            .unwrap()
+            .is_some());
+        assert!(store.set_password(&a.id, "short").await.is_err());
+        assert!(store.set_user_role(&a.id, "admin").await.unwrap());
+        assert!(store.user_by_id(&a.id).await.unwrap().unwrap().is_admin());
+        assert!(store.set_user_enabled(&a.id, false).await.unwrap());
+        assert!(store
+            .verify_login("alice", "password-new")
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store.session_user(&keep).await.unwrap().is_none());
+        // Deleting a user deletes what they own, and nobody else's.
+        store
+            .insert_provider_key(&new_key(&a.id, "gsk_alice"))
+            .await
+            .unwrap();
+        store
+            .insert_provider_key(&new_key(&other.id, "gsk_bob"))
+            .await
+            .unwrap();
+        store
+            .create_gateway_key(&a.id, "app", None, None)
+            .await
+            .unwrap();
+        assert!(store.delete_user(&a.id).await.unwrap(), "{}", db.label);
+        assert!(!store.delete_user(&a.id).await.unwrap());
+        assert!(store.user_by_id(&a.id).await.unwrap().is_none());
+        let keys = store.all_provider_keys().await.unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].user_id, other.id);
+        assert!(store.all_gateway_keys().await.unwrap().is_empty());
+        assert!(store.session_user(&bobs).await.unwrap().is_some());
+    }
+}
+
+#[tokio::test]
+async fn gateway_key_policy_and_usage_flush() {
+    for db in engines().await {
+        let store = Store::open(&db.url, cipher()).await.unwrap();
+        let a = store
+            .create_user("alice", "password-a", "user")
+            .await
+            .unwrap();
+        let b = store
+            .create_user("bob", "password-b", "user")
+            .await
+            .unwrap();
+        let (row, _) = store
+            .create_gateway_key(&a.id, "app", None, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (row.rpm_limit, row.tpd_limit, row.request_count),
+            (None, None, 0)
+        );
+        let policy = store::GatewayKeyPolicy {
+            rpm_limit: Some(10),
+            tpd_limit: Some(5_000_000_000),
+            allowed_models: Some(vec!["m1".into(), "m2".into()]),
+        };
+        assert!(store
+            .set_gateway_key_policy(&b.id, &row.id, &policy)
+            .await
+            .unwrap()
+            .is_none());
+        let updated = store
+            .set_gateway_key_policy(&a.id, &row.id, &policy)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(updated.rpm_limit, Some(10));
+        assert_eq!(updated.tpd_limit, Some(5_000_000_000));
+        assert_eq!(updated.allowed_models, policy.allowed_models);
+        let delta = |at: i64, requests: i64, tokens: i64| store::GatewayKeyUsageDelta {
+            id: row.id.clone(),
+            last_used_at: at,
+            requests,
+            tokens,
+        };
+        store
+            .flush_gateway_key_usage(&[delta(2_000, 3, 40)])
+            .await
+            .unwrap();
+        store
+            .flush_gateway_key_usage(&[delta(1_000, 2, 10)])
+            .await
+            .unwrap();
+        let stored = store.gateway_key(&a.id, &row.id).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.request_count, stored.token_count),
+            (5, 50),
+            "{}",
+            db.label
+        );
+        assert_eq!(stored.last_used_at, Some(2_000));
+        let cleared = store
+            .set_gateway_key_policy(&a.id, &row.id, &store::GatewayKeyPolicy::default())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(cleared.allowed_models, None);
+        // Tokens since a time, per key, from the request history.
+        let log = RequestLog {
+            id: "r1".into(),
+            user_id: a.id.clone(),
+            gateway_key_id: Some(row.id.clone()),
+            endpoint: "chat.completions",
+            requested_model: "m1".into(),
+            platform: None,
+            model: None,
+            provider_key_id: None,
+            status: "success",
+            http_status: 200,
+            error_class: None,
+            error_message: None,
+            stream: false,
+            attempts: 1,
+            input_tokens: Some(7),
+            output_tokens: Some(5),
+            latency_ms: 1,
+            ttfb_ms: None,
+            created_at: 10_000,
+        };
+        store.insert_request_logs(&[log]).await.unwrap();
+        assert_eq!(
+            store.gateway_key_tokens_since(9_000).await.unwrap(),
+            vec![(row.id.clone(), 12)]
+        );
+        assert!(store
+            .gateway_key_tokens_since(11_000)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
