@@ -2,10 +2,11 @@
 //! `ping` and `login` needs a session (cookie `freellmapi_session`, or `Authorization: Bearer <session token>`), and
 //! every object is scoped to the session's user: another user's id answers 404. Mutations rebuild the snapshot.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
@@ -73,7 +74,7 @@ pub(crate) fn parse_json<T: DeserializeOwned>(
     })
 }
 
-fn session_token(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn session_token(headers: &HeaderMap) -> Option<String> {
     if let Some(auth) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -149,17 +150,38 @@ fn session_cookie(token: &str, max_age: Duration, headers: &HeaderMap) -> Header
         .unwrap_or_else(|_| HeaderValue::from_static("freellmapi_session=; Max-Age=0"))
 }
 
+/// 429 for a throttled login (or password check), in OpenAI's error shape with `Retry-After`.
+pub(crate) fn too_many_attempts(wait: Duration) -> GatewayError {
+    GatewayError(
+        ApiError::new(
+            429,
+            ErrorType::RateLimitError,
+            "too_many_login_attempts",
+            "too many failed login attempts; wait before trying again",
+        )
+        .with_retry_after(wait.as_secs().max(1)),
+    )
+}
+
 async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     let body: LoginBody = parse_json(&headers, &body)?;
+    let now = tokio::time::Instant::now();
+    state
+        .login_throttle
+        .check(&body.username, peer.ip(), now)
+        .map_err(too_many_attempts)?;
+    // Unknown users cost the same argon2 verification as known ones (`verify_login` hashes a dummy).
     let Some(user) = state
         .store
         .verify_login(&body.username, &body.password)
         .await?
     else {
+        state.login_throttle.failed(&body.username, peer.ip(), now);
         return Err(ApiError::new(
             401,
             ErrorType::AuthenticationError,
@@ -168,6 +190,7 @@ async fn login(
         )
         .into());
     };
+    state.login_throttle.succeeded(&body.username);
     let ttl = state.config.session_ttl;
     let token = state.store.create_session(&user.id, ttl).await?;
     tracing::info!(user = %user.username, "login");
@@ -471,14 +494,20 @@ struct UpdateKeyBody {
     #[serde(default)]
     limits: Option<store::KeyLimits>,
     /// One override at a time: a number sets it, `null` or 0 returns to the catalog default.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     rpm_limit: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     tpm_limit: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     rpd_limit: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     tpd_limit: Option<Value>,
+}
+
+/// A field that is present, even as `null`, is `Some` (serde's default would read `null` as absent, and `null`
+/// means "clear this").
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// A single limit field of a key update: `Ok(None)` when absent, `Ok(Some(None))` to clear.
@@ -639,20 +668,113 @@ async fn discover_key_models(
     Ok(Json(view))
 }
 
+/// A gateway key as the API shows it: the stored row (never the hash) with its live usage.
+fn gateway_key_view(state: &AppState, row: &store::GatewayKeyRow) -> Value {
+    let usage = state
+        .gateway_usage
+        .get(&row.id)
+        .map(|u| u.now(tokio::time::Instant::now(), router::Day::from_system_time()));
+    json!({
+        "id": row.id,
+        "label": row.label,
+        "prefix": row.prefix,
+        "enabled": row.enabled,
+        "config_name": row.config_name,
+        "created_at": row.created_at,
+        "last_used_at": row.last_used_at,
+        "rpm_limit": row.rpm_limit,
+        "tpd_limit": row.tpd_limit,
+        "allowed_models": row.allowed_models,
+        "request_count": row.request_count,
+        "token_count": row.token_count,
+        "usage": usage,
+    })
+}
+
 async fn list_gateway_keys(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let user = session_user(&state, &headers).await?;
     let rows = state.store.gateway_keys_of(&user.id).await?;
-    Ok(Json(json!({ "data": rows })))
+    Ok(Json(json!({
+        "data": rows.iter().map(|r| gateway_key_view(&state, r)).collect::<Vec<_>>()
+    })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct CreateGatewayKeyBody {
+struct GatewayKeyBody {
     #[serde(default)]
     label: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    /// A number sets the limit; `null` or 0 removes it.
+    #[serde(default, deserialize_with = "present")]
+    rpm_limit: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    tpd_limit: Option<Value>,
+    /// A list of model ids; `null` (or an empty list) allows every model.
+    #[serde(default, deserialize_with = "present")]
+    allowed_models: Option<Value>,
+}
+
+impl GatewayKeyBody {
+    fn touches_policy(&self) -> bool {
+        self.rpm_limit.is_some() || self.tpd_limit.is_some() || self.allowed_models.is_some()
+    }
+
+    /// The policy after applying this body's fields to `existing`.
+    fn policy(&self, existing: store::GatewayKeyPolicy) -> ApiResult<store::GatewayKeyPolicy> {
+        let mut policy = existing;
+        if let Some(v) = limit_field(self.rpm_limit.as_ref(), "rpm_limit")? {
+            policy.rpm_limit = v.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        }
+        if let Some(v) = limit_field(self.tpd_limit.as_ref(), "tpd_limit")? {
+            policy.tpd_limit = v;
+        }
+        match &self.allowed_models {
+            None => {}
+            Some(Value::Null) => policy.allowed_models = None,
+            Some(v) => {
+                let list: Vec<String> = serde_json::from_value(v.clone()).map_err(|_| {
+                    bad(
+                        "invalid_allowed_models",
+                        "`allowed_models` must be a list of model ids or null",
+                    )
+                })?;
+                let mut clean: Vec<String> = Vec::new();
+                for m in list {
+                    let m = m.trim().to_owned();
+                    if m.is_empty() || m.len() > 200 {
+                        return Err(bad(
+                            "invalid_allowed_models",
+                            "model ids must be 1 to 200 characters",
+                        ));
+                    }
+                    if !clean.contains(&m) {
+                        clean.push(m);
+                    }
+                }
+                if clean.len() > 1000 {
+                    return Err(bad(
+                        "invalid_allowed_models",
+                        "at most 1000 models in an allow-list",
+                    ));
+                }
+                policy.allowed_models = (!clean.is_empty()).then_some(clean);
+            }
+        }
+        Ok(policy)
+    }
+}
+
+fn policy_of(row: &store::GatewayKeyRow) -> store::GatewayKeyPolicy {
+    store::GatewayKeyPolicy {
+        rpm_limit: row.rpm_limit,
+        tpd_limit: row.tpd_limit,
+        allowed_models: row.allowed_models.clone(),
+    }
 }
 
 async fn create_gateway_key(
@@ -661,36 +783,46 @@ async fn create_gateway_key(
     body: Bytes,
 ) -> ApiResult<Response> {
     let user = session_user(&state, &headers).await?;
-    let body: CreateGatewayKeyBody = if body.is_empty() {
-        CreateGatewayKeyBody { label: None }
+    let body: GatewayKeyBody = if body.is_empty() {
+        GatewayKeyBody::default()
     } else {
         parse_json(&headers, &body)?
     };
+    let policy = body.policy(store::GatewayKeyPolicy::default())?;
     let label = body
         .label
-        .map(|l| l.trim().to_owned())
+        .as_deref()
+        .map(str::trim)
         .filter(|l| !l.is_empty())
-        .unwrap_or_else(|| "default".into());
-    let (row, raw) = state
+        .unwrap_or("default")
+        .to_owned();
+    if label.len() > 200 {
+        return Err(bad("invalid_label", "a label is at most 200 characters"));
+    }
+    let (mut row, raw) = state
         .store
         .create_gateway_key(&user.id, &label, None, None)
         .await?;
+    if policy != store::GatewayKeyPolicy::default() {
+        row = state
+            .store
+            .set_gateway_key_policy(&user.id, &row.id, &policy)
+            .await?
+            .ok_or_else(|| GatewayError(not_found("gateway key")))?;
+    }
+    if body.enabled == Some(false) {
+        row = state
+            .store
+            .update_gateway_key(&user.id, &row.id, None, Some(false))
+            .await?
+            .ok_or_else(|| GatewayError(not_found("gateway key")))?;
+    }
     state.reload().await?;
     tracing::info!(user = %user.username, gateway_key = %row.prefix, "gateway key created");
-    let mut view = serde_json::to_value(&row)
-        .map_err(|_| GatewayError(crate::error::internal("serialisation failed")))?;
+    let mut view = gateway_key_view(&state, &row);
     view["key"] = json!(raw);
     view["notice"] = json!("store this key now: it is shown only once");
     Ok((StatusCode::CREATED, Json(view)).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdateGatewayKeyBody {
-    #[serde(default)]
-    label: Option<String>,
-    #[serde(default)]
-    enabled: Option<bool>,
 }
 
 async fn update_gateway_key(
@@ -700,19 +832,37 @@ async fn update_gateway_key(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let user = session_user(&state, &headers).await?;
-    let body: UpdateGatewayKeyBody = parse_json(&headers, &body)?;
+    let body: GatewayKeyBody = parse_json(&headers, &body)?;
+    let Some(existing) = state.store.gateway_key(&user.id, &id).await? else {
+        return Err(not_found("gateway key").into());
+    };
     let label = body
         .label
         .as_deref()
         .map(str::trim)
         .filter(|l| !l.is_empty());
-    let row = state
+    if label.is_some_and(|l| l.len() > 200) {
+        return Err(bad("invalid_label", "a label is at most 200 characters"));
+    }
+    // Validated before anything is written, so a bad field changes nothing.
+    let policy = body
+        .touches_policy()
+        .then(|| body.policy(policy_of(&existing)))
+        .transpose()?;
+    let mut row = state
         .store
         .update_gateway_key(&user.id, &id, label, body.enabled)
         .await?
         .ok_or_else(|| GatewayError(not_found("gateway key")))?;
+    if let Some(policy) = policy {
+        row = state
+            .store
+            .set_gateway_key_policy(&user.id, &id, &policy)
+            .await?
+            .ok_or_else(|| GatewayError(not_found("gateway key")))?;
+    }
     state.reload().await?;
-    Ok(Json(serde_json::to_value(&row).unwrap_or(Value::Null)))
+    Ok(Json(gateway_key_view(&state, &row)))
 }
 
 async fn delete_gateway_key(

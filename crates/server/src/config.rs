@@ -34,6 +34,12 @@ pub struct ServerConfig {
     pub log_channel_capacity: usize,
     /// Outbound proxies (`PROXY_URL`, the pool's start-up settings, rotation and health checking).
     pub proxy: crate::proxy::ProxyConfig,
+    /// Origins besides the gateway's own allowed to call `/api` and `/v1` from a browser (`DASHBOARD_ORIGINS`),
+    /// as `scheme://host[:port]`, lowercase, without a trailing slash.
+    pub dashboard_origins: Vec<String>,
+    /// Whether provider base URLs may point at loopback and private networks (`ALLOW_PRIVATE_PROVIDER_URLS`).
+    /// Cloud-metadata and link-local addresses are refused either way.
+    pub allow_private_provider_urls: bool,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +60,8 @@ impl Default for ServerConfig {
             queue_max_waiting: 1024,
             context_handoff: false,
             proxy: crate::proxy::ProxyConfig::default(),
+            dashboard_origins: Vec::new(),
+            allow_private_provider_urls: true,
         }
     }
 }

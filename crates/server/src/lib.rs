@@ -17,8 +17,10 @@ pub mod config;
 pub mod dashboard_api;
 pub mod error;
 pub mod events;
+pub mod gateway_usage;
 pub mod handoff;
 pub mod ip_limit;
+pub mod login_throttle;
 pub mod openai;
 pub mod profiles;
 pub mod proxy;
@@ -26,6 +28,7 @@ pub mod relay;
 pub mod request_log;
 pub mod snapshot;
 pub mod state;
+pub mod users;
 
 use std::net::SocketAddr;
 
@@ -41,6 +44,7 @@ pub fn app(state: AppState) -> Router {
         .merge(openai::routes())
         .merge(dashboard_api::routes())
         .merge(profiles::routes())
+        .merge(users::routes())
         .merge(admin::routes())
         .merge(proxy::admin::routes())
         .fallback(dashboard)

@@ -17,6 +17,7 @@ use wire::{ApiError, ChatRequestView, EmbeddingsRequestView, ErrorType};
 
 use crate::body::read_limited;
 use crate::error::{error_response, GatewayError};
+use crate::gateway_usage::KeyLimitDenied;
 use crate::relay::{self, Operation, RequestMeta, RouteSet};
 use crate::snapshot::{hash_token, ProfileStrategy, Route, Tenant};
 use crate::state::AppState;
@@ -91,11 +92,44 @@ pub fn authenticate(
             "api_key_disabled",
         ));
     }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    entry
+        .usage
+        .admit(
+            entry.rpm_limit,
+            entry.tpd_limit,
+            Instant::now(),
+            router::Day::from_system_time(),
+            now_ms,
+        )
+        .map_err(key_limit_error)?;
     Ok(Caller {
         tenant: entry.tenant.clone(),
         gateway_key_id: entry.id.clone(),
         gateway_key_prefix: entry.prefix.clone(),
     })
+}
+
+fn key_limit_error(denied: KeyLimitDenied) -> ApiError {
+    let (message, retry_after) = match denied {
+        KeyLimitDenied::RequestsPerMinute { limit, retry_after } => (
+            format!("this gateway key's limit of {limit} requests per minute is reached"),
+            retry_after,
+        ),
+        KeyLimitDenied::TokensPerDay { limit, retry_after } => (
+            format!("this gateway key's limit of {limit} tokens per day (UTC) is reached"),
+            retry_after,
+        ),
+    };
+    ApiError::new(
+        429,
+        ErrorType::RateLimitError,
+        "gateway_key_rate_limited",
+        message,
+    )
+    .with_retry_after(retry_after.as_secs().max(1))
 }
 
 fn request_id(headers: &HeaderMap) -> Arc<str> {
@@ -143,12 +177,30 @@ async fn authenticated_body(
     Ok((caller, parts.headers, bytes))
 }
 
+fn model_not_allowed(model: &str, allowed: &[String]) -> ApiError {
+    ApiError::new(
+        403,
+        ErrorType::PermissionError,
+        "model_not_allowed",
+        format!(
+            "this gateway key may not use the model `{model}`; it is limited to: {}",
+            allowed.join(", ")
+        ),
+    )
+    .with_param("model")
+}
+
 /// The candidates for a name: a profile's members in order (with the profile's strategy), or every key of the
 /// caller that serves the model.
 pub(crate) fn named_routes(
     tenant: &Tenant,
     model: &str,
 ) -> Result<(Vec<Route>, Vec<u32>, Strategy), ApiError> {
+    if let Some(allowed) = &tenant.allowed_models {
+        if !allowed.iter().any(|a| a == model) {
+            return Err(model_not_allowed(model, allowed));
+        }
+    }
     if let Some(profile) = tenant.profiles.get(model) {
         let (routes, priorities) = tenant.profile_routes(profile);
         if routes.is_empty() {
@@ -381,6 +433,8 @@ async fn get_model(
     let tenant = &caller.tenant;
     let owner = if id == "auto" {
         "freellmapi"
+    } else if let Some(allowed) = tenant.allowed_models.as_ref().filter(|a| !a.contains(&id)) {
+        return Err(model_not_allowed(&id, allowed).into());
     } else if tenant.profiles.contains_key(id.as_str()) {
         "freellmapi-profile"
     } else {

@@ -108,6 +108,10 @@ impl RequestGuard {
             .map(|u| u.prompt_tokens)
             .or((c.status == "success").then_some(meta.input_estimate));
         let output_tokens = c.usage.map(|u| u.completion_tokens).or(c.output_estimate);
+        self.state.gateway_usage.add_tokens(
+            &meta.gateway_key_id,
+            input_tokens.unwrap_or(0) + output_tokens.unwrap_or(0),
+        );
         if let (Some(permit), Some(u)) = (self.permit.take(), c.usage) {
             self.state
                 .books

@@ -81,6 +81,49 @@ pub struct Tenant {
     pub profiles: BTreeMap<Arc<str>, Arc<ProfileEntry>>,
     /// `GET /v1/models`, prebuilt.
     pub models_body: Bytes,
+    /// Set in the view of a gateway key with an allow-list: the models it may use (`models` holds only these).
+    pub allowed_models: Option<Arc<[String]>>,
+}
+
+impl Tenant {
+    /// This tenant seen through a gateway key's allow-list of model and profile names: `/v1/models` lists only
+    /// the allowed ones; an allowed profile brings its members along (it routes through them, and `auto` may
+    /// choose them); every other name is refused by `openai::named_routes`.
+    fn restricted_to(&self, allowed: &[String]) -> Tenant {
+        let is_allowed = |name: &str| allowed.iter().any(|a| a == name);
+        let profiles: BTreeMap<Arc<str>, Arc<ProfileEntry>> = self
+            .profiles
+            .iter()
+            .filter(|(name, _)| is_allowed(name))
+            .map(|(n, p)| (n.clone(), p.clone()))
+            .collect();
+        let reachable = |model: &str| {
+            is_allowed(model)
+                || profiles
+                    .values()
+                    .any(|p| p.members.iter().any(|m| &**m == model))
+        };
+        let pick = |keep: &dyn Fn(&str) -> bool| -> BTreeMap<Arc<str>, Vec<Route>> {
+            self.models
+                .iter()
+                .filter(|(m, _)| keep(m))
+                .map(|(m, r)| (m.clone(), r.clone()))
+                .collect()
+        };
+        let view = |models| Tenant {
+            user_id: self.user_id.clone(),
+            username: self.username.clone(),
+            keys: self.keys.clone(),
+            models,
+            profiles: profiles.clone(),
+            models_body: Bytes::new(),
+            allowed_models: Some(Arc::from(allowed)),
+        };
+        let listing = view(pick(&is_allowed));
+        let mut routing = view(pick(&reachable));
+        routing.models_body = Bytes::from(models_list(&listing).to_string());
+        routing
+    }
 }
 
 /// An AI profile: a virtual model over an ordered list of real models.
@@ -166,6 +209,10 @@ pub struct GatewayKeyEntry {
     pub prefix: Arc<str>,
     pub enabled: bool,
     pub tenant: Arc<Tenant>,
+    pub rpm_limit: Option<u32>,
+    pub tpd_limit: Option<u64>,
+    /// Live counters, shared across snapshots (attached by `AppState` from its usage book).
+    pub usage: Arc<crate::gateway_usage::GatewayKeyUsage>,
 }
 
 #[derive(Debug, Default)]
@@ -343,13 +390,20 @@ impl Snapshot {
             if hex::decode_to_slice(&row.key_hash, &mut hash).is_err() {
                 continue;
             }
+            let tenant = match &row.allowed_models {
+                Some(allowed) => Arc::new(tenant.restricted_to(allowed)),
+                None => tenant.clone(),
+            };
             gateway_keys.insert(
                 hash,
                 GatewayKeyEntry {
                     id: Arc::from(row.id.as_str()),
                     prefix: Arc::from(row.prefix.as_str()),
                     enabled: row.enabled,
-                    tenant: tenant.clone(),
+                    tenant,
+                    rpm_limit: row.rpm_limit,
+                    tpd_limit: row.tpd_limit,
+                    usage: Arc::default(),
                 },
             );
         }

@@ -9,7 +9,9 @@ use store::Store;
 
 use crate::config::ServerConfig;
 use crate::events::EventBus;
+use crate::gateway_usage::GatewayUsageBook;
 use crate::ip_limit::IpLimiter;
+use crate::login_throttle::LoginThrottle;
 use crate::proxy::ProxyPool;
 use crate::request_log::RequestLogWriter;
 use crate::snapshot::Snapshot;
@@ -36,6 +38,9 @@ pub struct Inner {
     pub proxies: ProxyPool,
     pub logs: RequestLogWriter,
     pub ip_limiter: IpLimiter,
+    pub login_throttle: LoginThrottle,
+    /// Per-gateway-key limits and usage counters (outlive snapshots).
+    pub gateway_usage: GatewayUsageBook,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
@@ -64,7 +69,12 @@ pub fn upstream_client_builder(connect_timeout: std::time::Duration) -> reqwest:
 impl AppState {
     /// Builds the state and loads the first snapshot.
     pub async fn new(config: ServerConfig, store: Store) -> Result<Self, StateError> {
-        let snapshot = Snapshot::load(&store).await?;
+        let mut snapshot = Snapshot::load(&store).await?;
+        let gateway_usage = GatewayUsageBook::default();
+        let day = router::Day::from_system_time();
+        let midnight_ms = (day.index * 86_400_000) as i64;
+        gateway_usage.seed_tokens_today(&store.gateway_key_tokens_since(midnight_ms).await?);
+        attach_usage(&gateway_usage, &mut snapshot);
         let http = upstream_client(&config).map_err(|e| StateError::Http(e.to_string()))?;
         let logs = RequestLogWriter::start(store.clone(), config.log_channel_capacity);
         let ip_limiter = IpLimiter::new(config.ip_rate_limit_rpm);
@@ -85,11 +95,14 @@ impl AppState {
             proxies,
             logs,
             ip_limiter,
+            login_throttle: LoginThrottle::default(),
+            gateway_usage,
             reload_lock: tokio::sync::Mutex::new(()),
         }));
         state.mark_stored_invalid(&state.snapshot.load());
         state.spawn_retention();
         state.spawn_proxy_health();
+        state.spawn_usage_flush();
         Ok(state)
     }
 
@@ -97,8 +110,9 @@ impl AppState {
     /// view over a newer one.
     pub async fn reload(&self) -> Result<(), store::StoreError> {
         let _guard = self.reload_lock.lock().await;
-        let snapshot = Snapshot::load(&self.store).await?;
+        let mut snapshot = Snapshot::load(&self.store).await?;
         self.proxies.reload(&self.store).await?;
+        attach_usage(&self.gateway_usage, &mut snapshot);
         self.mark_stored_invalid(&snapshot);
         self.snapshot.store(Arc::new(snapshot));
         // Waiting requests re-check: a key may have been added or re-enabled.
@@ -113,9 +127,28 @@ impl AppState {
             .sync_invalid(keys.map(|k| (&*k.id, k.updated_at, k.stored_invalid)));
     }
 
-    /// Flushes the request logs. Called once the HTTP server has drained.
+    /// Flushes the request logs and gateway-key usage. Called once the HTTP server has drained.
     pub async fn shutdown(&self) {
         self.logs.shutdown().await;
+        self.flush_usage().await;
+    }
+
+    /// Adds the gateway-key usage gathered in memory to the store (put back if the store fails).
+    pub async fn flush_usage(&self) {
+        flush_usage(&self.store, &self.gateway_usage).await;
+    }
+
+    fn spawn_usage_flush(&self) {
+        let weak = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                flush_usage(&inner.store, &inner.gateway_usage).await;
+            }
+        });
     }
 
     /// Probes every enabled proxy each `health_interval` (the first round one interval after start).
@@ -163,6 +196,27 @@ impl AppState {
                 let _ = store.delete_expired_sessions().await;
             }
         });
+    }
+}
+
+/// Hands every gateway key of a fresh snapshot its live counters, and forgets the counters of deleted keys.
+fn attach_usage(book: &GatewayUsageBook, snapshot: &mut Snapshot) {
+    for entry in snapshot.gateway_keys.values_mut() {
+        entry.usage = book.entry(&entry.id);
+    }
+    let live: std::collections::HashSet<&str> =
+        snapshot.gateway_keys.values().map(|e| &*e.id).collect();
+    book.retain(&live);
+}
+
+async fn flush_usage(store: &Store, book: &GatewayUsageBook) {
+    let deltas = book.take_deltas();
+    if deltas.is_empty() {
+        return;
+    }
+    if let Err(e) = store.flush_gateway_key_usage(&deltas).await {
+        tracing::warn!(error = %e, "gateway key usage could not be saved; kept for the next flush");
+        book.restore(&deltas);
     }
 }
 
