@@ -223,9 +223,39 @@ pub struct ServeArgs {
     #[arg(long, env = "PROXY_HEALTH_TARGET")]
     pub proxy_health_target: Option<String>,
 
+    /// Browser origins besides the gateway's own allowed to call /api and /v1 (CORS, CSRF), comma-separated,
+    /// e.g. https://dash.example.com,http://localhost:5173.
+    #[arg(long, env = "DASHBOARD_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub dashboard_origins: Vec<String>,
+
+    /// Whether provider base URLs may point at loopback and private networks (local llama.cpp, vLLM, Ollama).
+    /// Cloud-metadata and link-local addresses are refused either way.
+    #[arg(long, env = "ALLOW_PRIVATE_PROVIDER_URLS", default_value = "true", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_private_provider_urls: bool,
+
     /// Hours a dashboard login session lasts.
     #[arg(long, env = "SESSION_TTL_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub session_ttl_hours: u64,
+}
+
+/// One `DASHBOARD_ORIGINS` entry: `scheme://host[:port]`, normalised to lowercase without a trailing slash.
+fn parse_origin(value: &str) -> Result<String, String> {
+    let value = value.trim().trim_end_matches('/');
+    if value.is_empty() {
+        return Ok(String::new());
+    }
+    match server::inbound::origin_of(value) {
+        Some(origin)
+            if origin == value.to_ascii_lowercase()
+                && (origin.starts_with("http://") || origin.starts_with("https://")) =>
+        {
+            Ok(origin)
+        }
+        _ => Err(format!(
+            "`{value}` is not an origin (scheme://host[:port], no path)"
+        )),
+    }
 }
 
 impl Cli {

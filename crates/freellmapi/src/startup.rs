@@ -86,6 +86,13 @@ fn server_config(args: &ServeArgs, proxy: ProxyConfig) -> ServerConfig {
             .then(|| Duration::from_secs(args.request_analytics_retention_days * 86_400)),
         log_max_rows: (args.request_analytics_max_rows > 0)
             .then_some(args.request_analytics_max_rows),
+        dashboard_origins: args
+            .dashboard_origins
+            .iter()
+            .filter(|o| !o.is_empty())
+            .cloned()
+            .collect(),
+        allow_private_provider_urls: args.allow_private_provider_urls,
         ..ServerConfig::default()
     }
 }

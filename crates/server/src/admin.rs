@@ -42,6 +42,7 @@ pub fn routes() -> Router<AppState> {
             patch(update_gateway_key).delete(delete_gateway_key),
         )
         .route("/api/requests", get(recent_requests))
+        .route("/api/settings", get(settings))
         .route("/api/{*rest}", axum::routing::any(unknown_api))
 }
 
@@ -344,6 +345,16 @@ pub fn validate_key_settings(
         .map_err(|e| bad("invalid_key_settings", e.to_string()))
 }
 
+/// The URL guard on a key's base URL: refused addresses are a 400 naming why (and the setting, when one applies).
+pub async fn guard_base_url(state: &AppState, base_url: Option<&str>) -> Result<(), GatewayError> {
+    let Some(url) = base_url else {
+        return Ok(());
+    };
+    crate::url_guard::check_url(url, state.config.allow_private_provider_urls)
+        .await
+        .map_err(|e| bad("base_url_refused", e.to_string()))
+}
+
 fn clean_models(models: Vec<String>) -> Result<Vec<String>, GatewayError> {
     let mut out: Vec<String> = Vec::new();
     for m in models {
@@ -427,6 +438,7 @@ async fn create_key(
         .map(|u| u.trim().to_owned())
         .filter(|u| !u.is_empty());
     let endpoint = validate_key_settings(platform, secret.as_deref(), base_url.as_deref())?;
+    guard_base_url(&state, base_url.as_deref()).await?;
     let mut models = clean_models(body.models.unwrap_or_default())?;
     let mut notice = None;
     if models.is_empty() {
@@ -578,6 +590,7 @@ async fn update_key(
         None => existing.base_url.clone(),
     };
     validate_key_settings(platform, secret.as_deref(), base_url.as_deref())?;
+    guard_base_url(&state, base_url.as_deref()).await?;
     let limits = merged_limits(existing.limits, &body)?;
     let patch = ProviderKeyPatch {
         limits,
@@ -632,6 +645,7 @@ async fn discover_key_models(
     let secret = state.store.reveal(&existing)?;
     let endpoint =
         validate_key_settings(platform, secret.as_deref(), existing.base_url.as_deref())?;
+    guard_base_url(&state, existing.base_url.as_deref()).await?;
     let found = discover_models(&state, &user.id, &endpoint)
         .await
         .map_err(|e| {
@@ -893,6 +907,32 @@ async fn recent_requests(
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let rows = state.store.recent_requests(&user.id, limit).await?;
     Ok(Json(json!({ "data": rows })))
+}
+
+/// The effective settings that are not secret, flat, for the dashboard's read-only Settings page.
+async fn settings(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    session_user(&state, &headers).await?;
+    let c = &state.config;
+    Ok(Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "database": match state.store.engine() {
+            store::Engine::Sqlite => "sqlite",
+            store::Engine::Postgres => "postgres",
+        },
+        "request_body_limit_mb": c.body_limit_bytes / (1024 * 1024),
+        "provider_timeout_ms": c.upstream_timeout.as_millis() as u64,
+        "stream_first_token_stall_ms": c.first_token_stall.as_millis() as u64,
+        "provider_stream_stall_timeout_ms": c.stream_idle_timeout.as_millis() as u64,
+        "fallback_max_retries": c.max_attempts,
+        "proxy_rate_limit_rpm": c.ip_rate_limit_rpm,
+        "request_queue_timeout_seconds": c.queue_timeout.as_secs(),
+        "session_ttl_hours": c.session_ttl.as_secs() / 3600,
+        "request_analytics_retention_days": c.log_retention.map_or(0, |d| d.as_secs() / 86_400),
+        "request_analytics_max_rows": c.log_max_rows.unwrap_or(0),
+        "dashboard_origins": c.dashboard_origins.join(","),
+        "allow_private_provider_urls": c.allow_private_provider_urls,
+        "login_failures_before_lockout": crate::login_throttle::ACCOUNT_FREE_FAILURES,
+    })))
 }
 
 async fn unknown_api() -> Response {

@@ -19,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod gateway_usage;
 pub mod handoff;
+pub mod inbound;
 pub mod ip_limit;
 pub mod login_throttle;
 pub mod openai;
@@ -28,6 +29,7 @@ pub mod relay;
 pub mod request_log;
 pub mod snapshot;
 pub mod state;
+pub mod url_guard;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -48,6 +50,10 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(proxy::admin::routes())
         .fallback(dashboard)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            inbound::protect,
+        ))
         .with_state(state)
 }
 

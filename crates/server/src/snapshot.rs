@@ -257,7 +257,8 @@ pub fn models_list(tenant: &Tenant) -> serde_json::Value {
 impl Snapshot {
     /// Loads everything from the store. Keys that cannot be used (disabled, marked invalid, undecryptable, or of a
     /// platform this build does not serve) are left out of routing and reported in the log.
-    pub async fn load(store: &Store) -> Result<Self, store::StoreError> {
+    /// Base URLs are checked as written against the URL guard (`allow_private_urls`: `ALLOW_PRIVATE_PROVIDER_URLS`).
+    pub async fn load(store: &Store, allow_private_urls: bool) -> Result<Self, store::StoreError> {
         let users = store.users().await?;
         let mut tenants: HashMap<Arc<str>, Tenant> = users
             .iter()
@@ -280,6 +281,12 @@ impl Snapshot {
             };
             if !row.enabled {
                 continue;
+            }
+            if let Some(url) = row.base_url.as_deref() {
+                if let Err(e) = crate::url_guard::check_url_as_written(url, allow_private_urls) {
+                    tracing::warn!(key_id = %row.id, error = %e, "provider key refused by the URL guard; skipped");
+                    continue;
+                }
             }
             let Ok(platform) = row.platform.parse::<Platform>() else {
                 tracing::warn!(key_id = %row.id, platform = %row.platform, "provider key of unknown platform skipped");

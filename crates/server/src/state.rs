@@ -52,8 +52,14 @@ impl std::ops::Deref for AppState {
 }
 
 /// The upstream client: one pool for every provider, TCP_NODELAY, no automatic retries or redirects to other hosts.
+/// Direct connections go through the URL guard: names resolve to allowed addresses only, and redirects to refused
+/// address literals are not followed (through a proxy, the proxy resolves and connects).
 pub fn upstream_client(config: &ServerConfig) -> Result<reqwest::Client, reqwest::Error> {
-    upstream_client_builder(config.connect_timeout).build()
+    let allow_private = config.allow_private_provider_urls;
+    upstream_client_builder(config.connect_timeout)
+        .redirect(crate::url_guard::redirect_policy(allow_private))
+        .dns_resolver(crate::url_guard::resolver(allow_private))
+        .build()
 }
 
 /// The settings every upstream client shares (the direct one and each proxy's).
@@ -69,7 +75,7 @@ pub fn upstream_client_builder(connect_timeout: std::time::Duration) -> reqwest:
 impl AppState {
     /// Builds the state and loads the first snapshot.
     pub async fn new(config: ServerConfig, store: Store) -> Result<Self, StateError> {
-        let mut snapshot = Snapshot::load(&store).await?;
+        let mut snapshot = Snapshot::load(&store, config.allow_private_provider_urls).await?;
         let gateway_usage = GatewayUsageBook::default();
         let day = router::Day::from_system_time();
         let midnight_ms = (day.index * 86_400_000) as i64;
@@ -110,7 +116,8 @@ impl AppState {
     /// view over a newer one.
     pub async fn reload(&self) -> Result<(), store::StoreError> {
         let _guard = self.reload_lock.lock().await;
-        let mut snapshot = Snapshot::load(&self.store).await?;
+        let mut snapshot =
+            Snapshot::load(&self.store, self.config.allow_private_provider_urls).await?;
         self.proxies.reload(&self.store).await?;
         attach_usage(&self.gateway_usage, &mut snapshot);
         self.mark_stored_invalid(&snapshot);

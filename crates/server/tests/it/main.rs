@@ -11,6 +11,7 @@ mod live;
 mod native;
 mod openai_surface;
 mod profiles;
+mod protection;
 mod proxies;
 mod proxy_servers;
 mod streaming;

@@ -1,0 +1,236 @@
+//! Browser-facing protection of `/api` and `/v1`, one middleware in front of every route:
+//! - **CORS**: the dashboard's own origin (the request's `Host`) and `DASHBOARD_ORIGINS` may call from a browser,
+//!   with credentials; a preflight from any other origin is refused (403), and its responses carry no CORS headers.
+//! - **CSRF**: a state-changing `/api` request (POST, PUT, PATCH, DELETE) whose `Origin` — or, without one, whose
+//!   `Referer` — is not an allowed origin is refused with 403, whatever its credentials; so is one a browser marks
+//!   `Sec-Fetch-Site: cross-site`. This comes on top of the SameSite=Strict cookie and the `application/json`
+//!   requirement (which a cross-site form cannot meet without a preflight).
+//! - **Headers**: `/api` answers are `no-store` and carry `nosniff`, `X-Frame-Options: DENY` and
+//!   `Referrer-Policy: no-referrer`.
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use wire::{ApiError, ErrorType};
+
+use crate::error::error_response;
+use crate::state::AppState;
+
+const ALLOWED_METHODS: &str = "GET, POST, PATCH, PUT, DELETE, OPTIONS";
+const ALLOWED_HEADERS: &str = "authorization, content-type, x-request-id, x-api-key";
+
+/// `scheme://host[:port]` of an origin or URL, lowercase, without path or trailing slash; `None` if it has none.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if scheme.is_empty() || authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    Some(format!("{scheme}://{authority}").to_ascii_lowercase())
+}
+
+/// Whether `origin` may act on this gateway from a browser: it is the gateway's own (its authority is the
+/// request's `Host`, or the `X-Forwarded-Host` a proxy set), or one of `DASHBOARD_ORIGINS`.
+fn origin_allowed(origin: &str, headers: &HeaderMap, configured: &[String]) -> bool {
+    let Some(origin) = origin_of(origin) else {
+        return false;
+    };
+    if configured.contains(&origin) {
+        return true;
+    }
+    let authority = origin.split_once("://").map_or("", |(_, a)| a);
+    [header::HOST.as_str(), "x-forwarded-host"]
+        .iter()
+        .filter_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+        .any(|host| host.trim().eq_ignore_ascii_case(authority))
+}
+
+fn is_state_changing(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The CSRF rule for a state-changing request (see the module comment). A request without `Origin`, `Referer`
+/// and `Sec-Fetch-Site` does not come from a browser page, so there is no forged cross-site request to stop.
+fn csrf_allowed(headers: &HeaderMap, configured: &[String]) -> bool {
+    if let Some(origin) = header_str(headers, header::ORIGIN) {
+        return origin_allowed(origin, headers, configured);
+    }
+    if let Some(referer) = header_str(headers, header::REFERER) {
+        return origin_allowed(referer, headers, configured);
+    }
+    header_str(headers, "sec-fetch-site").is_none_or(|s| !s.eq_ignore_ascii_case("cross-site"))
+}
+
+fn refused(code: &'static str, message: &str) -> Response {
+    error_response(&ApiError::new(
+        403,
+        ErrorType::PermissionError,
+        code,
+        message,
+    ))
+}
+
+fn add_cors(response: &mut Response, origin: &str) {
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(origin) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(
+                "retry-after, x-request-id, x-freellmapi-provider, x-freellmapi-model, x-freellmapi-attempts",
+            ),
+        );
+    }
+}
+
+fn add_api_headers(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+}
+
+/// The middleware (installed by [`crate::app`]).
+pub async fn protect(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let is_api = path == "/api" || path.starts_with("/api/");
+    let is_v1 = path == "/v1" || path.starts_with("/v1/");
+    if !is_api && !is_v1 {
+        return next.run(request).await;
+    }
+    let configured = &state.config.dashboard_origins;
+    let headers = request.headers();
+    let origin = header_str(headers, header::ORIGIN).map(str::to_owned);
+    let cors_origin = origin
+        .as_deref()
+        .filter(|o| origin_allowed(o, headers, configured))
+        .map(str::to_owned);
+    let mut response = if request.method() == Method::OPTIONS
+        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        match &cors_origin {
+            Some(_) => {
+                let mut r = Response::new(axum::body::Body::empty());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                let h = r.headers_mut();
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    HeaderValue::from_static(ALLOWED_METHODS),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    HeaderValue::from_static(ALLOWED_HEADERS),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_MAX_AGE,
+                    HeaderValue::from_static("600"),
+                );
+                r
+            }
+            None => refused(
+                "cors_origin_refused",
+                "this origin may not call the gateway from a browser; add it to DASHBOARD_ORIGINS",
+            ),
+        }
+    } else if is_api && is_state_changing(request.method()) && !csrf_allowed(headers, configured) {
+        tracing::warn!(
+            path,
+            origin = origin.as_deref().unwrap_or("-"),
+            "cross-site request refused"
+        );
+        refused(
+            "cross_site_request",
+            "cross-site request refused: this call must come from the dashboard's own origin or one in DASHBOARD_ORIGINS",
+        )
+    } else {
+        next.run(request).await
+    };
+    if let Some(origin) = &cors_origin {
+        add_cors(&mut response, origin);
+    }
+    response
+        .headers_mut()
+        .append(header::VARY, HeaderValue::from_static("origin"));
+    if is_api {
+        add_api_headers(&mut response);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn origins_are_normalised() {
+        assert_eq!(
+            origin_of("HTTPS://Dash.Example.com:8443/path?q#f").as_deref(),
+            Some("https://dash.example.com:8443")
+        );
+        assert_eq!(origin_of("null"), None);
+        assert_eq!(origin_of("https://user@evil.example"), None);
+    }
+
+    #[test]
+    fn csrf_rules() {
+        let configured = vec!["https://dash.example.com".to_owned()];
+        let ok = |pairs: &[(&str, &str)]| csrf_allowed(&headers(pairs), &configured);
+        assert!(ok(&[("host", "gw:3001"), ("origin", "http://gw:3001")]));
+        assert!(ok(&[
+            ("host", "gw:3001"),
+            ("origin", "https://dash.example.com")
+        ]));
+        assert!(!ok(&[
+            ("host", "gw:3001"),
+            ("origin", "https://evil.example")
+        ]));
+        assert!(!ok(&[("host", "gw:3001"), ("origin", "null")]));
+        assert!(ok(&[
+            ("host", "gw:3001"),
+            ("referer", "http://gw:3001/keys")
+        ]));
+        assert!(!ok(&[
+            ("host", "gw:3001"),
+            ("referer", "https://evil.example/x")
+        ]));
+        assert!(!ok(&[
+            ("host", "gw:3001"),
+            ("sec-fetch-site", "cross-site")
+        ]));
+        assert!(ok(&[("host", "gw:3001")]));
+        // A look-alike host does not pass as the same origin.
+        assert!(!ok(&[
+            ("host", "gw:3001"),
+            ("origin", "http://gw:3001.evil.example")
+        ]));
+    }
+}
