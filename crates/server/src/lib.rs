@@ -21,6 +21,7 @@ pub mod gateway_usage;
 pub mod handoff;
 pub mod inbound;
 pub mod ip_limit;
+pub mod key_transfer;
 pub mod login_throttle;
 pub mod openai;
 pub mod profiles;
@@ -47,6 +48,7 @@ pub fn app(state: AppState) -> Router {
         .merge(dashboard_api::routes())
         .merge(profiles::routes())
         .merge(users::routes())
+        .merge(key_transfer::routes())
         .merge(admin::routes())
         .merge(proxy::admin::routes())
         .fallback(dashboard)

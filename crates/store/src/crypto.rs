@@ -173,6 +173,126 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     }
 }
 
+const EXPORT_FORMAT: &str = "freellmapi-key-export";
+const EXPORT_VERSION: u32 = 1;
+const EXPORT_AAD: &[u8] = b"freellmapi-key-export v1";
+
+/// The envelope of an exported key file. Everything but `ciphertext` is public: the KDF parameters and salt, the
+/// nonce. The header is authenticated as associated data of the AES-256-GCM ciphertext.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportEnvelope {
+    format: String,
+    version: u32,
+    kdf: ExportKdf,
+    cipher: String,
+    nonce: String,
+    ciphertext: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportKdf {
+    algorithm: String,
+    memory_kib: u32,
+    iterations: u32,
+    parallelism: u32,
+    salt: String,
+}
+
+fn export_key(password: &str, kdf: &ExportKdf) -> Result<[u8; 32], StoreError> {
+    // Bounds, so a crafted file cannot make an import burn the server's memory or CPU.
+    if kdf.algorithm != "argon2id"
+        || !(8 * 1024..=256 * 1024).contains(&kdf.memory_kib)
+        || !(1..=10).contains(&kdf.iterations)
+        || !(1..=4).contains(&kdf.parallelism)
+    {
+        return Err(StoreError::Crypto);
+    }
+    let salt = B64.decode(&kdf.salt).map_err(|_| StoreError::Crypto)?;
+    let params = argon2::Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(32))
+        .map_err(|_| StoreError::Crypto)?;
+    let mut key = [0u8; 32];
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password_into(password.as_bytes(), &salt, &mut key)
+        .map_err(|_| StoreError::Crypto)?;
+    Ok(key)
+}
+
+/// Encrypts `plaintext` under a key derived from `password` (argon2id, random 16-byte salt; AES-256-GCM, random
+/// nonce) into a versioned JSON file. Independent of `ENCRYPTION_KEY`, so it opens on any instance.
+pub fn seal_with_password(password: &str, plaintext: &[u8]) -> Result<String, StoreError> {
+    let mut salt = [0u8; 16];
+    let mut nonce = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let kdf = ExportKdf {
+        algorithm: "argon2id".into(),
+        memory_kib: 19 * 1024,
+        iterations: 2,
+        parallelism: 1,
+        salt: B64.encode(salt),
+    };
+    let key = export_key(password, &kdf)?;
+    let ciphertext = Aes256Gcm::new(&key.into())
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            aes_gcm::aead::Payload {
+                msg: plaintext,
+                aad: EXPORT_AAD,
+            },
+        )
+        .map_err(|_| StoreError::Crypto)?;
+    serde_json::to_string_pretty(&ExportEnvelope {
+        format: EXPORT_FORMAT.into(),
+        version: EXPORT_VERSION,
+        kdf,
+        cipher: "aes-256-gcm".into(),
+        nonce: B64.encode(nonce),
+        ciphertext: B64.encode(ciphertext),
+    })
+    .map_err(|_| StoreError::Crypto)
+}
+
+/// Why an export file could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExportFileError {
+    #[error("this is not a FreeLLMAPI key export file (or it is of a newer version)")]
+    Format,
+    #[error("wrong password, or the file was altered")]
+    Decrypt,
+}
+
+/// Opens a file made by [`seal_with_password`].
+pub fn open_with_password(password: &str, file: &str) -> Result<Vec<u8>, ExportFileError> {
+    let envelope: ExportEnvelope =
+        serde_json::from_str(file).map_err(|_| ExportFileError::Format)?;
+    if envelope.format != EXPORT_FORMAT
+        || envelope.version != EXPORT_VERSION
+        || envelope.cipher != "aes-256-gcm"
+    {
+        return Err(ExportFileError::Format);
+    }
+    let nonce = B64
+        .decode(&envelope.nonce)
+        .ok()
+        .filter(|n| n.len() == 12)
+        .ok_or(ExportFileError::Format)?;
+    let ciphertext = B64
+        .decode(&envelope.ciphertext)
+        .map_err(|_| ExportFileError::Format)?;
+    let key = export_key(password, &envelope.kdf).map_err(|_| ExportFileError::Format)?;
+    Aes256Gcm::new(&key.into())
+        .decrypt(
+            Nonce::from_slice(&nonce),
+            aes_gcm::aead::Payload {
+                msg: &ciphertext,
+                aad: EXPORT_AAD,
+            },
+        )
+        .map_err(|_| ExportFileError::Decrypt)
+}
+
 /// SHA-256 of a token, hex. Gateway keys and session tokens are stored and looked up this way.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -257,6 +377,31 @@ mod tests {
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong horse!", &h));
         assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn export_files_round_trip_and_refuse_wrong_passwords() {
+        let file = seal_with_password("export-pass", b"secret payload").unwrap();
+        assert!(!file.contains("secret payload"));
+        assert_eq!(
+            open_with_password("export-pass", &file).unwrap(),
+            b"secret payload"
+        );
+        assert_eq!(
+            open_with_password("other-pass", &file),
+            Err(ExportFileError::Decrypt)
+        );
+        let other = seal_with_password("export-pass", b"secret payload").unwrap();
+        assert_ne!(file, other, "fresh salt and nonce");
+        let tampered = file.replace("\"version\": 1", "\"version\": 2");
+        assert_eq!(
+            open_with_password("export-pass", &tampered),
+            Err(ExportFileError::Format)
+        );
+        assert_eq!(
+            open_with_password("export-pass", "{}"),
+            Err(ExportFileError::Format)
+        );
     }
 
     #[test]

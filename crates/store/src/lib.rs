@@ -13,7 +13,7 @@ pub use crypto::{
     hash_password, mask_secret, resolve_encryption_key, verify_password, Cipher, KeySource,
     PasswordError,
 };
-pub use crypto::{random_hex, token_hash};
+pub use crypto::{open_with_password, random_hex, seal_with_password, token_hash, ExportFileError};
 pub use migrations::MIGRATIONS;
 pub use records::*;
 pub use store::{default_sqlite_path, gateway_key_prefix, redact_url, Engine, Store, StoreError};

@@ -535,3 +535,98 @@ async fn gateway_key_allow_list_limits_models() {
         .await;
     assert_eq!(chat_with(&gw, &key, "m1").await.0, 401);
 }
+
+#[tokio::test]
+async fn key_export_imports_into_another_instance_skipping_duplicates() {
+    let first = start(&[]).await;
+    let admin = login_as(&first, "admin", &first.admin_password).await;
+    for (secret, models) in [
+        ("sk-export-one-1234567890", json!(["m1"])),
+        ("sk-export-two-1234567890", json!(["m2"])),
+    ] {
+        let (status, _) = admin
+            .call(
+                "POST",
+                "/api/keys",
+                Some(json!({ "platform": "custom", "key": secret, "base_url": first.mock.base_url("ok"), "models": models })),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    // The account password is required.
+    let (status, _) = admin
+        .call(
+            "POST",
+            "/api/keys/export",
+            Some(json!({ "password": "not-it-at-all" })),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let r = admin
+        .request(reqwest::Method::POST, "/api/keys/export")
+        .json(&json!({ "password": first.admin_password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("attachment"));
+    let file = r.text().await.unwrap();
+    assert!(!file.contains("sk-export-one"), "the file is encrypted");
+    let envelope: Value = serde_json::from_str(&file).unwrap();
+    assert_eq!(envelope["version"], 1);
+    assert_eq!(envelope["kdf"]["algorithm"], "argon2id");
+
+    // Another instance, another ENCRYPTION_KEY, another user with another password.
+    let second = start_with_encryption_key(fast_config(), &[], [77u8; 32]).await;
+    let admin2 = login_as(&second, "admin", &second.admin_password).await;
+    create_user(&admin2, "erin", "erin-password").await;
+    let erin = login_as(&second, "erin", "erin-password").await;
+    let (status, body) = erin
+        .call(
+            "POST",
+            "/api/keys/import",
+            Some(json!({ "file": file, "password": "wrong-password" })),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_openai_error(&body, "invalid_export_file");
+    let (status, body) = erin
+        .call(
+            "POST",
+            "/api/keys/import",
+            Some(json!({ "file": envelope, "password": first.admin_password })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["imported"], 2);
+    assert_eq!(body["skipped_duplicates"], 0);
+    // Importing again skips both.
+    let (_, body) = erin
+        .call(
+            "POST",
+            "/api/keys/import",
+            Some(json!({ "file": file, "password": first.admin_password })),
+        )
+        .await;
+    assert_eq!(
+        (
+            body["imported"].as_u64(),
+            body["skipped_duplicates"].as_u64()
+        ),
+        (Some(0), Some(2))
+    );
+    // The keys belong to erin only, are masked, and route.
+    let (_, keys) = erin.call("GET", "/api/keys", None).await;
+    assert_eq!(keys["data"].as_array().unwrap().len(), 2);
+    assert!(!keys.to_string().contains("sk-export-one-1234567890"));
+    let (_, admin_keys) = admin2.call("GET", "/api/keys", None).await;
+    assert!(admin_keys["data"].as_array().unwrap().is_empty());
+    let (_, created) = erin
+        .call("POST", "/api/gateway-keys", Some(json!({})))
+        .await;
+    let (status, _, _) = chat_with(&second, created["key"].as_str().unwrap(), "m2").await;
+    assert_eq!(status, 200);
+}

@@ -41,10 +41,21 @@ pub async fn start(keys: &[(&str, &[&str])]) -> Gateway {
 }
 
 pub async fn start_with(config: ServerConfig, keys: &[(&str, &[&str])]) -> Gateway {
+    start_with_encryption_key(config, keys, [5u8; 32]).await
+}
+
+/// A gateway whose store encrypts with `encryption_key` (to test moving data between instances).
+pub async fn start_with_encryption_key(
+    config: ServerConfig,
+    keys: &[(&str, &[&str])],
+    encryption_key: [u8; 32],
+) -> Gateway {
     let mock = MockProvider::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("gw.db").display());
-    let store = Store::open(&url, Cipher::new(&[5u8; 32])).await.unwrap();
+    let store = Store::open(&url, Cipher::new(&encryption_key))
+        .await
+        .unwrap();
     let admin_password = "admin-password-1".to_owned();
     let user = store
         .create_user("admin", &admin_password, "admin")
