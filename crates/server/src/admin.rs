@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
@@ -892,19 +892,29 @@ async fn delete_gateway_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct RecentQuery {
-    #[serde(default)]
-    limit: Option<i64>,
-}
-
 async fn recent_requests(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<RecentQuery>,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let user = session_user(&state, &headers).await?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    // Read by hand so a malformed query is an error in the API's shape, not the framework's plain-text one.
+    let limit = match query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| *name == "limit")
+    {
+        None => 50,
+        Some((_, v)) => v.parse::<i64>().map_err(|_| {
+            GatewayError(
+                ApiError::invalid_request("invalid_limit", "`limit` must be an integer")
+                    .with_param("limit"),
+            )
+        })?,
+    }
+    .clamp(1, 500);
     let rows = state.store.recent_requests(&user.id, limit).await?;
     Ok(Json(json!({ "data": rows })))
 }

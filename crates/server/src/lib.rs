@@ -24,6 +24,7 @@ pub mod ip_limit;
 pub mod key_transfer;
 pub mod login_throttle;
 pub mod openai;
+pub mod openapi;
 pub mod profiles;
 pub mod proxy;
 pub mod relay;
@@ -49,6 +50,7 @@ pub fn app(state: AppState) -> Router {
         .merge(profiles::routes())
         .merge(users::routes())
         .merge(key_transfer::routes())
+        .merge(openapi::routes())
         .merge(admin::routes())
         .merge(proxy::admin::routes())
         .fallback(dashboard)

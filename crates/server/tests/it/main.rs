@@ -7,6 +7,7 @@ mod accounts;
 mod admin;
 mod failover;
 mod harness;
+mod isolation;
 mod live;
 mod native;
 mod openai_surface;
