@@ -2,8 +2,9 @@
 # Runs every test of the project: formatting and lints, the Rust test suites (unit, integration over loopback HTTP
 # with the mock provider, store tests on SQLite and PostgreSQL), and the official OpenAI Python SDK against a real
 # gateway process, then the dashboard's tests (TypeScript typecheck, Vitest, and end-to-end in Debian's headless
-# Chromium driven by playwright-core). Installs what it needs into the repository (.venv, web/node_modules) on first
-# use; Node.js/npm and /usr/bin/chromium must be present (.ci/run installs them).
+# Chromium driven by playwright-core), then schemathesis fuzzing of the HTTP surface from its OpenAPI document
+# (tests/fuzz/schemathesis.sh, under 3 minutes). Installs what it needs into the repository (.venv,
+# web/node_modules) on first use; Node.js/npm and /usr/bin/chromium must be present (.ci/run installs them).
 #
 # PostgreSQL: store tests also run against FREELLMAPI_TEST_POSTGRES_URL. If it is unset and a server answers on
 # 127.0.0.1:5432, that server is used (database `postgres`, user `postgres`); otherwise a loud notice says PostgreSQL
@@ -48,5 +49,8 @@ fi
 
 step "Dashboard: typecheck, unit tests, production build, end-to-end in headless Chromium"
 bash web/scripts/test.sh
+
+step "Schema-driven fuzzing of /api and /v1 from the OpenAPI document (schemathesis, bounded in time)"
+bash tests/fuzz/schemathesis.sh
 
 step "All tests passed"

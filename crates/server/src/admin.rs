@@ -898,16 +898,9 @@ async fn recent_requests(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let user = session_user(&state, &headers).await?;
-    // Read by hand so a malformed query is an error in the API's shape, not the framework's plain-text one.
-    let limit = match query
-        .as_deref()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(name, _)| *name == "limit")
-    {
+    let limit = match crate::dashboard_api::query_param(query.as_deref(), "limit") {
         None => 50,
-        Some((_, v)) => v.parse::<i64>().map_err(|_| {
+        Some(v) => v.parse::<i64>().map_err(|_| {
             GatewayError(
                 ApiError::invalid_request("invalid_limit", "`limit` must be an integer")
                     .with_param("limit"),

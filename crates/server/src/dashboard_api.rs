@@ -7,13 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use http::HeaderMap;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use store::RequestStat;
 use tokio::sync::broadcast::error::RecvError;
@@ -212,9 +211,17 @@ async fn playground_chat(
     serve_chat(state, caller, &headers, body).await
 }
 
-#[derive(Deserialize)]
+/// The first value of `name` in a query string. Read by hand so that a malformed query (a repeated field, say) is
+/// answered in the API's error shape, not the framework's plain-text one.
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_owned())
+}
+
 struct RangeQuery {
-    #[serde(default)]
     range: Option<String>,
 }
 
@@ -329,9 +336,12 @@ async fn key_stats(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<RangeQuery>,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let user = session_user(&state, &headers).await?;
+    let q = RangeQuery {
+        range: query_param(query.as_deref(), "range"),
+    };
     if state.store.provider_key(&user.id, &id).await?.is_none() {
         return Err(not_found("provider key").into());
     }
@@ -397,9 +407,12 @@ async fn key_stats(
 async fn analytics(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<RangeQuery>,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let user = session_user(&state, &headers).await?;
+    let q = RangeQuery {
+        range: query_param(query.as_deref(), "range"),
+    };
     let (window, bucket) = range_of(&q)?;
     let now = now_ms() as i64;
     let start = (now - window) / bucket * bucket + bucket;
