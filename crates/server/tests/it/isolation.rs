@@ -2,9 +2,6 @@
 //! nothing of A's. The same run captures every log line and response body and scans them for secrets (provider
 //! keys, gateway keys, passwords, session tokens).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use serde_json::{json, Value};
 
 use crate::accounts::{create_user, login_as, Session};
@@ -17,19 +14,8 @@ const A_MODEL: &str = "model-of-alice-7733";
 const A_REQUEST_ID: &str = "req-of-alice-7734";
 const B_PASSWORD: &str = "bob-password-7735";
 const NEW_ADMIN_PASSWORD: &str = "admin-new-password-7736";
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+const A_PROFILE: &str = "profile-of-alice-7738";
+const A_PROXY_LABEL: &str = "proxy-of-alice-7739";
 
 /// Every documented operation, as (method, path template).
 fn documented_operations() -> Vec<(String, String)> {
@@ -56,6 +42,13 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         }
         "/api/users/{id}" => json!({ "disabled": true, "password": "taken-over-1" }),
         "/api/keys/{id}" => json!({ "label": "stolen", "enabled": false }),
+        "/api/profiles" => json!({ "name": "bobs-profile", "models": ["m"] }),
+        "/api/profiles/{id}" => {
+            json!({ "name": "stolen", "strategy": "failover", "models": ["m"] })
+        }
+        "/api/proxies" => json!({ "url": "http://127.0.0.1:9", "label": "bobs-proxy" }),
+        "/api/proxies/{id}" => json!({ "label": "stolen", "enabled": false }),
+        "/api/proxies/bulk" => json!({ "action": "delete", "ids": ["x"] }),
         "/api/gateway-keys/{id}" => json!({ "label": "stolen", "enabled": false }),
         "/api/keys/export" => json!({ "password": B_PASSWORD }),
         "/api/auth/password" => {
@@ -68,6 +61,8 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
 
 struct Alice {
     key_id: String,
+    profile_id: String,
+    proxy_id: String,
     gateway_id: String,
     gateway_key: String,
     gateway_prefix: String,
@@ -103,7 +98,26 @@ async fn alice_objects(gw: &Gateway, admin: &Session) -> Alice {
         .unwrap();
     assert_eq!(r.status(), 200);
     let (_, me) = admin.call("GET", "/api/auth/me", None).await;
+    let (status, profile) = admin
+        .call(
+            "POST",
+            "/api/profiles",
+            Some(json!({ "name": A_PROFILE, "models": [A_MODEL] })),
+        )
+        .await;
+    assert_eq!(status, 201, "{profile}");
+    // A proxy on a closed loopback port: never reached, nothing leaves the machine.
+    let (status, proxy) = admin
+        .call(
+            "POST",
+            "/api/proxies",
+            Some(json!({ "url": "http://127.0.0.1:9", "label": A_PROXY_LABEL, "enabled": false })),
+        )
+        .await;
+    assert_eq!(status, 201, "{proxy}");
     Alice {
+        profile_id: profile["id"].as_str().unwrap().to_owned(),
+        proxy_id: proxy["id"].as_str().unwrap().to_owned(),
         key_id: key["id"].as_str().unwrap().to_owned(),
         gateway_id: gk["id"].as_str().unwrap().to_owned(),
         gateway_prefix: gk["prefix"]
@@ -118,16 +132,8 @@ async fn alice_objects(gw: &Gateway, admin: &Session) -> Alice {
 
 #[tokio::test]
 async fn user_b_gets_nothing_of_user_a_and_no_secret_leaks() {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer({
-            let logs = logs.clone();
-            move || logs.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // The process-wide capture: this test's lines and those of every other test of this binary run so far.
+    let logs = captured_logs();
 
     let gw = start(&[]).await;
     let admin = login_as(&gw, "admin", &gw.admin_password).await;
@@ -162,13 +168,23 @@ async fn user_b_gets_nothing_of_user_a_and_no_secret_leaks() {
         &alice.gateway_id,
         &alice.gateway_prefix,
         &alice.user_id,
+        A_PROFILE,
+        A_PROXY_LABEL,
+        &alice.profile_id,
+        &alice.proxy_id,
     ];
     for (method, template) in documented_operations() {
         if template == "/api/auth/logout" || template == "/ws" || template.starts_with("/v1/") {
             continue;
         }
         let ids: Vec<&str> = if template.contains("{id}") {
-            vec![&alice.key_id, &alice.gateway_id, &alice.user_id]
+            vec![
+                &alice.key_id,
+                &alice.gateway_id,
+                &alice.user_id,
+                &alice.profile_id,
+                &alice.proxy_id,
+            ]
         } else {
             vec![""]
         };

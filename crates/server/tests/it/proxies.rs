@@ -3,7 +3,7 @@
 //! traffic direct, the health checker marks and restores, credentials never appear in answers or logs, and the
 //! candidate search keeps the live proxies of a mixed list.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -420,39 +420,6 @@ async fn bulk_actions_and_import() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-}
-
-/// A writer into a shared buffer, to read back everything the gateway logged.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Everything logged by this test binary from the first call on (a process-wide subscriber: a thread-scoped one
-/// misses events whose callsites other tests registered first).
-fn captured_logs() -> LogBuffer {
-    static BUFFER: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
-    BUFFER
-        .get_or_init(|| {
-            let buffer = LogBuffer::default();
-            let writer = buffer.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::INFO)
-                .with_writer(move || writer.clone())
-                .with_ansi(false)
-                .finish();
-            tracing::subscriber::set_global_default(subscriber).unwrap();
-            buffer
-        })
-        .clone()
 }
 
 #[tokio::test]
