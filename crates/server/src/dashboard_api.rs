@@ -218,7 +218,40 @@ pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .split('&')
         .filter_map(|pair| pair.split_once('='))
         .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.to_owned())
+        .map(|(_, v)| percent_decode(v))
+}
+
+/// `application/x-www-form-urlencoded` decoding of one value (`+` is a space; a broken escape stays as written).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (escaped, bytes[i]) {
+            (Some(b), _) => {
+                out.push(b);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, b) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+struct RoutingQuery {
+    model: String,
 }
 
 struct RangeQuery {
@@ -467,19 +500,21 @@ async fn analytics(
     })))
 }
 
-#[derive(Deserialize)]
-struct RoutingQuery {
-    model: String,
-}
-
 /// How the router sees a model (or profile, or `auto`) right now: every candidate with its state, score inputs,
 /// limits and usage, in the order the next request would try them.
 async fn routing(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<RoutingQuery>,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let user = session_user(&state, &headers).await?;
+    let model = query_param(query.as_deref(), "model").ok_or_else(|| {
+        GatewayError(
+            ApiError::invalid_request("missing_model", "name a model: ?model=<id>")
+                .with_param("model"),
+        )
+    })?;
+    let q = RoutingQuery { model };
     let tenant = tenant_of(&state, &user.id)?;
     let (routes, priorities, strategy) = if q.model == "auto" {
         let routes = tenant.chat_candidates();
@@ -575,6 +610,18 @@ mod tests {
         assert_eq!(percentile(&v, 50.0), 51);
         assert_eq!(percentile(&v, 99.0), 99);
         assert_eq!(percentile(&[], 95.0), 0);
+    }
+
+    #[test]
+    fn query_values_are_decoded() {
+        let q = Some("model=meta-llama%2Fllama-3%3Afree&x=a+b&bad=%zz%4");
+        assert_eq!(
+            query_param(q, "model").as_deref(),
+            Some("meta-llama/llama-3:free")
+        );
+        assert_eq!(query_param(q, "x").as_deref(), Some("a b"));
+        assert_eq!(query_param(q, "bad").as_deref(), Some("%zz%4"));
+        assert_eq!(query_param(q, "none"), None);
     }
 
     #[test]
