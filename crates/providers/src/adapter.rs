@@ -7,6 +7,7 @@ use http::{HeaderName, HeaderValue};
 
 use crate::dialect::{cohere, gemini, DialectError};
 use crate::platform::{AuthStyle, Dialect, Platform};
+use crate::quirks;
 
 /// A provider credential. `Debug` never prints it.
 #[derive(Clone, PartialEq, Eq)]
@@ -240,8 +241,9 @@ impl Adapter {
         self != Adapter::OpenAiCompatible
     }
 
-    /// The chat request for `model`: the client's body as is for the OpenAI dialect, translated otherwise (a
-    /// request the dialect cannot express is a [`DialectError::BadRequest`]).
+    /// The chat request for `model`: the client's body for the OpenAI dialect (as is, unless the platform has a
+    /// request quirk: [`crate::quirks`]), translated otherwise (a request the dialect cannot express is a
+    /// [`DialectError::BadRequest`]).
     pub fn chat_request(
         self,
         client: &reqwest::Client,
@@ -256,7 +258,10 @@ impl Adapter {
             "application/json"
         };
         let (target, body) = match self {
-            Adapter::OpenAiCompatible => (endpoint.chat_url.clone(), body),
+            Adapter::OpenAiCompatible => (
+                endpoint.chat_url.clone(),
+                quirks::openai_chat_request(endpoint.platform, body),
+            ),
             Adapter::Gemini => (
                 url(&gemini::chat_url(&endpoint.base_url, model, stream))?,
                 Bytes::from(gemini::openai_to_gemini_chat_request(&body, model, stream)?),

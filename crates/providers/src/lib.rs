@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod classify;
 pub mod dialect;
 pub mod platform;
+pub mod quirks;
 pub mod ratelimit;
 
 pub use adapter::{

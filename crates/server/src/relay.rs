@@ -1050,7 +1050,10 @@ async fn attempt(
             Ok(Ok(b)) => b,
         };
         let body = match (native, operation) {
-            (None, _) => body,
+            (None, Operation::Chat { .. }) => {
+                providers::quirks::openai_chat_response(key.platform, body)
+            }
+            (None, Operation::Embeddings) => body,
             (Some((_, base64)), Operation::Embeddings) => adapter
                 .embeddings_response(body, model, base64)
                 .map_err(|e| dialect_failure(key, e))?,
