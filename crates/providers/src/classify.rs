@@ -149,7 +149,7 @@ fn retry_after_body(body: &str) -> Option<Duration> {
             }
         }
     }
-    for phrase in ["try again in ", "retry after ", "retry in "] {
+    for phrase in ["try again in ", "retry after ", "retry in ", "please wait "] {
         if let Some(pos) = lower.find(phrase) {
             if let Some(d) = leading_seconds(&lower[pos + phrase.len()..]) {
                 return Some(d.min(MAX_DELAY));
@@ -159,22 +159,42 @@ fn retry_after_body(body: &str) -> Option<Duration> {
     None
 }
 
+/// Reads a duration at the start of `s`: `17`, `7.66s`, `250ms`, `2m`, `1m26.4s` (Groq), `39617 seconds`.
 fn leading_seconds(s: &str) -> Option<Duration> {
-    let end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let n: f64 = s[..end].parse().ok()?;
-    let unit = s[end..].trim_start();
-    let secs = if unit.starts_with("ms") {
-        n / 1000.0
-    } else if unit.starts_with('m') && !unit.starts_with("mi") || unit.starts_with("min") {
-        n * 60.0
-    } else if unit.starts_with('h') {
-        n * 3600.0
-    } else {
-        n
-    };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    let mut rest = s;
+    let mut total = 0.0;
+    let mut any = false;
+    loop {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let Ok(n) = rest[..end].parse::<f64>() else {
+            break;
+        };
+        let unit = &rest[end..];
+        let spaced = unit.trim_start();
+        let (factor, unit_len) = if unit.starts_with("ms") {
+            (0.001, 2)
+        } else if spaced.starts_with("min") {
+            (60.0, unit.len() - spaced.len() + 3)
+        } else if unit.starts_with('m') {
+            (60.0, 1)
+        } else if unit.starts_with('h') {
+            (3600.0, 1)
+        } else if unit.starts_with('s') {
+            (1.0, 1)
+        } else {
+            (1.0, 0)
+        };
+        total += n * factor;
+        any = true;
+        rest = &unit[unit_len..];
+        // Groq writes `1m26.4s`: another number right after a unit continues the duration.
+        if unit_len == 0 || !rest.starts_with(|c: char| c.is_ascii_digit()) {
+            break;
+        }
+    }
+    (any && total.is_finite() && total >= 0.0).then(|| Duration::from_secs_f64(total))
 }
 
 /// Pulls the human message out of an error body (`error.message`, `message`, `detail`, or the raw text).
@@ -183,8 +203,12 @@ fn error_message(body: &[u8]) -> String {
         let candidates = [
             v.pointer("/error/message"),
             v.pointer("/message"),
+            // RFC 7807 problem details (NVIDIA): `detail`, else `title`.
             v.pointer("/detail"),
+            v.pointer("/title"),
             v.pointer("/error"),
+            // Cloudflare's API envelope.
+            v.pointer("/errors/0/message"),
             v.pointer("/0/error/message"),
         ];
         for c in candidates.into_iter().flatten() {
@@ -196,11 +220,13 @@ fn error_message(body: &[u8]) -> String {
     String::from_utf8_lossy(body).into_owned()
 }
 
-/// Classifies a non-success HTTP response.
+/// Classifies a non-success HTTP response. Platform-specific bodies are recognised by their content, so one
+/// function serves every platform (the tests hold a real error body of each).
 pub fn classify_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> UpstreamFailure {
     let raw_message = error_message(body);
     let lower = raw_message.to_ascii_lowercase();
     let body_text = String::from_utf8_lossy(body);
+    let body_lower = body_text.to_ascii_lowercase();
     let context_words = [
         "context_length_exceeded",
         "context length",
@@ -212,20 +238,57 @@ pub fn classify_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -
     let quota_words = [
         "quota",
         "per day",
+        "per-day",
         "daily",
         "exhausted",
         "insufficient",
         "credit",
         "billing",
+        "/ month",
+        "per month",
+        "monthly",
     ];
+    // Per-minute limits are rate limits even when the provider calls them a quota (Gemini's quota ids, Groq's TPM,
+    // OpenRouter's `free-models-per-min`, Cohere's trial `20 API calls / minute`).
+    let minute_words = [
+        "per minute",
+        "perminute",
+        "per-min",
+        "/ minute",
+        "per_minute",
+    ];
+    // A daily quota named without quota words (GitHub `UserByModelByDay`, Gemini `PerDay` quota ids).
+    let day_words = ["byday", "perday", "per 86400s"];
+    let per_minute = minute_words
+        .iter()
+        .any(|w| lower.contains(w) || body_lower.contains(w));
+    let per_day = day_words.iter().any(|w| body_lower.contains(w));
+    // A model the key's plan or tier does not include (GitHub Models, Ollama Cloud): the key itself is fine.
+    let gated_words = [
+        "no access to model",
+        "unavailable model",
+        "requires a subscription",
+        "not available on your tier",
+        "upgrade your plan",
+    ];
+    let gated = gated_words.iter().any(|w| lower.contains(w));
+    let mut retry_after = None;
     let class = match status.as_u16() {
+        401 | 403 if gated => {
+            retry_after = Some(Duration::from_secs(24 * 3600));
+            ErrorClass::NotFound
+        }
         401 | 403 => ErrorClass::Auth,
+        // HuggingFace (credits) and OpenRouter (negative balance): another key or platform may still serve.
         402 => ErrorClass::QuotaExhausted,
-        429 if quota_words.iter().any(|w| lower.contains(w)) && !lower.contains("per minute") => {
+        429 if per_day => ErrorClass::QuotaExhausted,
+        429 if quota_words.iter().any(|w| lower.contains(w)) && !per_minute => {
             ErrorClass::QuotaExhausted
         }
         429 => ErrorClass::RateLimited,
         413 => ErrorClass::ContextTooLong,
+        // NVIDIA: the model's function is down, whatever status it comes with.
+        _ if lower.contains("degraded function") => ErrorClass::Server,
         400 | 422 if context_words.iter().any(|w| lower.contains(w)) => ErrorClass::ContextTooLong,
         400 | 422 if lower.contains("api key") || lower.contains("api_key_invalid") => {
             ErrorClass::Auth
@@ -237,14 +300,56 @@ pub fn classify_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -
         407 => ErrorClass::Proxy,
         _ => ErrorClass::Server,
     };
-    let retry_after =
-        retry_after_header(headers, SystemTime::now()).or_else(|| retry_after_body(&body_text));
+    let now = SystemTime::now();
+    // Cloudflare's free allocation of neurons is daily and comes back at 00:00 UTC.
+    if class == ErrorClass::QuotaExhausted && lower.contains("neurons") {
+        retry_after = Some(until_utc_midnight(now));
+    }
+    let retry_after = retry_after
+        .or_else(|| retry_after_header(headers, now))
+        .or_else(|| retry_after_body(&body_text))
+        .or_else(|| ratelimit_reset_in_body(&body_lower, now));
     UpstreamFailure {
         class,
         status: Some(status.as_u16()),
         retry_after,
         message: sanitize_message(&raw_message),
     }
+}
+
+fn until_utc_midnight(now: SystemTime) -> Duration {
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Duration::from_secs(86_400 - secs % 86_400)
+}
+
+/// OpenRouter copies the limit's headers into the body: `"X-RateLimit-Reset":"1745020800000"` (milliseconds since the
+/// epoch).
+fn ratelimit_reset_in_body(body_lower: &str, now: SystemTime) -> Option<Duration> {
+    let key = "\"x-ratelimit-reset\"";
+    let pos = body_lower.find(key)?;
+    let rest = body_lower[pos + key.len()..]
+        .trim_start()
+        .trim_start_matches(':')
+        .trim_start()
+        .trim_start_matches('"');
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let value: u64 = rest[..end].parse().ok()?;
+    // Milliseconds when it looks like a millisecond timestamp, seconds otherwise.
+    let at = if value > 100_000_000_000 {
+        Duration::from_millis(value)
+    } else {
+        Duration::from_secs(value)
+    };
+    let when = SystemTime::UNIX_EPOCH + at;
+    Some(
+        when.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_DELAY),
+    )
 }
 
 /// Classifies a transport error (no HTTP response).
@@ -446,6 +551,175 @@ mod tests {
             Some(Duration::from_secs(120))
         );
         assert_eq!(classify(429, "{}").retry_after, None);
+    }
+
+    /// Real error bodies of each platform (shapes from the providers' documentation and observed answers).
+    #[test]
+    fn platform_error_bodies() {
+        // Groq: TPM is a rate limit, RPD a daily quota; `1m26.4s` is one duration.
+        let f = classify(
+            429,
+            r#"{"error":{"message":"Rate limit reached for model `llama-3.3-70b-versatile` in organization `org_1` service tier `on_demand` on tokens per minute (TPM): Limit 12000, Used 11000, Requested 2000. Please try again in 5s. Need more tokens?","type":"tokens","code":"rate_limit_exceeded"}}"#,
+        );
+        assert_eq!(f.class, ErrorClass::RateLimited);
+        assert_eq!(f.retry_after, Some(Duration::from_secs(5)));
+        let f = classify(
+            429,
+            r#"{"error":{"message":"Rate limit reached for model `llama-3.3-70b-versatile` in organization `org_1` service tier `on_demand` on requests per day (RPD): Limit 1000, Used 1000, Requested 1. Please try again in 1m26.4s.","type":"requests","code":"rate_limit_exceeded"}}"#,
+        );
+        assert_eq!(f.class, ErrorClass::QuotaExhausted);
+        assert_eq!(f.retry_after, Some(Duration::from_secs_f64(86.4)));
+        // Groq: a tool schema the model broke is the client's request.
+        assert_eq!(
+            classify(400, r#"{"error":{"message":"Failed to call a function. Please adjust your prompt.","type":"invalid_request_error","code":"tool_use_failed","failed_generation":"<function=x>"}}"#).class,
+            ErrorClass::BadRequest
+        );
+
+        // Gemini: RESOURCE_EXHAUSTED on a per-minute quota id is a rate limit with RetryInfo's delay; per day a quota.
+        let gemini = |quota_id: &str| {
+            format!(
+                r#"{{"error":{{"code":429,"message":"You exceeded your current quota, please check your plan and billing details.","status":"RESOURCE_EXHAUSTED","details":[{{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{{"quotaMetric":"generativelanguage.googleapis.com/generate_content_free_tier_requests","quotaId":"{quota_id}"}}]}},{{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"17s"}}]}}}}"#
+            )
+        };
+        let f = classify(
+            429,
+            &gemini("GenerateRequestsPerMinutePerProjectPerModel-FreeTier"),
+        );
+        assert_eq!(f.class, ErrorClass::RateLimited);
+        assert_eq!(f.retry_after, Some(Duration::from_secs(17)));
+        assert_eq!(
+            classify(
+                429,
+                &gemini("GenerateRequestsPerDayPerProjectPerModel-FreeTier")
+            )
+            .class,
+            ErrorClass::QuotaExhausted
+        );
+        assert_eq!(
+            classify(400, r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"reason":"API_KEY_INVALID"}]}}"#).class,
+            ErrorClass::Auth
+        );
+
+        // Cohere trial keys: per minute is a rate limit, per month a quota.
+        assert_eq!(
+            classify(429, r#"{"id":"a1","message":"You are using a Trial key, which is limited to 20 API calls / minute. You can continue to use the Trial key for free or upgrade to a Production key with higher rate limits."}"#).class,
+            ErrorClass::RateLimited
+        );
+        assert_eq!(
+            classify(429, r#"{"id":"a2","message":"You are using a Trial key, which is limited to 1000 API calls / month. You can continue to use the Trial key for free or upgrade to a Production key."}"#).class,
+            ErrorClass::QuotaExhausted
+        );
+
+        // NVIDIA: RFC 7807 problem details; a DEGRADED function is the platform's fault, not the request's.
+        let f = classify(
+            429,
+            r#"{"type":"about:blank","status":429,"title":"Too Many Requests","detail":"Rate limit exceeded"}"#,
+        );
+        assert_eq!(f.class, ErrorClass::RateLimited);
+        assert_eq!(f.message, "Rate limit exceeded");
+        assert_eq!(
+            classify(
+                500,
+                r#"{"type":"about:blank","status":500,"title":"Internal Server Error"}"#
+            )
+            .message,
+            "Internal Server Error"
+        );
+        let f = classify(
+            400,
+            r#"{"type":"urn:nvcf-worker-service:problem-details:bad-request","status":400,"title":"Bad Request","detail":"Function id '9b96': DEGRADED function cannot be invoked"}"#,
+        );
+        assert_eq!(f.class, ErrorClass::Server);
+        assert!(f.class.retryable());
+
+        // OpenRouter: the free daily cap with its reset time in the body; the per-minute cap is a rate limit.
+        let reset_ms = (SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            + 3_600_000) as u64;
+        let f = classify(
+            429,
+            &format!(
+                r#"{{"error":{{"message":"Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day","code":429,"metadata":{{"headers":{{"X-RateLimit-Limit":"50","X-RateLimit-Remaining":"0","X-RateLimit-Reset":"{reset_ms}"}}}}}}}}"#
+            ),
+        );
+        assert_eq!(f.class, ErrorClass::QuotaExhausted);
+        let wait = f.retry_after.unwrap();
+        assert!(
+            wait > Duration::from_secs(3590) && wait <= Duration::from_secs(3600),
+            "{wait:?}"
+        );
+        assert_eq!(
+            classify(
+                429,
+                r#"{"error":{"message":"Rate limit exceeded: free-models-per-min.","code":429}}"#
+            )
+            .class,
+            ErrorClass::RateLimited
+        );
+        assert_eq!(
+            classify(402, r#"{"error":{"message":"This request requires more credits, or fewer max_tokens.","code":402}}"#).class,
+            ErrorClass::QuotaExhausted
+        );
+
+        // Cloudflare: the daily neuron allocation lasts until 00:00 UTC.
+        let f = classify(
+            429,
+            r#"{"errors":[{"message":"you have used up your daily free allocation of 10,000 neurons, please upgrade to Cloudflare's Workers Paid plan if you would like to continue usage.","code":4006}],"success":false,"result":{},"messages":[]}"#,
+        );
+        assert_eq!(f.class, ErrorClass::QuotaExhausted);
+        assert!(f.message.starts_with("you have used up"), "{}", f.message);
+        let wait = f.retry_after.unwrap();
+        assert!(wait <= Duration::from_secs(86_400) && wait > Duration::ZERO);
+        let midnight = until_utc_midnight(SystemTime::now()).as_secs();
+        assert!(wait.as_secs().abs_diff(midnight) <= 2);
+        assert_eq!(
+            classify(429, r#"{"errors":[{"message":"AiError: Capacity temporarily exceeded, please try again.","code":3040}],"success":false}"#).class,
+            ErrorClass::RateLimited
+        );
+
+        // GitHub Models: a model above the account's tier is gated for this key only; the daily cap is a quota.
+        let f = classify(
+            403,
+            r#"{"error":{"code":"no_access","message":"No access to model: openai/o3","details":"No access to model: openai/o3"}}"#,
+        );
+        assert_eq!(f.class, ErrorClass::NotFound);
+        assert_eq!(f.retry_after, Some(Duration::from_secs(24 * 3600)));
+        let f = classify(
+            429,
+            r#"{"error":{"code":"RateLimitReached","message":"Rate limit of 50 per 86400s exceeded for UserByModelByDay. Please wait 39617 seconds before retrying.","details":"Rate limit of 50 per 86400s exceeded for UserByModelByDay."}}"#,
+        );
+        assert_eq!(f.class, ErrorClass::QuotaExhausted);
+        assert_eq!(f.retry_after, Some(Duration::from_secs(39617)));
+        assert_eq!(
+            classify(
+                401,
+                r#"{"error":{"code":"unauthorized","message":"Bad credentials"}}"#
+            )
+            .class,
+            ErrorClass::Auth
+        );
+
+        // HuggingFace: out of monthly credits is worth retrying elsewhere.
+        let f = classify(
+            402,
+            r#"{"error":"You have exceeded your monthly included credits for Inference Providers. Subscribe to PRO to get 20x more monthly included credits."}"#,
+        );
+        assert_eq!(f.class, ErrorClass::QuotaExhausted);
+        assert!(f.class.retryable());
+
+        // Ollama Cloud: a paid model on a free key.
+        assert_eq!(
+            classify(403, r#"{"error":"this model requires a subscription, upgrade for access: https://ollama.com/upgrade"}"#).class,
+            ErrorClass::NotFound
+        );
+
+        // Mistral: its strict schema's 422 is the request's fault.
+        assert_eq!(
+            classify(422, r#"{"object":"error","message":{"detail":[{"type":"extra_forbidden","loc":["body","top_k"],"msg":"Extra inputs are not permitted"}]},"type":"invalid_request_message_error"}"#).class,
+            ErrorClass::BadRequest
+        );
     }
 
     #[test]
