@@ -1,7 +1,8 @@
 //! Scriptable mock LLM provider speaking the OpenAI dialect.
 //!
 //! Every request path starts with a *scenario* segment that scripts the answer:
-//! `http://127.0.0.1:PORT/<scenario>/v1/chat/completions`. A scenario is a list of
+//! `http://127.0.0.1:PORT/<scenario>/v1/chat/completions` (segments may come between the scenario and `v1`, e.g.
+//! `/<scenario>/client/v4/accounts/<id>/ai/v1/…`). A scenario is a list of
 //! directives joined by `+`, e.g. `ok`, `429ra5`, `slow300+ok`, `drip5+chunks3`.
 //!
 //! | directive | effect |
@@ -19,6 +20,8 @@
 //! | `chunks<n>` | number of content chunks (overrides [`MockOptions::stream_chunks`]) |
 //! | `tool` | answer with a tool call when the request has `tools` |
 //! | `reason` | 2 `reasoning_content` deltas before the content (non-stream: `reasoning_content` field) |
+//! | `think` | non-stream: the reasoning as a `<think>…</think>` block opening `content` |
+//! | `reasononly` | non-stream: empty `content`, the answer in `reasoning_content` |
 //! | `inbanderr` | stream: 200 then a single `data: {"error":...}` event |
 //! | `auth=<token>` | require `Authorization: Bearer <token>`, else 401 |
 //! | `first<n>` | the error `<status>` answers only the first n hits of the scenario; later hits succeed |
@@ -295,15 +298,24 @@ enum Endpoint {
     Unknown,
 }
 
-/// Splits `/<scenario>/v1/<rest>`.
+/// Splits `/<scenario>/v1/<rest>`. Segments between the scenario and `v1` are allowed, so a base URL can mimic a
+/// platform's own path (Cloudflare's `/<scenario>/client/v4/accounts/<account>/ai/v1`).
 fn split_path(path: &str) -> Option<(&str, &str)> {
     let rest = path.strip_prefix('/')?;
-    let (scenario, rest) = rest.split_once('/')?;
-    let rest = rest.strip_prefix("v1")?;
-    if scenario.is_empty() || !(rest.is_empty() || rest.starts_with('/')) {
+    let (scenario, mut rest) = rest.split_once('/')?;
+    if scenario.is_empty() {
         return None;
     }
-    Some((scenario, rest.trim_start_matches('/')))
+    loop {
+        let (segment, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        if segment == "v1" {
+            return Some((scenario, tail.trim_start_matches('/')));
+        }
+        if segment.is_empty() || tail.is_empty() {
+            return None;
+        }
+        rest = tail;
+    }
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<MockBody> {
@@ -683,6 +695,8 @@ async fn chat(
         guard.disarm();
         let answer = match &tool_name_json {
             Some(name_json) => Answer::Tool { name_json },
+            None if sc.think => Answer::ThinkTagged,
+            None if sc.reason_only => Answer::ReasoningOnly,
             None => Answer::Text {
                 reasoning: sc.reason,
             },
@@ -767,6 +781,10 @@ mod tests {
         assert_eq!(split_path("/v1/models"), None);
         assert_eq!(split_path("/ok/v2/models"), None);
         assert_eq!(split_path("/ok/v1x/models"), None);
+        assert_eq!(
+            split_path("/ok/client/v4/accounts/abc/ai/v1/chat/completions"),
+            Some(("ok", "chat/completions"))
+        );
         assert_eq!(split_path("//v1/models"), None);
     }
 }

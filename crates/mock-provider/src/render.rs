@@ -48,8 +48,16 @@ pub(crate) fn usage(out: &mut String, prompt: u64, completion: u64) {
 
 /// What the non-stream chat completion answers with.
 pub(crate) enum Answer<'a> {
-    Text { reasoning: bool },
-    Tool { name_json: &'a str },
+    Text {
+        reasoning: bool,
+    },
+    /// `<think>reasoning</think>` opening the content.
+    ThinkTagged,
+    /// Empty content; the answer text in `reasoning_content`.
+    ReasoningOnly,
+    Tool {
+        name_json: &'a str,
+    },
 }
 
 /// Full non-stream `chat.completion` body.
@@ -77,6 +85,18 @@ pub(crate) fn chat_completion(
             }
             out.push_str(r#","refusal":null}"#);
             (completion, "stop")
+        }
+        Answer::ThinkTagged => {
+            out.push_str(r#"{"role":"assistant","content":"<think>Mock reasoning.</think>"#);
+            out.push_str(CONTENT);
+            out.push_str(r#""}"#);
+            (CONTENT_TOKENS + REASON_TOKENS, "stop")
+        }
+        Answer::ReasoningOnly => {
+            out.push_str(r#"{"role":"assistant","content":"","reasoning_content":""#);
+            out.push_str(CONTENT);
+            out.push_str(r#""}"#);
+            (CONTENT_TOKENS, "stop")
         }
         Answer::Tool { name_json } => {
             let _ = write!(

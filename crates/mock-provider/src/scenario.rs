@@ -34,6 +34,10 @@ pub(crate) struct Scenario {
     pub tool: bool,
     /// Emit reasoning deltas before the content.
     pub reason: bool,
+    /// Non-stream: the reasoning as a `<think>…</think>` block opening the content (Cloudflare, DeepSeek-style).
+    pub think: bool,
+    /// Non-stream: empty content, the whole answer in `reasoning_content` (Z.ai reasoning-first models).
+    pub reason_only: bool,
     /// Streaming: a single in-band error event.
     pub inband_err: bool,
     /// Required bearer token.
@@ -78,6 +82,14 @@ impl Scenario {
             }
             "reason" => {
                 self.reason = true;
+                return true;
+            }
+            "think" => {
+                self.think = true;
+                return true;
+            }
+            "reasononly" => {
+                self.reason_only = true;
                 return true;
             }
             "inbanderr" => {

@@ -8,6 +8,8 @@ use server::{AppState, ServerConfig};
 use store::{Cipher, NewProviderKey, Store};
 
 pub const PROVIDER_SECRET: &str = "sk-provider-secret-abcdef123456";
+/// The account id of Cloudflare keys (`<account>:<token>`), which goes into the URL path.
+pub const CLOUDFLARE_ACCOUNT: &str = "acct0123";
 
 pub struct Gateway {
     pub url: String,
@@ -72,6 +74,22 @@ pub async fn start_with_encryption_key(
                 let base = mock.base_url(sc).replace("/v1", "/v2");
                 add_platform_key(&store, &user.id, "cohere", &base, models).await;
             }
+            // Any other `<platform>:<scenario>`: that platform's key on the mock's OpenAI routes, with the secret the
+            // platform takes (none for keyless ones, `<account>:<token>` for Cloudflare).
+            Some((platform, sc)) => {
+                let (base, secret) = match platform {
+                    "cloudflare" => (
+                        format!(
+                            "http://{}/{sc}/client/v4/accounts/{{account_id}}/ai/v1",
+                            mock.addr()
+                        ),
+                        Some(format!("{CLOUDFLARE_ACCOUNT}:{PROVIDER_SECRET}")),
+                    ),
+                    "kilo" | "pollinations" | "llm7" | "ovh" => (mock.base_url(sc), None),
+                    _ => (mock.base_url(sc), Some(PROVIDER_SECRET.to_owned())),
+                };
+                insert_key(&store, &user.id, platform, &base, secret, models).await;
+            }
             _ => {
                 add_key(&store, &user.id, &mock.base_url(scenario), models).await;
             }
@@ -119,12 +137,24 @@ pub async fn add_platform_key(
     base_url: &str,
     models: &[&str],
 ) -> String {
+    let secret = Some(PROVIDER_SECRET.to_owned());
+    insert_key(store, user_id, platform, base_url, secret, models).await
+}
+
+pub async fn insert_key(
+    store: &Store,
+    user_id: &str,
+    platform: &str,
+    base_url: &str,
+    secret: Option<String>,
+    models: &[&str],
+) -> String {
     store
         .insert_provider_key(&NewProviderKey {
             user_id: user_id.into(),
             platform: platform.into(),
             label: base_url.into(),
-            secret: Some(PROVIDER_SECRET.into()),
+            secret,
             base_url: Some(base_url.into()),
             models: models.iter().map(|m| (*m).to_owned()).collect(),
             enabled: true,

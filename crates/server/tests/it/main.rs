@@ -11,6 +11,7 @@ mod isolation;
 mod live;
 mod native;
 mod openai_surface;
+mod platforms;
 mod profiles;
 mod protection;
 mod proxies;
