@@ -164,6 +164,11 @@ pub struct ServeArgs {
     #[arg(long, env = "REQUEST_QUEUE_TIMEOUT_SECONDS", default_value_t = 60)]
     pub request_queue_timeout_seconds: u64,
 
+    /// Minutes between refreshes of every provider key's model list (new models are added, vanished ones logged);
+    /// 0 turns the refresh off.
+    #[arg(long, env = "MODEL_REFRESH_INTERVAL_MINUTES", default_value_t = 0)]
+    pub model_refresh_interval_minutes: u64,
+
     /// Deadline of a non-streaming upstream call, and of a stream's response headers, in milliseconds.
     #[arg(long, env = "PROVIDER_TIMEOUT_MS", default_value_t = 120_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub provider_timeout_ms: u64,

@@ -93,6 +93,8 @@ fn server_config(args: &ServeArgs, proxy: ProxyConfig) -> ServerConfig {
             .cloned()
             .collect(),
         allow_private_provider_urls: args.allow_private_provider_urls,
+        model_refresh: (args.model_refresh_interval_minutes > 0)
+            .then(|| Duration::from_secs(args.model_refresh_interval_minutes * 60)),
         ..ServerConfig::default()
     }
 }

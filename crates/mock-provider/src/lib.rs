@@ -22,6 +22,7 @@
 //! | `reason` | 2 `reasoning_content` deltas before the content (non-stream: `reasoning_content` field) |
 //! | `think` | non-stream: the reasoning as a `<think>…</think>` block opening `content` |
 //! | `reasononly` | non-stream: empty `content`, the answer in `reasoning_content` |
+//! | (route) | `GET /<scenario>/v1beta/models` lists two Gemini models (or answers the scenario's error status) |
 //! | `inbanderr` | stream: 200 then a single `data: {"error":...}` event |
 //! | `auth=<token>` | require `Authorization: Bearer <token>`, else 401 |
 //! | `first<n>` | the error `<status>` answers only the first n hits of the scenario; later hits succeed |
@@ -318,7 +319,36 @@ fn split_path(path: &str) -> Option<(&str, &str)> {
     }
 }
 
+/// Gemini's model list, `GET /<scenario>/v1beta/models` (a status directive answers that error instead).
+fn gemini_models(shared: &Shared, scenario: &str) -> Response<MockBody> {
+    let entry = shared.entry(scenario);
+    entry.hits.fetch_add(1, Ordering::SeqCst);
+    if let Ok(Some(status)) = entry.scenario.as_ref().map(|sc| sc.status) {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return json_response(
+            code,
+            native::gemini_error_body(status, &format!("mock {status}")),
+        );
+    }
+    json_response(
+        StatusCode::OK,
+        Bytes::from_static(
+            br#"{"models":[{"name":"models/gemini-2.5-flash","supportedGenerationMethods":["generateContent"]},{"name":"models/gemini-embedding-001","supportedGenerationMethods":["embedContent"]}]}"#,
+        ),
+    )
+}
+
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<MockBody> {
+    if req.method() == Method::GET {
+        let path = req.uri().path().trim_end_matches('/');
+        if let Some(scenario) = path
+            .strip_suffix("/v1beta/models")
+            .and_then(|p| p.strip_prefix('/'))
+            .filter(|s| !s.is_empty() && !s.contains('/'))
+        {
+            return gemini_models(&shared, scenario);
+        }
+    }
     if let Some((scenario, route)) = native::native_route(req.uri().path()) {
         let route = owned_route(route);
         let scenario = scenario.to_owned();

@@ -17,4 +17,4 @@ pub use classify::{
     classify_proxied_transport, classify_response, classify_transport, redact_secrets,
     redact_url_userinfo, sanitize_message, ErrorClass, UpstreamFailure,
 };
-pub use platform::{AuthStyle, Dialect, Platform, PlatformInfo};
+pub use platform::{AuthStyle, Dialect, KeyProbe, Platform, PlatformInfo};

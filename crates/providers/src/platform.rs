@@ -26,6 +26,15 @@ pub enum Dialect {
     Cohere,
 }
 
+/// The cheap call that checks a key (see [`Platform::key_probe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyProbe {
+    /// `GET …/models`.
+    ListModels,
+    /// A chat call asking for one token from the key's first model.
+    MinimalChat,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Platform {
     Google,
@@ -252,6 +261,18 @@ impl Platform {
 
     pub fn all() -> impl Iterator<Item = Platform> {
         PLATFORMS.iter().map(|p| p.platform)
+    }
+
+    /// How a key of this platform is checked cheaply. Where `GET /models` answers without looking at the credential
+    /// (OpenRouter, the HuggingFace router) or is not offered (Cloudflare's OpenAI endpoint), only a one-token chat
+    /// call says whether the key works; everywhere else listing the models does.
+    pub fn key_probe(self) -> KeyProbe {
+        match self {
+            Platform::OpenRouter | Platform::HuggingFace | Platform::Cloudflare => {
+                KeyProbe::MinimalChat
+            }
+            _ => KeyProbe::ListModels,
+        }
     }
 
     /// Whether this build can route requests to the platform (every platform of the table, native dialects

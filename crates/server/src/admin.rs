@@ -33,6 +33,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/keys", get(list_keys).post(create_key))
         .route("/api/keys/{id}", patch(update_key).delete(delete_key))
         .route("/api/keys/{id}/discover", post(discover_key_models))
+        .route("/api/keys/{id}/check", post(crate::key_check::check_one))
+        .route("/api/keys/check-all", post(crate::key_check::check_all))
         .route(
             "/api/gateway-keys",
             get(list_gateway_keys).post(create_gateway_key),
@@ -678,7 +680,9 @@ async fn discover_key_models(
         .ok_or_else(|| GatewayError(not_found("provider key")))?;
     state.reload().await?;
     let mut view = key_view(&state, &row);
-    view["discovered"] = json!({ "added": added, "not_listed_by_endpoint": missing });
+    // Vanished models stay on the key (a profile may name them); the caller decides whether to remove them.
+    view["discovered"] =
+        json!({ "added": added, "vanished": missing, "not_listed_by_endpoint": missing });
     Ok(Json(view))
 }
 

@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub context_handoff: bool,
     /// Most requests waiting at once, over all users; past it, requests get 429 at once.
     pub queue_max_waiting: usize,
+    /// How often every key's model list is refreshed from its platform (`MODEL_REFRESH_INTERVAL_MINUTES`); `None`
+    /// never.
+    pub model_refresh: Option<Duration>,
     /// Capacity of the request-log channel; when full, rows are counted as dropped instead of blocking requests.
     pub log_channel_capacity: usize,
     /// Outbound proxies (`PROXY_URL`, the pool's start-up settings, rotation and health checking).
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             proxy: crate::proxy::ProxyConfig::default(),
             dashboard_origins: Vec::new(),
             allow_private_provider_urls: true,
+            model_refresh: None,
         }
     }
 }

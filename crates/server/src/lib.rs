@@ -21,6 +21,7 @@ pub mod gateway_usage;
 pub mod handoff;
 pub mod inbound;
 pub mod ip_limit;
+pub mod key_check;
 pub mod key_transfer;
 pub mod login_throttle;
 pub mod openai;

@@ -109,6 +109,9 @@ impl AppState {
         state.spawn_retention();
         state.spawn_proxy_health();
         state.spawn_usage_flush();
+        if let Some(every) = state.config.model_refresh {
+            crate::key_check::spawn_model_refresh(&state, every);
+        }
         Ok(state)
     }
 
@@ -132,6 +135,15 @@ impl AppState {
         self.books
             .cooldowns
             .sync_invalid(keys.map(|k| (&*k.id, k.updated_at, k.stored_invalid)));
+    }
+
+    /// A handle for background tasks that does not keep the state alive.
+    pub fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.0)
+    }
+
+    pub fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<Self> {
+        weak.upgrade().map(Self)
     }
 
     /// Flushes the request logs and gateway-key usage. Called once the HTTP server has drained.

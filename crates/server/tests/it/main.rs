@@ -8,6 +8,7 @@ mod admin;
 mod failover;
 mod harness;
 mod isolation;
+mod key_checks;
 mod live;
 mod native;
 mod openai_surface;
