@@ -18,7 +18,7 @@ from openai import OpenAI
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROFILE = os.environ.get("FREELLMAPI_TEST_PROFILE", "debug")
-BIN = os.path.join(ROOT, "target", PROFILE)
+BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), PROFILE)
 GATEWAY_KEY = "freellmapi-sdk-test-0123456789abcdef01234567"
 
 
@@ -71,6 +71,35 @@ name = "tools"
 platform = "custom"
 base_url = "{mock_url}/tool/v1"
 models = ["tool-model"]
+
+# Native dialects: the mock serves Gemini at /<scenario>/v1beta/... and Cohere v2 at /<scenario>/v2/...
+[[provider_keys]]
+name = "gemini"
+platform = "google"
+key = "AIza-sdk-test-gemini-key"
+base_url = "{mock_url}/ok/v1beta"
+models = ["gemini-2.5-flash", "gemini-embedding-001"]
+
+[[provider_keys]]
+name = "gemini-tools"
+platform = "google"
+key = "AIza-sdk-test-gemini-key"
+base_url = "{mock_url}/tool/v1beta"
+models = ["gemini-2.5-flash-lite"]
+
+[[provider_keys]]
+name = "cohere"
+platform = "cohere"
+key = "co-sdk-test-cohere-key"
+base_url = "{mock_url}/ok/v2"
+models = ["command-a-03-2025", "embed-v4.0"]
+
+[[provider_keys]]
+name = "cohere-tools"
+platform = "cohere"
+key = "co-sdk-test-cohere-key"
+base_url = "{mock_url}/tool/v2"
+models = ["command-r7b-12-2024"]
 
 [[gateway_keys]]
 name = "sdk"
@@ -199,6 +228,65 @@ class OpenAISdkTest(unittest.TestCase):
         bad = OpenAI(base_url=self.proc.base + "/v1", api_key="freellmapi-wrong", max_retries=0)
         with self.assertRaises(openai.AuthenticationError):
             bad.chat.completions.create(model="mock-model", messages=[{"role": "user", "content": "x"}])
+
+    def test_native_dialects_chat_stream_tools_embeddings(self):
+        """Gemini and Cohere keys behind the same OpenAI endpoint, through the official SDK."""
+        tools = [{"type": "function", "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+        cases = [
+            ("google", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-embedding-001"),
+            ("cohere", "command-a-03-2025", "command-r7b-12-2024", "embed-v4.0"),
+        ]
+        for provider, chat_model, tool_model, embed_model in cases:
+            with self.subTest(provider=provider):
+                messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello!"}]
+                raw = self.client.chat.completions.with_raw_response.create(model=chat_model, messages=messages)
+                self.assertEqual(raw.headers["x-freellmapi-provider"], provider)
+                r = raw.parse()
+                self.assertEqual(r.model, chat_model)
+                self.assertEqual(r.choices[0].message.content, "Hello from mock.")
+                self.assertEqual(r.choices[0].finish_reason, "stop")
+                self.assertGreater(r.usage.prompt_tokens, 0)
+
+                text, usage, finish = "", None, None
+                for chunk in self.client.chat.completions.create(
+                        model=chat_model, messages=messages, stream=True, stream_options={"include_usage": True}):
+                    self.assertEqual(chunk.object, "chat.completion.chunk")
+                    if chunk.choices:
+                        text += chunk.choices[0].delta.content or ""
+                        finish = chunk.choices[0].finish_reason or finish
+                    if chunk.usage:
+                        usage = chunk.usage
+                self.assertTrue(text)
+                self.assertEqual(finish, "stop")
+                self.assertIsNotNone(usage)
+
+                ask = [{"role": "user", "content": "Weather in Paris?"}]
+                r = self.client.chat.completions.create(model=tool_model, messages=ask, tools=tools)
+                call = r.choices[0].message.tool_calls[0]
+                self.assertEqual(call.function.name, "get_weather")
+                self.assertEqual(r.choices[0].finish_reason, "tool_calls")
+                arguments = json.loads(call.function.arguments)
+                # Streamed call deltas reassemble into exactly the non-streamed call.
+                name, args = "", ""
+                for chunk in self.client.chat.completions.create(
+                        model=tool_model, messages=ask, tools=tools, stream=True):
+                    for tc in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                        name += tc.function.name or ""
+                        args += tc.function.arguments or ""
+                self.assertEqual(name, "get_weather")
+                self.assertEqual(json.loads(args), arguments)
+                # The tool's answer goes back as a tool message.
+                follow = ask + [r.choices[0].message.model_dump(exclude_none=True),
+                                {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+                r = self.client.chat.completions.create(model=chat_model, messages=follow, tools=tools)
+                self.assertEqual(r.choices[0].message.content, "Hello from mock.")
+
+                e = self.client.embeddings.create(model=embed_model, input=["a", "b"])
+                self.assertEqual(len(e.data), 2)
+                self.assertEqual([d.index for d in e.data], [0, 1])
+                self.assertGreater(len(e.data[0].embedding), 0)
 
     def test_health(self):
         with urllib.request.urlopen(self.proc.base + "/api/ping", timeout=5) as r:
