@@ -1,5 +1,6 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { api, ApiError, errorFromResponse, errorMessage, listOf, type ModelEntry, type ProviderKey } from '../lib/api';
+import { ApiError, errorFromResponse, errorMessage, type ModelEntry } from '../lib/api';
+import { loadCatalog } from '../lib/catalog';
 import { formatDuration, formatInt } from '../lib/format';
 import { renderMarkdown } from '../lib/markdown';
 import { interpretChatEvent, SseParser } from '../lib/sse';
@@ -69,22 +70,9 @@ export function PlaygroundPage() {
 
   useEffect(() => {
     const ctrl = new AbortController();
-    (async () => {
-      try {
-        const body = await api<unknown>('GET', '/api/models', undefined, { signal: ctrl.signal });
-        setModels({ list: listOf<ModelEntry>(body), source: 'api' });
-      } catch (e) {
-        if ((e as Error).name === 'AbortError') return;
-        // Fall back to the models of the user's provider keys.
-        try {
-          const keys = listOf<ProviderKey>(await api<unknown>('GET', '/api/keys', undefined, { signal: ctrl.signal }));
-          const ids = [...new Set(keys.filter((k) => k.enabled).flatMap((k) => k.models))].sort();
-          setModels({ list: ids.map((id) => ({ id, kind: 'model', providers: [] })), source: 'keys' });
-        } catch {
-          setModels({ list: [], source: 'keys' });
-        }
-      }
-    })();
+    loadCatalog(ctrl.signal).then(setModels, (e) => {
+      if ((e as Error).name !== 'AbortError') setModels({ list: [], source: 'keys' });
+    });
     return () => ctrl.abort();
   }, []);
 
@@ -239,7 +227,7 @@ export function PlaygroundPage() {
     return {
       auto: list.filter((m) => m.kind === 'auto'),
       profiles: list.filter((m) => m.kind === 'profile'),
-      models: list.filter((m) => m.kind === 'model'),
+      models: list.filter((m) => m.kind === 'model' && !m.embedding),
     };
   }, [models]);
 
