@@ -56,12 +56,17 @@ export interface ApiOptions {
   signal?: AbortSignal;
   /** Do not fire the global 401 handler (login form, session probe). */
   quiet401?: boolean;
+  /** Send this text as the body (`text/plain`) instead of JSON: only `POST /api/proxies/import` takes one. */
+  text?: string;
 }
 
 export async function api<T = unknown>(method: string, path: string, body?: unknown, opts: ApiOptions = {}): Promise<T> {
   const headers: Record<string, string> = { Accept: 'application/json' };
   const init: RequestInit = { method, credentials: 'same-origin', headers, signal: opts.signal };
-  if (method !== 'GET' && method !== 'HEAD' && method !== 'DELETE') {
+  if (opts.text !== undefined) {
+    headers['Content-Type'] = 'text/plain; charset=utf-8';
+    init.body = opts.text;
+  } else if (method !== 'GET' && method !== 'HEAD' && method !== 'DELETE') {
     headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body ?? {});
   }
@@ -217,6 +222,8 @@ export interface ModelEntry {
   kind: 'model' | 'profile' | 'auto';
   context_window?: number | null;
   providers: string[];
+  /** An embedding model (not offered for chat). */
+  embedding?: boolean;
 }
 
 export interface Analytics {
@@ -255,4 +262,82 @@ export interface Profile {
   source?: 'config' | 'api';
   stats_24h?: { requests: number; errors: number };
   created_at?: number;
+}
+
+// ---- Outbound proxies (crates/server/src/proxy/admin.rs, docs/proxies.md) ----
+
+export interface ProxyStatsView {
+  requests: number;
+  successes: number;
+  proxy_errors: number;
+  success_rate: number | null;
+  avg_latency_ms: number | null;
+  bytes_in: number;
+  bytes_out: number;
+  last_error: string | null;
+  last_error_at: number | null;
+}
+
+export interface ProxyView {
+  id: string;
+  label: string;
+  /** `scheme://host:port`, never with credentials. */
+  url: string;
+  /** `us…:****` or null. */
+  credentials: string | null;
+  country: string | null;
+  enabled: boolean;
+  source: 'api' | 'env';
+  created_at?: number;
+  updated_at?: number;
+  /** null: not in the live pool (e.g. disabled). */
+  healthy: boolean | null;
+  health?: { consecutive_failures: number; consecutive_successes: number; latency_ms: number | null; last_check_at: number | null };
+  stats?: ProxyStatsView;
+}
+
+export interface ProxySettings {
+  strategy: string;
+  bypass: string[];
+  direct_fallback: boolean;
+  single_proxy?: string | null;
+  rotation_seconds?: number;
+  health_interval_seconds?: number;
+}
+
+export interface ProxyList {
+  data: ProxyView[];
+  single: ProxyView | null;
+  settings: ProxySettings;
+}
+
+export interface ImportResult {
+  added: number;
+  skipped: number;
+  errors: { line: number; error: string }[];
+}
+
+// ---- Routing inspector (GET /api/routing?model=, crates/server/src/dashboard_api.rs) ----
+
+export type LimitSet = { rpm?: number | null; rph?: number | null; rpd?: number | null; tpm?: number | null; tpd?: number | null };
+
+export interface RoutingCandidate {
+  key_id: string;
+  key_label: string;
+  provider: string;
+  model: string;
+  priority: number;
+  status: { state: 'ready'; order: number } | { state: 'cooling'; remaining_ms: number } | { state: 'capped' } | { state: 'invalid' } | { state: string; order?: number; remaining_ms?: number };
+  score: number;
+  inputs: { reliability: number; samples: number; latency_ms: number | null; headroom: number };
+  limits: { scope: 'key' | 'key+model' | string; limits: LimitSet; used: LimitSet }[];
+  context_window?: number | null;
+}
+
+export interface RoutingView {
+  model: string;
+  strategy: string;
+  formula?: string;
+  queue_depth?: number;
+  candidates: RoutingCandidate[];
 }
