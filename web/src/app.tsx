@@ -12,6 +12,8 @@ import { GatewayKeysPage } from './pages/GatewayKeys';
 import { PlaygroundPage } from './pages/Playground';
 import { AnalyticsPage } from './pages/Analytics';
 import { ProfilesPage } from './pages/Profiles';
+import { ProxiesPage } from './pages/Proxies';
+import { RoutingPage } from './pages/Routing';
 import { UsersPage } from './pages/Users';
 import { SettingsPage } from './pages/Settings';
 
@@ -28,6 +30,7 @@ const NAV: NavItem[] = [
   { path: '/playground', label: 'Playground' },
   { path: '/analytics', label: 'Analytics' },
   { path: '/profiles', label: 'Profiles' },
+  { path: '/proxies', label: 'Proxies' },
   { path: '/users', label: 'Users', adminOnly: true },
   { path: '/settings', label: 'Settings' },
 ];
@@ -136,6 +139,9 @@ export function App() {
     case '/keys':
       page = <KeysPage />;
       break;
+    case '/keys/routing':
+      page = <RoutingPage />;
+      break;
     case '/gateway-keys':
       page = <GatewayKeysPage />;
       break;
@@ -147,6 +153,9 @@ export function App() {
       break;
     case '/profiles':
       page = <ProfilesPage />;
+      break;
+    case '/proxies':
+      page = <ProxiesPage isAdmin={isAdmin} />;
       break;
     case '/users':
       page = isAdmin ? <UsersPage me={user} /> : <NotFound />;
@@ -184,7 +193,7 @@ export function App() {
       <nav class="sidenav" aria-label="Main">
         <ul>
           {NAV.filter((n) => !n.adminOnly || isAdmin).map((n) => {
-            const active = n.path === path || (n.path === '/' && path === '/live');
+            const active = n.path === path || (n.path === '/' && path === '/live') || (n.path !== '/' && path.startsWith(`${n.path}/`));
             return (
               <li key={n.path}>
                 <a href={n.path} onClick={linkClick} aria-current={active ? 'page' : undefined} class={active ? 'active' : ''}>

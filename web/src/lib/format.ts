@@ -106,3 +106,17 @@ export function toMs(ts: number | null | undefined): number | null {
   if (ts === null || ts === undefined || !Number.isFinite(ts)) return null;
   return ts < 1e11 ? ts * 1000 : ts;
 }
+
+/** Byte counts: "512 B", "1.5 KB", "23 MB" (powers of 1024). Missing → "—". */
+export function formatBytes(n: number | null | undefined): string {
+  if (n === null || n === undefined || !Number.isFinite(n)) return '—';
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let v = Math.max(0, n);
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  const s = i === 0 || v >= 10 ? String(Math.round(v)) : trimZero(v.toFixed(1));
+  return `${s} ${units[i]}`;
+}

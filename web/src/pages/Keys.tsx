@@ -2,6 +2,7 @@ import { useMemo, useState } from 'preact/hooks';
 import { api, ApiError, listOf, type KeyStats, type Platform, type ProviderKey } from '../lib/api';
 import { formatDateTime, formatDuration, formatInt, formatPercent, formatTime, formatUntil } from '../lib/format';
 import { useLive } from '../lib/ws';
+import { KeysTabs } from './Routing';
 import {
   Bars,
   ConfirmButton,
@@ -43,6 +44,7 @@ export function KeysPage() {
   return (
     <div class="page">
       <PageHeader title="Provider keys" />
+      <KeysTabs current="keys" />
       <p class="lede">
         Upstream API keys the gateway routes between. Each request tries the keys that serve the requested model and fails
         over when one is rate-limited or down.
