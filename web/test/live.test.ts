@@ -71,7 +71,7 @@ describe('reduceLive', () => {
       s,
     );
     expect(s.inFlight.r1).toBeUndefined();
-    expect(s.recent[0]).toMatchObject({ req_id: 'r1', status: 'success', attempts: 2, output_tokens: 40, requested_model: 'auto' });
+    expect(s.recent[0]).toMatchObject({ req_id: 'r1', status: 'success', attempts: 2, output_tokens: 40, requested_model: 'auto', proxy: 'fr-1' });
     expect(s.totals).toEqual({ requests: 11, success: 10, errors: 1, tokens_in: 1020, tokens_out: 2040 });
     expect(s.session).toEqual({ requests: 1, tokens_in: 20, tokens_out: 40 });
   });

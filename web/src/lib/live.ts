@@ -24,6 +24,8 @@ export interface FinishedRow {
   status: 'success' | 'error' | 'canceled';
   provider?: string;
   model?: string;
+  /** The proxy of the last attempt (from `request.attempt`); null when direct. */
+  proxy?: string | null;
   latency_ms: number;
   input_tokens: number;
   output_tokens: number;
@@ -305,6 +307,7 @@ export function reduceLive(state: LiveState, raw: unknown, now: number = Date.no
         status,
         provider: str(m.provider) ?? row?.provider,
         model: str(m.model) ?? row?.model,
+        proxy: str(m.proxy) ?? row?.proxy ?? null,
         latency_ms: num(m.latency_ms, row ? now - row.started_at_ms : 0),
         input_tokens: input,
         output_tokens: output,

@@ -144,6 +144,7 @@ export function LivePage() {
                     {r.provider && (
                       <span class="muted">
                         → {r.provider} / {r.model}
+                        {r.proxy ? ` via ${r.proxy}` : ''}
                       </span>
                     )}
                     <span class="num muted">
