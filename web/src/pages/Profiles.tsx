@@ -1,5 +1,7 @@
 import { useMemo, useState } from 'preact/hooks';
-import { api, ApiError, listOf, type ModelEntry, type Profile, type ProviderKey, type Strategy } from '../lib/api';
+import { api, ApiError, listOf, type Profile, type Strategy } from '../lib/api';
+import { loadCatalog } from '../lib/catalog';
+import { linkClick, navigate } from '../lib/router';
 import { formatInt } from '../lib/format';
 import { ConfirmButton, Empty, ErrorNote, Field, LoadState, PageHeader, Section, toast, Unavailable, useAsync } from '../components/ui';
 
@@ -9,15 +11,22 @@ const STRATEGIES: { id: Strategy; label: string; hint: string }[] = [
   { id: 'least-latency', label: 'Least latency', hint: 'Prefer the model that has been answering fastest.' },
 ];
 
+/** Real chat models the user's keys serve (profiles and embedding models cannot be members). */
 async function loadModelIds(signal: AbortSignal): Promise<string[]> {
+  const { list } = await loadCatalog(signal);
+  return list.filter((m) => m.kind === 'model' && !m.embedding).map((m) => m.id);
+}
+
+/** Opens the playground with this model selected (the playground keeps its settings in localStorage). */
+function tryInPlayground(name: string) {
   try {
-    const list = listOf<ModelEntry>(await api<unknown>('GET', '/api/models', undefined, { signal }));
-    return list.filter((m) => m.kind === 'model').map((m) => m.id);
-  } catch (e) {
-    if ((e as Error).name === 'AbortError') throw e;
-    const keys = listOf<ProviderKey>(await api<unknown>('GET', '/api/keys', undefined, { signal }));
-    return [...new Set(keys.flatMap((k) => k.models))].sort();
+    const key = 'freellmapi.playground';
+    const s = JSON.parse(localStorage.getItem(key) ?? '{}');
+    localStorage.setItem(key, JSON.stringify({ ...s, model: name }));
+  } catch {
+    /* storage unavailable: the playground opens with its default */
   }
+  navigate('/playground');
 }
 
 export function ProfilesPage() {
@@ -100,6 +109,12 @@ export function ProfilesPage() {
                   )}
                 </div>
                 <div class="row-buttons">
+                  <button type="button" class="btn btn-small" onClick={() => tryInPlayground(p.name)} aria-label={`Try ${p.name} in the playground`}>
+                    Try
+                  </button>
+                  <a class="btn btn-small" href={`/keys/routing?model=${encodeURIComponent(p.name)}`} onClick={linkClick} aria-label={`Routing of ${p.name}`}>
+                    Routing
+                  </a>
                   <button type="button" class="btn btn-small" onClick={() => setEditing(p)}>
                     Edit
                   </button>
@@ -183,6 +198,11 @@ function ProfileForm({
   return (
     <Section title={profile ? `Edit ${profile.name}` : 'New profile'} id="profile-form-title">
       <form class="form-stack" onSubmit={submit}>
+        {profile?.source === 'config' && (
+          <p class="note note-info" role="note">
+            This profile comes from the configuration file: the file's version comes back at the next start.
+          </p>
+        )}
         <div class="form-grid">
           <Field label="Name" id="pf-name" hint="What clients send as `model`, e.g. coding or fast-chat.">
             <input id="pf-name" class="input mono" required maxLength={64} value={name} onInput={(e) => setName(e.currentTarget.value)} />
