@@ -23,6 +23,8 @@ import { createShim } from './shim.mjs';
 const WEB = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const ROOT = resolve(WEB, '..');
 const OUT = join(WEB, 'e2e', 'out');
+// Cargo's output directory: CARGO_TARGET_DIR when set (one per worktree), else <repo>/target.
+const TARGET = process.env.CARGO_TARGET_DIR ? resolve(ROOT, process.env.CARGO_TARGET_DIR) : join(ROOT, 'target');
 const DIST = join(WEB, 'dist');
 const STRICT = process.env.E2E_STRICT === '1';
 // E2E_SHIM=1: a contract shim stands in for the planned /ws and playground routes (see shim.mjs).
@@ -78,7 +80,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function startMock() {
   return new Promise((res, rej) => {
-    const bin = join(ROOT, 'target/debug/mock-provider');
+    const bin = join(TARGET, 'debug/mock-provider');
     const child = spawn(bin, ['--listen', '127.0.0.1:0', '--chunks', '20'], { stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(child);
     let buf = '';
@@ -96,10 +98,10 @@ function startMock() {
   });
 }
 
-async function startGateway(port, password) {
+async function startGateway(port, password, mock) {
   tmpDir = mkdtempSync(join(tmpdir(), 'freellmapi-e2e-'));
   const logFile = createWriteStream(join(OUT, 'gateway.log'));
-  const child = spawn(join(ROOT, 'target/debug/freellmapi'), [], {
+  const child = spawn(join(TARGET, 'debug/freellmapi'), [], {
     env: {
       ...process.env,
       PORT: String(port),
@@ -109,6 +111,9 @@ async function startGateway(port, password) {
       ADMIN_PASSWORD: password,
       LOG_LEVEL: 'info',
       PROXY_RATE_LIMIT_RPM: '0',
+      // Proxy health probes stay on this machine: no periodic checker, and a manual test fetches the mock.
+      PROXY_HEALTH_INTERVAL_SECONDS: '0',
+      PROXY_HEALTH_TARGET: `${mock}/ok/v1/models`,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -229,7 +234,7 @@ async function main() {
   const mock = await startMock();
   log('mock provider at', mock);
   const gwPort = await freePort();
-  const gateway = await startGateway(gwPort, password);
+  const gateway = await startGateway(gwPort, password, mock);
   log('gateway at', gateway);
   let base = gateway;
   let servedBy = 'gateway';
@@ -565,6 +570,214 @@ async function main() {
     await row.getByRole('button', { name: 'Delete e2e-profile' }).click();
     await row.waitFor({ state: 'detached' });
   }, { planned: true });
+
+  // ---- Proxies page. Every proxy points at a closed port on 127.0.0.1, so nothing leaves this machine (the mock
+  // upstream is plain HTTP on loopback, which never goes through a proxy anyway).
+  const closedPorts = [await freePort(), await freePort(), await freePort()];
+  const rowOf = (label) => page.locator('[data-testid=proxy-row]').filter({ has: page.getByRole('button', { name: `Edit label: ${label}`, exact: true }) });
+
+  await step('proxies: warning shown; add a proxy at a closed port; its test says it fails, in words', async () => {
+    await nav('Proxies');
+    await page.getByRole('heading', { name: 'Proxies', level: 1 }).waitFor();
+    if (!(await available('The outbound proxy pool', page.getByText('No proxies yet').or(page.locator('[data-testid=proxy-row]').first())))) throw new Error('GET /api/proxies is not available');
+    const warning = (await page.locator('[data-testid=proxy-warning]').textContent()) ?? '';
+    if (!/which provider you call/.test(warning) || !/read and change anything unencrypted/.test(warning)) throw new Error(`warning text incomplete: "${warning.slice(0, 120)}"`);
+    await page.getByLabel('Address').fill(`127.0.0.1:${closedPorts[0]}`);
+    await page.getByLabel('Username (optional)').fill('e2e-user');
+    await page.getByLabel('Password (optional)').fill('e2e-secret');
+    await page.getByLabel('Label (optional)').fill('closed-port');
+    await page.getByLabel('Country (optional)').fill('fr');
+    await page.getByRole('button', { name: 'Add proxy' }).click();
+    const row = rowOf('closed-port');
+    await row.waitFor();
+    const rowText = (await row.textContent()) ?? '';
+    if (rowText.includes('e2e-secret')) throw new Error('the password is shown in the list');
+    if (!rowText.includes('****')) throw new Error('credentials are not shown masked');
+    await row.getByRole('button', { name: 'Test closed-port' }).click();
+    const result = row.locator('[data-testid=proxy-test-result]');
+    await result.waitFor({ timeout: 20000 });
+    const text = ((await result.textContent()) ?? '').trim();
+    if (!/Failing/.test(text)) throw new Error(`test result does not say it fails: "${text}"`);
+    await row.locator('[data-testid=proxy-health]', { hasText: /failing/ }).waitFor({ timeout: 5000 });
+    const health = ((await row.locator('[data-testid=proxy-health]').textContent()) ?? '').trim();
+    return `"${text}"; health: "${health}"`;
+  });
+
+  await step('proxies: import two lines from a pasted list', async () => {
+    await page.getByLabel('Proxy list').fill(`# two test proxies\nsocks5://127.0.0.1:${closedPorts[1]} DE\nhttp://127.0.0.1:${closedPorts[2]}\n`);
+    await page.getByText('2 proxies to import').waitFor();
+    await page.getByRole('button', { name: 'Import', exact: true }).click();
+    const res = page.locator('[data-testid=import-result]');
+    await res.waitFor();
+    const text = ((await res.textContent()) ?? '').trim();
+    if (!/Added 2/.test(text)) throw new Error(`import result: "${text}"`);
+    await page.locator('[data-testid=proxy-row]').nth(2).waitFor();
+    const rows = await page.locator('[data-testid=proxy-row]').count();
+    if (rows !== 3) throw new Error(`${rows} rows after the import, expected 3`);
+    return `"${text}"; ${rows} rows`;
+  });
+
+  await step('proxies: bulk select all, test, then disable', async () => {
+    await page.getByRole('group', { name: 'Bulk actions on the selected proxies' }).getByLabel('Select all').check();
+    await page.getByText('3 selected').waitFor();
+    const bar = page.getByRole('group', { name: 'Bulk actions on the selected proxies' });
+    await bar.getByRole('button', { name: 'Test', exact: true }).click();
+    const note = page.locator('[data-testid=bulk-note]');
+    await note.filter({ hasText: 'Tested' }).waitFor({ timeout: 30000 });
+    const tested = ((await note.textContent()) ?? '').trim();
+    if (!/Tested 3: 0 working, 3 failing/.test(tested)) throw new Error(`bulk test said "${tested}"`);
+    await bar.getByRole('button', { name: 'Disable', exact: true }).click();
+    await note.filter({ hasText: 'Disabled 3' }).waitFor();
+    for (const label of ['closed-port', `127.0.0.1:${closedPorts[1]}`, `127.0.0.1:${closedPorts[2]}`]) {
+      await rowOf(label).getByRole('switch', { name: `Enable ${label}` }).waitFor();
+    }
+    await shoot(page, 'proxies', { width: 1280, scheme: 'light' });
+    await shoot(page, 'proxies', { width: 1280, scheme: 'dark' });
+    await shoot(page, 'proxies', { width: 390, scheme: 'light' });
+    await shoot(page, 'proxies', { width: 390, scheme: 'dark' });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    return `"${tested}"; all 3 disabled`;
+  });
+
+  await step('proxies: pool settings saved by the admin and read back', async () => {
+    const form = page.locator('[data-testid=pool-settings]');
+    await form.getByLabel(/Round-robin/).check();
+    await form.getByLabel(/Direct fallback/).check();
+    await form.getByRole('button', { name: 'Save settings' }).click();
+    await form.getByText('Settings saved.').waitFor();
+    const s = await page.evaluate(() => fetch('/api/proxies/settings', { credentials: 'same-origin' }).then((r) => r.json()));
+    if (s.strategy !== 'round-robin' || s.direct_fallback !== true) throw new Error(`server has ${JSON.stringify(s)}`);
+    await page.reload();
+    await page.locator('[data-testid=pool-settings]').getByLabel(/Round-robin/).waitFor();
+    if (!(await page.locator('[data-testid=pool-settings]').getByLabel(/Round-robin/).isChecked())) throw new Error('the saved strategy is not shown after a reload');
+    // Back to the default so the rest of the run goes direct.
+    await page.locator('[data-testid=pool-settings]').getByLabel(/^Off/).check();
+    await page.locator('[data-testid=pool-settings]').getByLabel(/Direct fallback/).uncheck();
+    await page.locator('[data-testid=pool-settings]').getByRole('button', { name: 'Save settings' }).click();
+    await page.locator('[data-testid=pool-settings]').getByText('Settings saved.').waitFor();
+    return 'round-robin + direct fallback saved, shown after reload, then reset to off';
+  });
+
+  await step('proxies: a non-admin is told in words that only an admin changes the pool settings', async () => {
+    const made = await page.evaluate(async () => {
+      const r = await fetch('/api/users', {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ username: 'e2e-plain', password: 'e2e-plain-password', role: 'user' }),
+      });
+      return r.status;
+    });
+    if (made !== 200 && made !== 201) throw new Error(`could not create a plain user (${made})`);
+    const ctx2 = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    try {
+      const p2 = await ctx2.newPage();
+      p2.setDefaultTimeout(15000);
+      await p2.goto(`${base}/proxies`);
+      await p2.getByLabel('Username').fill('e2e-plain');
+      await p2.getByLabel('Password').fill('e2e-plain-password');
+      await p2.getByRole('button', { name: 'Log in' }).click();
+      await p2.getByRole('heading', { name: 'Proxies', level: 1 }).waitFor();
+      const form = p2.locator('[data-testid=pool-settings]');
+      await form.getByRole('button', { name: 'Save settings' }).click();
+      const alert = form.getByRole('alert');
+      await alert.waitFor();
+      const text = ((await alert.textContent()) ?? '').trim();
+      if (!/admin/i.test(text)) throw new Error(`unexpected message "${text}"`);
+      // The plain user has no proxies of their own: the admin's are not listed.
+      if (await p2.locator('[data-testid=proxy-row]').count()) throw new Error("the admin's proxies are listed for another user");
+      return `"${text}"`;
+    } finally {
+      await ctx2.close();
+    }
+  });
+
+  // ---- Routing inspector: a key whose upstream answers 429 with Retry-After: 30 cools down for 30 s.
+  await step('routing inspector: a key cooling after the mock\'s 429ra30 shows as cooling', async () => {
+    if (!gatewayKey) throw new Error('no gateway key');
+    const status = await page.evaluate(async (url) => {
+      const r = await fetch('/api/keys', {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ platform: 'custom', label: 'Cooling mock', base_url: url, models: ['cool-model'] }),
+      });
+      return r.status;
+    }, `${mock}/429ra30/v1`);
+    if (status !== 201) throw new Error(`could not add the 429 key (${status})`);
+    await nav('Provider keys');
+    await page.getByRole('navigation', { name: 'Provider keys sections' }).getByRole('link', { name: 'Routing' }).click();
+    await page.getByRole('heading', { name: 'Routing inspector' }).waitFor();
+    await page.locator('#rt-model[data-loaded=yes]').waitFor();
+    await page.getByLabel('Model, profile or auto').selectOption('cool-model');
+    const cand = page.locator('[data-testid=routing-candidate]').filter({ hasText: 'Cooling mock' });
+    await cand.and(page.locator('[data-state=ready]')).waitFor();
+    // The request waits in the queue while the only candidate cools; it is aborted once the page has seen it.
+    const ctrl = new AbortController();
+    const req = fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      signal: ctrl.signal,
+      headers: { Authorization: `Bearer ${gatewayKey}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'cool-model', messages: [{ role: 'user', content: 'cool down' }] }),
+    }).then((r) => r.status, (e) => (e.name === 'AbortError' ? 'aborted' : String(e)));
+    let how = 'refreshed by the key.status event';
+    try {
+      const seen = await cand.and(page.locator('[data-state=cooling]')).waitFor({ timeout: 8000 }).then(() => true, () => false);
+      if (!seen) {
+        how = 'after pressing Refresh (no key.status refresh within 8 s)';
+        await page.getByRole('button', { name: 'Refresh' }).click();
+        await cand.and(page.locator('[data-state=cooling]')).waitFor({ timeout: 5000 });
+      }
+    } finally {
+      ctrl.abort();
+    }
+    const detail = ((await cand.locator('.cand-detail').textContent()) ?? '').trim();
+    if (!/left/.test(detail)) throw new Error(`no time left shown ("${detail}")`);
+    await shoot(page, 'routing', { width: 1280, scheme: 'light' });
+    await shoot(page, 'routing', { width: 1280, scheme: 'dark' });
+    await shoot(page, 'routing', { width: 390, scheme: 'light' });
+    await shoot(page, 'routing', { width: 390, scheme: 'dark' });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    return `cooling, ${detail} (${how}); request ${await req}`;
+  });
+
+  await step('profiles: a failover profile over the mock models answers in the playground and is listed with its traffic', async () => {
+    await nav('Profiles');
+    if (!(await available('AI profiles', page.getByText('No profiles yet').or(page.locator('.profile-row').first())))) throw new Error('GET /api/profiles is not available');
+    await page.getByRole('button', { name: 'New profile' }).click();
+    await page.getByLabel('Name').fill('e2e-failover');
+    await page.getByLabel(/Failover/).check();
+    await page.getByLabel('Find a model').fill('mock');
+    const picker = page.getByRole('list', { name: 'Available models' });
+    await picker.getByRole('button', { name: 'mock-model' }).click();
+    await page.getByLabel('Find a model').fill('slow');
+    await picker.getByRole('button', { name: 'slow-model' }).click();
+    await page.getByRole('button', { name: 'Create profile' }).click();
+    const row = page.locator('.profile-row', { hasText: 'e2e-failover' });
+    await row.getByText(/Failover · 2 models/).waitFor();
+    await row.getByRole('button', { name: 'Try e2e-failover in the playground' }).click();
+    await page.getByRole('heading', { name: 'Playground', level: 1 }).waitFor();
+    await page.locator('[data-models]:not([data-models=loading])').waitFor();
+    const selected = await page.getByLabel('Model').inputValue();
+    if (selected !== 'e2e-failover') throw new Error(`the playground selected "${selected}"`);
+    await page.getByLabel('Message').fill('Hello, profile');
+    await page.getByLabel('Message').press('Enter');
+    await page.waitForFunction(() => {
+      const el = [...document.querySelectorAll('[data-testid=assistant-msg]')].pop();
+      return el && !el.querySelector('.spinner');
+    }, null, { timeout: 30000 });
+    const msg = page.locator('[data-testid=assistant-msg]').last();
+    if (await msg.locator('.note-error').count()) throw new Error(`the playground showed an error: ${await msg.locator('.note-error').textContent()}`);
+    const route = ((await msg.locator('[data-testid=route-line]').textContent()) ?? '').trim();
+    if (!/mock-model/.test(route)) throw new Error(`failover did not answer with the first member (route line: "${route}")`);
+    await nav('Profiles');
+    await row.getByText(/[1-9]\d* requests?, 0 errors in 24 h/).waitFor();
+    const line = ((await row.locator('.muted.small').first().textContent()) ?? '').trim();
+    await shoot(page, 'profiles-real', { width: 1280, scheme: 'dark' });
+    await shoot(page, 'profiles-real', { width: 390, scheme: 'light' });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    return `"${route}"; listed as "${line}"`;
+  });
 
   await step('users: add, disable and delete a user', async () => {
     await nav('Users');

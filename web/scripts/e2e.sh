@@ -12,10 +12,11 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 # Cargo only rebuilds what changed. If another build holds the lock, cargo waits for it.
+# Binaries are taken from $CARGO_TARGET_DIR/debug when that is set, else target/debug.
 # E2E_SKIP_BUILD=1 uses the binaries already in target/debug (e.g. while the tree does not compile).
 if [ "${E2E_SKIP_BUILD:-0}" = 1 ]; then
   for bin in freellmapi mock-provider; do
-    [ -x "$ROOT/target/debug/$bin" ] || { echo "e2e: target/debug/$bin is missing (E2E_SKIP_BUILD=1)" >&2; exit 2; }
+    [ -x "${CARGO_TARGET_DIR:-$ROOT/target}/debug/$bin" ] || { echo "e2e: target/debug/$bin is missing (E2E_SKIP_BUILD=1)" >&2; exit 2; }
   done
   echo "e2e: E2E_SKIP_BUILD=1: using the existing debug binaries" >&2
 else
