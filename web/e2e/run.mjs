@@ -212,8 +212,12 @@ async function step(name, fn, { planned = false } = {}) {
     log(`PASS ${name}${detail ? ` — ${detail}` : ''}`);
     return true;
   } catch (e) {
-    results.push({ name, ok: false, planned, ms: Date.now() - t0, detail: String(e?.message ?? e).split('\n')[0] });
-    log(`FAIL ${name}${planned ? ' (needs a planned server route)' : ''} — ${String(e?.message ?? e).split('\n')[0]}`);
+    // First line of the error, plus the locator Playwright was waiting for when it timed out.
+    const lines = String(e?.message ?? e).split('\n');
+    const waiting = lines.find((l) => /waiting for /.test(l));
+    const detail = `${lines[0]}${waiting && waiting !== lines[0] ? ` (${waiting.trim()})` : ''}`;
+    results.push({ name, ok: false, planned, ms: Date.now() - t0, detail });
+    log(`FAIL ${name}${planned ? ' (needs a planned server route)' : ''} — ${detail}`);
     return false;
   }
 }
@@ -582,11 +586,11 @@ async function main() {
     if (!(await available('The outbound proxy pool', page.getByText('No proxies yet').or(page.locator('[data-testid=proxy-row]').first())))) throw new Error('GET /api/proxies is not available');
     const warning = (await page.locator('[data-testid=proxy-warning]').textContent()) ?? '';
     if (!/which provider you call/.test(warning) || !/read and change anything unencrypted/.test(warning)) throw new Error(`warning text incomplete: "${warning.slice(0, 120)}"`);
-    await page.getByLabel('Address').fill(`127.0.0.1:${closedPorts[0]}`);
-    await page.getByLabel('Username (optional)').fill('e2e-user');
-    await page.getByLabel('Password (optional)').fill('e2e-secret');
-    await page.getByLabel('Label (optional)').fill('closed-port');
-    await page.getByLabel('Country (optional)').fill('fr');
+    await page.getByLabel('Address', { exact: true }).fill(`127.0.0.1:${closedPorts[0]}`);
+    await page.getByLabel('Username (optional)', { exact: true }).fill('e2e-user');
+    await page.getByLabel('Password (optional)', { exact: true }).fill('e2e-secret');
+    await page.getByLabel('Label (optional)', { exact: true }).fill('closed-port');
+    await page.getByLabel('Country (optional)', { exact: true }).fill('fr');
     await page.getByRole('button', { name: 'Add proxy' }).click();
     const row = rowOf('closed-port');
     await row.waitFor();
@@ -604,7 +608,7 @@ async function main() {
   });
 
   await step('proxies: import two lines from a pasted list', async () => {
-    await page.getByLabel('Proxy list').fill(`# two test proxies\nsocks5://127.0.0.1:${closedPorts[1]} DE\nhttp://127.0.0.1:${closedPorts[2]}\n`);
+    await page.getByLabel('Proxy list', { exact: true }).fill(`# two test proxies\nsocks5://127.0.0.1:${closedPorts[1]} DE\nhttp://127.0.0.1:${closedPorts[2]}\n`);
     await page.getByText('2 proxies to import').waitFor();
     await page.getByRole('button', { name: 'Import', exact: true }).click();
     const res = page.locator('[data-testid=import-result]');
@@ -668,6 +672,7 @@ async function main() {
       });
       return r.status;
     });
+    if (made === 404) throw new Error('POST /api/users is not available yet: no second user to try with');
     if (made !== 200 && made !== 201) throw new Error(`could not create a plain user (${made})`);
     const ctx2 = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     try {
@@ -690,7 +695,7 @@ async function main() {
     } finally {
       await ctx2.close();
     }
-  });
+  }, { planned: true });
 
   // ---- Routing inspector: a key whose upstream answers 429 with Retry-After: 30 cools down for 30 s.
   await step('routing inspector: a key cooling after the mock\'s 429ra30 shows as cooling', async () => {
@@ -771,8 +776,16 @@ async function main() {
     const route = ((await msg.locator('[data-testid=route-line]').textContent()) ?? '').trim();
     if (!/mock-model/.test(route)) throw new Error(`failover did not answer with the first member (route line: "${route}")`);
     await nav('Profiles');
-    await row.getByText(/[1-9]\d* requests?, 0 errors in 24 h/).waitFor();
-    const line = ((await row.locator('.muted.small').first().textContent()) ?? '').trim();
+    // The request log is written when the request ends: look a few times.
+    let line = '';
+    for (let i = 0; i < 6; i++) {
+      await row.waitFor();
+      line = ((await row.locator('.muted.small').first().textContent()) ?? '').trim();
+      if (/[1-9]\d* requests?, 0 errors in 24 h/.test(line)) break;
+      await sleep(1000);
+      await page.reload();
+    }
+    if (!/[1-9]\d* requests?, 0 errors in 24 h/.test(line)) throw new Error(`the profile's 24 h counters do not show the request: "${line}"`);
     await shoot(page, 'profiles-real', { width: 1280, scheme: 'dark' });
     await shoot(page, 'profiles-real', { width: 390, scheme: 'light' });
     await page.setViewportSize({ width: 1280, height: 900 });
