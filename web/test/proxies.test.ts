@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildProxyUrl, describeProbe, maskProxyUrl, parseBypass, previewImport, proxyHealth } from '../src/lib/proxies';
+import { buildProxyUrl, describeProbe, proxyErrorWords, maskProxyUrl, parseBypass, previewImport, proxyHealth } from '../src/lib/proxies';
 import { mergeProfiles } from '../src/lib/catalog';
 import { formatBytes } from '../src/lib/format';
 
@@ -61,7 +61,9 @@ describe('proxyHealth', () => {
 describe('describeProbe', () => {
   it('says what happened', () => {
     expect(describeProbe({ ok: true, latency_ms: 123.4 })).toBe('Working: answered in 123 ms.');
-    expect(describeProbe({ ok: false, error: 'connection refused', latency_ms: 2 })).toBe('Failing: connection refused (after 2 ms).');
+    expect(describeProbe({ ok: false, error: 'tcp connect error: Connection refused (os error 111)', latency_ms: 2 })).toBe(
+      "Failing: connection refused: nothing answers at the proxy's address (after 2 ms).",
+    );
     expect(describeProbe({ ok: false })).toBe('Failing: no answer.');
   });
 });
@@ -94,5 +96,16 @@ describe('formatBytes', () => {
     expect(formatBytes(1536)).toBe('1.5 KB');
     expect(formatBytes(20 * 1024 * 1024)).toBe('20 MB');
     expect(formatBytes(undefined)).toBe('—');
+  });
+});
+
+describe('proxyErrorWords', () => {
+  it('turns the client error chain into a few words', () => {
+    expect(proxyErrorWords('client error (Connect): error connecting to socks proxy: SOCKS error: failed to create underlying connection')).toMatch(/^connection refused/);
+    expect(proxyErrorWords('operation timed out')).toMatch(/^timed out/);
+    expect(proxyErrorWords('unsuccessful tunnel (407 Proxy Authentication Required)')).toMatch(/407/);
+    expect(proxyErrorWords('SOCKS error: general failure')).toBe('the SOCKS handshake failed');
+    expect(proxyErrorWords('weird')).toBe('weird');
+    expect(proxyErrorWords('x'.repeat(200))).toHaveLength(138);
   });
 });

@@ -118,11 +118,28 @@ export interface ProbeResult {
   healthy?: boolean;
 }
 
+/**
+ * A proxy error in a few words. The server's messages are the HTTP client's chain ("error sending request for url
+ * (…): client error (Connect): tcp connect error: Connection refused (os error 111)"); the full text stays available
+ * as a tooltip.
+ */
+export function proxyErrorWords(message: string | null | undefined): string {
+  const m = (message ?? '').trim();
+  if (!m) return 'no answer';
+  if (/connection refused|failed to create underlying connection/i.test(m)) return "connection refused: nothing answers at the proxy's address";
+  if (/timed? ?out|deadline/i.test(m)) return 'timed out: the proxy did not answer in time';
+  if (/\b407\b|proxy auth/i.test(m)) return 'the proxy refused the credentials (407)';
+  if (/dns|resolve|lookup|name or service not known/i.test(m)) return "the proxy's host name does not resolve";
+  if (/socks/i.test(m)) return 'the SOCKS handshake failed';
+  if (/tunnel|connect.*(403|502|503)/i.test(m)) return 'the proxy refused to open a tunnel';
+  if (/reset|broken pipe|unexpected eof|closed/i.test(m)) return 'the proxy closed the connection';
+  return m.length > 140 ? `${m.slice(0, 137)}…` : m;
+}
+
 /** A test result as a sentence. */
 export function describeProbe(r: ProbeResult): string {
   if (r.ok) return `Working: answered in ${Math.round(r.latency_ms ?? 0)} ms.`;
-  const why = r.error?.trim() || 'no answer';
-  return `Failing: ${why}${r.latency_ms ? ` (after ${Math.round(r.latency_ms)} ms)` : ''}.`;
+  return `Failing: ${proxyErrorWords(r.error)}${r.latency_ms ? ` (after ${Math.round(r.latency_ms)} ms)` : ''}.`;
 }
 
 /** Bypass list typed by people ("groq, google") → platform ids. */

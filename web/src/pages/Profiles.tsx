@@ -91,7 +91,7 @@ export function ProfilesPage() {
                   <div class="muted small">
                     {STRATEGIES.find((s) => s.id === p.strategy)?.label ?? p.strategy} · {p.models.length} model{p.models.length === 1 ? '' : 's'}
                     {p.context_window ? ` · ${formatInt(p.context_window)} context` : ''}
-                    {p.stats_24h ? ` · ${formatInt(p.stats_24h.requests)} requests, ${formatInt(p.stats_24h.errors)} errors in 24 h` : ''}
+                    {p.stats_24h ? ` · ${formatInt(p.stats_24h.requests)} request${p.stats_24h.requests === 1 ? '' : 's'}, ${formatInt(p.stats_24h.errors)} error${p.stats_24h.errors === 1 ? '' : 's'} in 24 h` : ''}
                   </div>
                   <ul class="chips">
                     {p.models.map((m) => {

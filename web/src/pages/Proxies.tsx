@@ -8,6 +8,7 @@ import {
   maskProxyUrl,
   POOL_STRATEGIES,
   previewImport,
+  proxyErrorWords,
   PROXY_SCHEMES,
   proxyHealth,
   type HealthWord,
@@ -196,7 +197,6 @@ export function ProxiesPage({ isAdmin }: { isAdmin: boolean }) {
                     <th scope="col" class="num">
                       In / out
                     </th>
-                    <th scope="col">Last error</th>
                     <th scope="col">
                       <span class="sr-only">Actions</span>
                     </th>
@@ -287,8 +287,13 @@ function ProxyRow({
             {p.health?.last_check_at ? ` · checked ${formatRelative(p.health.last_check_at)}` : ''}
           </div>
           {result && (
-            <div class={`small test-result ${result.ok ? 'status-green' : 'status-red'}`} role="status" data-testid="proxy-test-result">
-              Test: {describeProbe(result)}
+            <div class={`small test-result ${result.ok ? 'status-green' : 'status-red'}`} role="status" data-testid="proxy-test-result" title={result.error ?? undefined}>
+              Test {formatRelative(result.at)}: {describeProbe(result)}
+            </div>
+          )}
+          {s?.last_error && (!result || result.ok) && (
+            <div class="small muted proxy-error" title={s.last_error}>
+              Last error{s.last_error_at ? ` ${formatRelative(s.last_error_at)}` : ''}: {proxyErrorWords(s.last_error)}
             </div>
           )}
         </div>
@@ -320,16 +325,6 @@ function ProxyRow({
       </td>
       <td data-label="In / out" class="num">
         {formatBytes(s?.bytes_in ?? 0)} / {formatBytes(s?.bytes_out ?? 0)}
-      </td>
-      <td data-label="Last error" class="proxy-error">
-        {s?.last_error ? (
-          <span title={s.last_error_at ? formatRelative(s.last_error_at) : undefined}>
-            {s.last_error}
-            {s.last_error_at ? <span class="muted"> ({formatRelative(s.last_error_at)})</span> : null}
-          </span>
-        ) : (
-          <span class="muted">none</span>
-        )}
       </td>
       <td class="actions-cell">
         <div class="row-buttons">

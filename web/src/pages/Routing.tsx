@@ -77,8 +77,7 @@ export function RoutingPage() {
 
   const data = view.data?.v;
   const fetchedAt = view.data?.at ?? 0;
-  const cooling = data?.candidates.some((c) => c.status.state === 'cooling') ?? false;
-  const now = useNow(1000, cooling);
+  const now = useNow(1000);
   const sorted = useMemo(() => (data ? sortCandidates(data.candidates) : []), [data]);
 
   // When a cooldown ends, look again once so the candidate shows as ready.
@@ -160,10 +159,10 @@ export function RoutingPage() {
         {data && (
           <>
             <p class="small muted" data-testid="routing-summary" aria-live="polite">
-              <span class="mono">{data.model}</span> · strategy {data.strategy.toLowerCase()} · {sorted.length} candidate
+              <span class="mono">{data.model}</span> · {strategyWords(data.strategy)} · {sorted.length} candidate
               {sorted.length === 1 ? '' : 's'}, {sorted.filter((c) => c.status.state === 'ready').length} ready
-              {data.queue_depth ? ` · ${formatInt(data.queue_depth)} request${data.queue_depth === 1 ? '' : 's'} waiting` : ''} · as of{' '}
-              {formatDuration(now - fetchedAt)} ago
+              {data.queue_depth ? ` · ${formatInt(data.queue_depth)} request${data.queue_depth === 1 ? '' : 's'} waiting` : ''} · updated{' '}
+              {now - fetchedAt < 1500 ? 'just now' : `${formatDuration(now - fetchedAt)} ago`}
               {lastEvent ? ` · last key event: ${lastEvent}` : ''}
             </p>
             {sorted.length === 0 ? (
@@ -198,6 +197,15 @@ function stateOf(c: RoutingCandidate, elapsed: number): { word: string; color: D
     default:
       return { word: s.state, color: 'grey', detail: '' };
   }
+}
+
+/** The server's strategy name (Rust debug form, e.g. `RoundRobin { members: 2 }`) in words. */
+export function strategyWords(s: string): string {
+  if (/^score/i.test(s)) return 'best score first';
+  if (/^failover/i.test(s)) return 'failover: members in order';
+  if (/^round-?robin/i.test(s)) return 'round-robin over the members';
+  if (/^least-?latency/i.test(s)) return 'least latency first';
+  return s;
 }
 
 function ordinal(n: number): string {
