@@ -2,8 +2,9 @@
 //
 // Starts target/debug/mock-provider and target/debug/freellmapi on free ports with a temporary DATA_DIR, logs in,
 // adds a custom key pointing at the mock, mints a gateway key, chats in the playground, watches the live dashboard,
-// checks analytics and the planned pages, looks for console errors, and takes screenshots (1280 and 390 px, light and
-// dark) into e2e/out/. Every step reports on its own. Steps that depend on planned server routes do not fail the
+// checks analytics and the planned pages, drives the Proxies page (proxies at closed loopback ports only), the routing
+// inspector (a key cooling after the mock's 429ra30) and a failover profile in the playground, looks for console
+// errors, and takes screenshots (1280 and 390 px, light and dark) into e2e/out/. Every step reports on its own. Steps that depend on planned server routes do not fail the
 // run unless E2E_STRICT=1. Both servers are always stopped.
 //
 // If the gateway does not serve the dashboard yet (no embedded web/dist), the script serves web/dist itself from a
