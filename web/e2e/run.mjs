@@ -608,9 +608,12 @@ async function main() {
     return `"${text}"; health: "${health}"`;
   });
 
-  await step('proxies: import two lines from a pasted list', async () => {
-    await page.getByLabel('Proxy list', { exact: true }).fill(`# two test proxies\nsocks5://127.0.0.1:${closedPorts[1]} DE\nhttp://127.0.0.1:${closedPorts[2]}\n`);
+  await step('proxies: import two lines (a file read into the list, then sent as text)', async () => {
+    const list = `# two test proxies\nsocks5://127.0.0.1:${closedPorts[1]} DE\nhttp://127.0.0.1:${closedPorts[2]}\n`;
+    await page.getByLabel('Or read a file', { exact: true }).setInputFiles({ name: 'proxies.txt', mimeType: 'text/plain', buffer: Buffer.from(list) });
     await page.getByText('2 proxies to import').waitFor();
+    const shown = await page.getByLabel('Proxy list', { exact: true }).inputValue();
+    if (shown !== list) throw new Error('the file was not read into the list');
     await page.getByRole('button', { name: 'Import', exact: true }).click();
     const res = page.locator('[data-testid=import-result]');
     await res.waitFor();
