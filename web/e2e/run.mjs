@@ -796,6 +796,27 @@ async function main() {
     return `"${route}"; listed as "${line}"`;
   });
 
+  await step('routing inspector: the profile\'s members in failover order, with limit usage bars', async () => {
+    await nav('Profiles');
+    const row = page.locator('.profile-row', { hasText: 'e2e-failover' });
+    await row.getByRole('link', { name: 'Routing of e2e-failover' }).click();
+    await page.getByRole('heading', { name: 'Routing inspector' }).waitFor();
+    const cands = page.locator('[data-testid=routing-candidate]');
+    await cands.nth(1).waitFor();
+    const states = await cands.evaluateAll((els) => els.map((e) => `${e.getAttribute('data-state')}:${e.querySelector('.mono')?.textContent}`));
+    if (states[0] !== 'ready:mock-model') throw new Error(`first candidate is ${states[0]} (all: ${states.join(', ')})`);
+    const summary = ((await page.locator('[data-testid=routing-summary]').textContent()) ?? '').trim();
+    if (!/failover/.test(summary)) throw new Error(`strategy not shown as failover: "${summary}"`);
+    // The e2e key has an RPM cap of 60 (set earlier): its usage is drawn as a bar.
+    const meter = cands.first().getByRole('meter', { name: 'Requests / min' });
+    const hasMeter = (await meter.count()) > 0;
+    await shoot(page, 'routing-profile', { width: 1280, scheme: 'light' });
+    await shoot(page, 'routing-profile', { width: 390, scheme: 'dark' });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    if (!hasMeter) throw new Error('no "Requests / min" bar on the capped key');
+    return `${states.join(', ')}; rpm bar ${await meter.getAttribute('aria-valuenow')}/${await meter.getAttribute('aria-valuemax')}`;
+  });
+
   await step('users: add, disable and delete a user', async () => {
     await nav('Users');
     await page.getByRole('heading', { name: 'Users', level: 1 }).waitFor();

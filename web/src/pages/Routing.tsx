@@ -157,7 +157,7 @@ export function RoutingPage() {
             ) : (
               <ol class="cand-list" data-testid="routing-candidates">
                 {sorted.map((c) => (
-                  <Candidate key={`${c.key_id}/${c.model}`} c={c} elapsed={now - fetchedAt} />
+                  <Candidate key={`${c.key_id}/${c.model}`} c={c} elapsed={now - fetchedAt} profile={!/^score/i.test(data.strategy)} />
                 ))}
               </ol>
             )}
@@ -190,7 +190,7 @@ function ordinal(n: number): string {
   return n === 1 ? 'first' : n === 2 ? 'second' : n === 3 ? 'third' : `${n}th`;
 }
 
-function Candidate({ c, elapsed }: { c: RoutingCandidate; elapsed: number }) {
+function Candidate({ c, elapsed, profile }: { c: RoutingCandidate; elapsed: number; profile: boolean }) {
   const st = stateOf(c, elapsed);
   const scopes = c.limits.map((sc) => ({
     scope: sc.scope,
@@ -206,7 +206,7 @@ function Candidate({ c, elapsed }: { c: RoutingCandidate; elapsed: number }) {
         <span class="provider">{c.provider}</span>
         <span class="cand-key">{c.key_label || c.key_id}</span>
         <span class="mono small">{c.model}</span>
-        {c.priority > 0 && <span class="tag tag-muted">profile member {c.priority + 1}</span>}
+        {(profile || c.priority > 0) && <span class="tag tag-muted">profile member {c.priority + 1}</span>}
         <span class="muted small cand-detail">{st.detail}</span>
       </div>
       <dl class="cand-inputs">
