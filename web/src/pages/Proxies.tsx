@@ -122,7 +122,7 @@ export function ProxiesPage({ isAdmin }: { isAdmin: boolean }) {
         end.
       </div>
 
-      <PoolSettings initial={list.data?.settings} isAdmin={isAdmin} onSaved={(s) => list.setData((d) => d && { ...d, settings: s })} />
+      <PoolSettings isAdmin={isAdmin} />
 
       <div class="two-col">
         <AddProxy onAdded={(p) => list.setData((d) => (d ? { ...d, data: [...d.data, p] } : d))} />
@@ -543,7 +543,9 @@ function ImportProxies({ onDone }: { onDone: () => void }) {
   );
 }
 
-function PoolSettings({ initial, isAdmin, onSaved }: { initial?: ProxySettings; isAdmin: boolean; onSaved: (s: ProxySettings) => void }) {
+function PoolSettings({ isAdmin }: { isAdmin: boolean }) {
+  const loaded = useAsync((signal) => api<ProxySettings>('GET', '/api/proxies/settings', undefined, { signal }), []);
+  const initial = loaded.data;
   const platforms = useAsync((signal) => api<unknown>('GET', '/api/platforms', undefined, { signal }).then((b) => listOf<Platform>(b)), []);
   const [strategy, setStrategy] = useState('none');
   const [bypass, setBypass] = useState<string[]>([]);
@@ -573,7 +575,7 @@ function PoolSettings({ initial, isAdmin, onSaved }: { initial?: ProxySettings; 
       setStrategy(s.strategy);
       setBypass(s.bypass ?? []);
       setFallback(s.direct_fallback);
-      onSaved(s);
+      loaded.setData(() => s);
       setSaved(true);
     } catch (err) {
       setError(err);
@@ -587,9 +589,8 @@ function PoolSettings({ initial, isAdmin, onSaved }: { initial?: ProxySettings; 
 
   return (
     <Section title="Pool settings" id="proxy-settings-title">
-      {!initial ? (
-        <p class="muted">Loading…</p>
-      ) : (
+      <LoadState a={loaded} what="Pool settings" />
+      {initial && (
         <form class="form-stack" onSubmit={submit} aria-labelledby="proxy-settings-title" data-testid="pool-settings">
           {!isAdmin && <p class="hint">These settings apply to the whole gateway: only an admin can change them.</p>}
           <fieldset class="field">
