@@ -750,6 +750,29 @@ async function main() {
     return `cooling, ${detail} (${how}); request ${await req}`;
   });
 
+  // ---- The key the mock answered 429 for: amber on the Keys page, and the request counted by analytics.
+  await step('keys: the key that got a 429 turns amber; analytics counts the request', async () => {
+    await nav('Provider keys');
+    const row = page.locator('[data-testid=key-row]').filter({ hasText: 'Cooling mock' });
+    await row.locator('.dot-amber').first().waitFor({ timeout: 10000 });
+    const label = (await row.locator('.dot').first().getAttribute('aria-label')) ?? '';
+    await shoot(page, 'keys-amber', { width: 1280, scheme: 'light' });
+    await nav('Analytics');
+    const history = page.locator('[data-testid=history-table]');
+    // The request log is written in batches: reload until the row is there (bounded).
+    let found = false;
+    for (let i = 0; i < 10 && !found; i++) {
+      found = (await history.getByText('cool-model').count()) > 0;
+      if (!found) {
+        await page.waitForTimeout(500);
+        await nav('Provider keys');
+        await nav('Analytics');
+      }
+    }
+    if (!found) throw new Error('the request to cool-model is not in the analytics history');
+    return `dot "${label}"; the request is in the history`;
+  });
+
   await step('profiles: a failover profile over the mock models answers in the playground and is listed with its traffic', async () => {
     await nav('Profiles');
     if (!(await available('AI profiles', page.getByText('No profiles yet').or(page.locator('.profile-row').first())))) throw new Error('GET /api/profiles is not available');

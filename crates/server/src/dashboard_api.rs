@@ -192,6 +192,24 @@ async fn models(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<
             "providers": providers,
         }));
     }
+    for (name, profile) in &tenant.profiles {
+        let mut providers: Vec<&str> = profile
+            .members
+            .iter()
+            .flat_map(|m| tenant.models.get(m).into_iter().flatten())
+            .map(|r| tenant.keys[r.key].platform.id())
+            .collect();
+        providers.sort_unstable();
+        providers.dedup();
+        data.push(json!({
+            "id": name,
+            "kind": "profile",
+            "strategy": profile.strategy.as_str(),
+            "members": profile.members.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
+            "context_window": tenant.profile_context_window(profile),
+            "providers": providers,
+        }));
+    }
     Ok(Json(json!({ "data": data })))
 }
 
@@ -593,7 +611,12 @@ async fn routing(
         .collect();
     Ok(Json(json!({
         "model": q.model,
-        "strategy": format!("{strategy:?}"),
+        "strategy": match strategy {
+            router::Strategy::Score => "score",
+            router::Strategy::Failover => "failover",
+            router::Strategy::RoundRobin { .. } => "round-robin",
+            router::Strategy::LeastLatency => "least-latency",
+        },
         "formula": "score = 0.55 × reliability + 0.25 × 1/(1 + latency_ms/1000) + 0.20 × headroom (docs/routing.md)",
         "queue_depth": state.queue.depth(),
         "candidates": rows,
