@@ -37,6 +37,14 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Parses the hint from a response's headers, or `None` when the provider sends none.
 pub fn rate_limit_hint(headers: &HeaderMap) -> Option<RateLimitHint> {
+    // Most answers carry no such header: one pass over the names, no allocation, before any lookup.
+    let advertised = headers.keys().any(|name| {
+        let name = name.as_str();
+        name.starts_with("x-ratelimit-") || name.starts_with("ratelimit-")
+    });
+    if !advertised {
+        return None;
+    }
     let mut hint: Option<RateLimitHint> = None;
     for prefix in ["x-ratelimit-", "ratelimit-"] {
         for suffix in SUFFIXES {
