@@ -26,16 +26,25 @@
 //! | `inbanderr` | stream: 200 then a single `data: {"error":...}` event |
 //! | `auth=<token>` | require `Authorization: Bearer <token>`, else 401 |
 //! | `first<n>` | the error `<status>` answers only the first n hits of the scenario; later hits succeed |
+//! | `every<n>` | the faults (`<status>`, `hang`, `stall`, `stallafter`, `cut`) hit only every n-th request |
+//! | `rpm<n>` | at most n accepted requests in the trailing window; more get 429 with `Retry-After` (seconds until the oldest leaves the window) and `x-ratelimit-*` headers |
+//! | `rpmw<secs>` | the `rpm` window (default 60 s) |
+//! | `id<n>` | nothing but a name: alike scenarios keep separate counters and rate windows |
 //!
 //! "Delta chunks" are every chunk after the role chunk that carries reasoning, content or a
 //! tool-call fragment. Stream-only directives (`cut`, `empty`, `drip`, `inbanderr`) are ignored
-//! for non-stream requests. Precedence: unknown directive (400) → `slow` → `auth` (401) →
-//! `hang` → `<status>` → the endpoint's normal answer. `ra<secs>` applies to any answer.
+//! for non-stream requests. Precedence: unknown directive (400) → `rpm` (429) → `slow` →
+//! `auth` (401) → `hang` → `<status>` → the endpoint's normal answer. `ra<secs>` applies to any
+//! answer except an `rpm` refusal, which states its own wait.
+//!
+//! `GET /__stats` answers the counters of every scenario seen so far as JSON (`hits`,
+//! `rate_limited`, `scripted_errors`, `cancelled` per scenario, and their totals).
 //!
 //! Unknown directives answer 400 with a message naming the directive.
 
 mod body;
 pub mod native;
+mod rate;
 mod render;
 mod scenario;
 
@@ -60,6 +69,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use body::{CancelGuard, MockBody, Scripted, Sse, SseConfig};
+use rate::{Admission, RateWindow};
 use render::Answer;
 use scenario::{LimitKind, Scenario};
 
@@ -113,6 +123,12 @@ pub(crate) struct Entry {
     scenario: Result<Scenario, String>,
     hits: AtomicUsize,
     cancelled: AtomicUsize,
+    /// Requests refused by the `rpm` window.
+    rate_limited: AtomicUsize,
+    /// Error statuses answered because the scenario scripts them (`<status>`).
+    scripted_errors: AtomicUsize,
+    /// The `rpm` window, when the scenario has one.
+    rate: Option<Mutex<RateWindow>>,
     notify: Notify,
     requests: Mutex<Vec<RecordedRequest>>,
 }
@@ -136,6 +152,30 @@ impl Shared {
         map.get(scenario).cloned()
     }
 
+    /// `{"scenarios":{"<name>":{"hits":…,"rate_limited":…,"scripted_errors":…,"cancelled":…}},"totals":{…}}`,
+    /// scenarios sorted by name.
+    fn stats_json(&self) -> String {
+        let map = self.scenarios.read().unwrap_or_else(|e| e.into_inner());
+        let mut names: Vec<&Box<str>> = map.keys().collect();
+        names.sort();
+        let mut scenarios = serde_json::Map::new();
+        let mut totals = [0usize; 4];
+        for name in names {
+            let Some(e) = map.get(name) else { continue };
+            let counts = [
+                e.hits.load(Ordering::SeqCst),
+                e.rate_limited.load(Ordering::SeqCst),
+                e.scripted_errors.load(Ordering::SeqCst),
+                e.cancelled.load(Ordering::SeqCst),
+            ];
+            for (total, n) in totals.iter_mut().zip(counts) {
+                *total += n;
+            }
+            scenarios.insert(name.to_string(), counters_json(counts));
+        }
+        serde_json::json!({ "scenarios": scenarios, "totals": counters_json(totals) }).to_string()
+    }
+
     fn entry(&self, scenario: &str) -> Arc<Entry> {
         if let Some(entry) = self.get(scenario) {
             return entry;
@@ -143,10 +183,18 @@ impl Shared {
         let mut map = self.scenarios.write().unwrap_or_else(|e| e.into_inner());
         map.entry(Box::from(scenario))
             .or_insert_with(|| {
+                let parsed = Scenario::parse(scenario);
+                let rate = parsed.as_ref().ok().and_then(|sc| {
+                    let window = sc.rpm_window.unwrap_or(Duration::from_secs(60));
+                    sc.rpm.map(|n| Mutex::new(RateWindow::new(n, window)))
+                });
                 Arc::new(Entry {
-                    scenario: Scenario::parse(scenario),
+                    scenario: parsed,
                     hits: AtomicUsize::new(0),
                     cancelled: AtomicUsize::new(0),
+                    rate_limited: AtomicUsize::new(0),
+                    scripted_errors: AtomicUsize::new(0),
+                    rate,
                     notify: Notify::new(),
                     requests: Mutex::new(Vec::new()),
                 })
@@ -224,6 +272,18 @@ impl MockProvider {
         })
     }
 
+    /// Requests of `scenario` refused by its `rpm` window.
+    pub fn rate_limited(&self, scenario: &str) -> usize {
+        self.shared
+            .get(scenario)
+            .map_or(0, |e| e.rate_limited.load(Ordering::SeqCst))
+    }
+
+    /// The counters of every scenario seen so far, as served by `GET /__stats`.
+    pub fn stats_json(&self) -> String {
+        self.shared.stats_json()
+    }
+
     /// Responses dropped before completing (the client went away mid-wait or mid-stream).
     pub fn cancelled(&self, scenario: &str) -> usize {
         self.shared
@@ -245,6 +305,82 @@ impl MockProvider {
                 return entry.cancelled.load(Ordering::SeqCst) >= n;
             }
         }
+    }
+}
+
+fn counters_json([hits, rate_limited, scripted_errors, cancelled]: [usize; 4]) -> Value {
+    serde_json::json!({
+        "hits": hits,
+        "rate_limited": rate_limited,
+        "scripted_errors": scripted_errors,
+        "cancelled": cancelled,
+    })
+}
+
+/// Where a request stands against its scenario's `rpm` window: what the `x-ratelimit-*` headers say.
+#[derive(Clone, Copy)]
+struct RateState {
+    limit: u32,
+    remaining: u32,
+    /// Until the oldest accepted request leaves the window.
+    reset: Duration,
+}
+
+/// Applies the scenario's `rpm` window to one arriving request: `Ok` with the state to report on the answer
+/// (none without a window), `Err` when refused (the caller answers 429 with [`add_rate_limit_refusal`]).
+fn admit(entry: &Entry) -> Result<Option<RateState>, RateState> {
+    let Some(rate) = &entry.rate else {
+        return Ok(None);
+    };
+    let mut window = rate.lock().unwrap_or_else(|e| e.into_inner());
+    let limit = window.limit();
+    match window.admit(tokio::time::Instant::now()) {
+        Admission::Accepted { remaining, reset } => Ok(Some(RateState {
+            limit,
+            remaining,
+            reset,
+        })),
+        Admission::Limited { retry_after } => {
+            drop(window);
+            entry.rate_limited.fetch_add(1, Ordering::SeqCst);
+            Err(RateState {
+                limit,
+                remaining: 0,
+                reset: retry_after,
+            })
+        }
+    }
+}
+
+/// Message of an `rpm` refusal, worded like OpenAI's.
+fn rate_limit_message(state: RateState) -> String {
+    format!(
+        "Rate limit reached for requests per minute: Limit {limit}, Used {limit}, Requested 1. \
+         Please try again in {secs}s.",
+        limit = state.limit,
+        secs = rate::retry_after_secs(state.reset)
+    )
+}
+
+/// `Retry-After` (whole seconds, rounded up) and the request-limit headers on an `rpm` refusal.
+fn add_rate_limit_refusal(resp: &mut Response<MockBody>, state: RateState) {
+    resp.headers_mut().insert(
+        RETRY_AFTER,
+        HeaderValue::from(rate::retry_after_secs(state.reset)),
+    );
+    add_rate_headers(resp, state);
+}
+
+/// The OpenAI-style request-limit headers (`x-ratelimit-reset-requests` as `"<secs>s"`).
+fn add_rate_headers(resp: &mut Response<MockBody>, state: RateState) {
+    let headers = resp.headers_mut();
+    headers.insert("x-ratelimit-limit-requests", HeaderValue::from(state.limit));
+    headers.insert(
+        "x-ratelimit-remaining-requests",
+        HeaderValue::from(state.remaining),
+    );
+    if let Ok(value) = HeaderValue::from_str(&format!("{:.3}s", state.reset.as_secs_f64())) {
+        headers.insert("x-ratelimit-reset-requests", value);
     }
 }
 
@@ -339,6 +475,9 @@ fn gemini_models(shared: &Shared, scenario: &str) -> Response<MockBody> {
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<MockBody> {
+    if req.uri().path() == "/__stats" && req.method() == Method::GET {
+        return json_response(StatusCode::OK, shared.stats_json());
+    }
     if req.method() == Method::GET {
         let path = req.uri().path().trim_end_matches('/');
         if let Some(scenario) = path
@@ -401,6 +540,22 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<MockBod
         Ok(sc) => sc,
         Err(message) => return error_response(400, message),
     };
+    let rate_state = match admit(&entry) {
+        Ok(state) => state,
+        Err(state) => {
+            let mut resp = json_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                render::error_body_typed(
+                    "requests",
+                    "rate_limit_exceeded",
+                    &rate_limit_message(state),
+                ),
+            );
+            add_rate_limit_refusal(&mut resp, state);
+            return resp;
+        }
+    };
+    let faulty = sc.faulty(hit);
     // From here on, going away before the response completes counts as a cancellation.
     let mut guard = CancelGuard::new(entry.clone());
 
@@ -418,18 +573,19 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<MockBod
             return error_response(401, "mock 401: invalid or missing bearer token");
         }
     }
-    if sc.hang {
+    if sc.hang && faulty {
         std::future::pending::<()>().await;
     }
-    if let Some(status) = sc.status.filter(|_| sc.first.is_none_or(|n| hit <= n)) {
+    if let Some(status) = sc.status_for(hit) {
         guard.disarm();
+        entry.scripted_errors.fetch_add(1, Ordering::SeqCst);
         let mut resp = error_response(status, &format!("mock {status}"));
         add_retry_after(&mut resp, sc);
         return resp;
     }
 
     let mut resp = match endpoint {
-        Endpoint::Chat => chat(&shared, sc, &body, guard).await,
+        Endpoint::Chat => chat(&shared, sc, faulty, &body, guard).await,
         Endpoint::Embeddings => {
             guard.disarm();
             embeddings(&body)
@@ -450,6 +606,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<MockBod
         }
     };
     add_retry_after(&mut resp, sc);
+    if let Some(state) = rate_state {
+        add_rate_headers(&mut resp, state);
+    }
     resp
 }
 
@@ -528,10 +687,20 @@ async fn handle_native(
             text,
         )
     };
-    let sc = match &entry.scenario {
+    let mut sc = match &entry.scenario {
         Ok(sc) => sc.clone(),
         Err(message) => return native_error(400, message),
     };
+    // Native dialects get the refusal and its `Retry-After`, not the OpenAI-only `x-ratelimit-*` on success.
+    if let Err(state) = admit(&entry) {
+        let mut resp = native_error(429, &rate_limit_message(state));
+        add_rate_limit_refusal(&mut resp, state);
+        return resp;
+    }
+    let faulty = sc.faulty(hit);
+    if !faulty {
+        sc.limit = None;
+    }
     let mut guard = CancelGuard::new(entry.clone());
     if let Some(delay) = sc.slow {
         tokio::time::sleep(delay).await;
@@ -551,11 +720,12 @@ async fn handle_native(
             return native_error(401, "mock 401: invalid or missing credential");
         }
     }
-    if sc.hang {
+    if sc.hang && faulty {
         std::future::pending::<()>().await;
     }
-    if let Some(status) = sc.status.filter(|_| sc.first.is_none_or(|n| hit <= n)) {
+    if let Some(status) = sc.status_for(hit) {
         guard.disarm();
+        entry.scripted_errors.fetch_add(1, Ordering::SeqCst);
         let mut resp = native_error(status, &format!("mock {status}"));
         add_retry_after(&mut resp, &sc);
         return resp;
@@ -683,6 +853,7 @@ fn prompt_tokens(req: &Value) -> u64 {
 async fn chat(
     shared: &Shared,
     sc: &Scenario,
+    faulty: bool,
     body: &Bytes,
     mut guard: CancelGuard,
 ) -> Response<MockBody> {
@@ -716,9 +887,10 @@ async fn chat(
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let created = render::unix_now();
     let prompt = prompt_tokens(&req);
+    let limit = sc.limit.filter(|_| faulty);
 
     if !stream {
-        if sc.limit.is_some_and(|(_, kind)| kind == LimitKind::Stall) {
+        if limit.is_some_and(|(_, kind)| kind == LimitKind::Stall) {
             // A non-stream stall never produces headers: identical to `hang`.
             std::future::pending::<()>().await;
         }
@@ -748,7 +920,7 @@ async fn chat(
         reason: sc.reason,
         empty: sc.empty,
         inband_err: sc.inband_err,
-        limit: sc.limit,
+        limit,
         drip: sc.drip,
         usage_prompt: include_usage.then_some(prompt),
     });

@@ -1,6 +1,8 @@
 //! `mock-provider`: standalone mock OpenAI-dialect upstream for benchmarks.
 //!
 //! Usage: `mock-provider [--listen 127.0.0.1:PORT] [--chunks N] [--threads N] [--record|--no-record]`
+//!
+//! `GET /__stats` answers the per-scenario counters (hits, `rpm` refusals, scripted errors, cancellations).
 
 use std::io::Write as _;
 use std::net::SocketAddr;

@@ -143,6 +143,16 @@ pub(crate) fn error_body(status: u16, message: &str) -> String {
     )
 }
 
+/// An OpenAI-style error body with an explicit `type` and `code`.
+pub(crate) fn error_body_typed(kind: &str, code: &str, message: &str) -> String {
+    format!(
+        r#"{{"error":{{"message":{},"type":{},"param":null,"code":{}}}}}"#,
+        json_string(message),
+        json_string(kind),
+        json_string(code)
+    )
+}
+
 /// `/v1/models` body (constant).
 pub(crate) const MODELS_BODY: &str = r#"{"object":"list","data":[{"id":"mock-model","object":"model","created":0,"owned_by":"mock"},{"id":"mock-embed","object":"model","created":0,"owned_by":"mock"}]}"#;
 

@@ -44,6 +44,12 @@ pub(crate) struct Scenario {
     pub auth: Option<String>,
     /// The error `status` applies to the first n hits of this scenario only; later hits succeed.
     pub first: Option<usize>,
+    /// The faults (`status`, `hang`, `stall`, `stallafter`, `cut`) apply to every n-th hit only; the others succeed.
+    pub every: Option<usize>,
+    /// At most this many accepted requests within the rate window; more answer 429 with `Retry-After`.
+    pub rpm: Option<u32>,
+    /// Length of the `rpm` window (default 60 s).
+    pub rpm_window: Option<Duration>,
 }
 
 impl Scenario {
@@ -104,6 +110,37 @@ impl Scenario {
             }
             self.auth = Some(token.to_owned());
             return true;
+        }
+        if let Some(n) = d.strip_prefix("id") {
+            // A name only: scenarios that behave alike keep separate counters and rate windows.
+            return number(n).is_some();
+        }
+        if let Some(n) = d.strip_prefix("every") {
+            return match number(n) {
+                Some(n) if n >= 1 => {
+                    self.every = Some(n as usize);
+                    true
+                }
+                _ => false,
+            };
+        }
+        if let Some(n) = d.strip_prefix("rpmw") {
+            return match number(n) {
+                Some(secs) if secs >= 1 => {
+                    self.rpm_window = Some(Duration::from_secs(secs));
+                    true
+                }
+                _ => false,
+            };
+        }
+        if let Some(n) = d.strip_prefix("rpm") {
+            return match number(n).and_then(|n| u32::try_from(n).ok()) {
+                Some(n) if n >= 1 => {
+                    self.rpm = Some(n);
+                    true
+                }
+                _ => false,
+            };
         }
         if let Some(n) = d.strip_prefix("first") {
             return match number(n) {
@@ -187,6 +224,18 @@ impl Scenario {
         false
     }
 
+    /// Whether this hit (1-based) of the scenario gets the scripted faults (`every`): `hang`, `stall`,
+    /// `stallafter`, `cut` and the error status.
+    pub(crate) fn faulty(&self, hit: usize) -> bool {
+        self.every.is_none_or(|n| hit.is_multiple_of(n))
+    }
+
+    /// The error status for this hit, if any: `first` and `every` both narrow it.
+    pub(crate) fn status_for(&self, hit: usize) -> Option<u16> {
+        self.status
+            .filter(|_| self.faulty(hit) && self.first.is_none_or(|n| hit <= n))
+    }
+
     fn set_status(&mut self, code: u64) -> bool {
         match code {
             200 => true,
@@ -236,6 +285,36 @@ mod tests {
     }
 
     #[test]
+    fn parses_rate_limit_and_intermittent_faults() {
+        let sc = Scenario::parse("rpm5+slow200+id7").unwrap_or_default();
+        assert_eq!(sc.rpm, Some(5));
+        assert_eq!(sc.rpm_window, None);
+        assert_eq!(sc.slow, Some(Duration::from_millis(200)));
+        let sc = Scenario::parse("rpm30+rpmw10").unwrap_or_default();
+        assert_eq!(sc.rpm, Some(30));
+        assert_eq!(sc.rpm_window, Some(Duration::from_secs(10)));
+        // `id` changes nothing but the name.
+        assert_eq!(Scenario::parse("id3+ok"), Scenario::parse("ok"));
+
+        let sc = Scenario::parse("500+every3").unwrap_or_default();
+        assert_eq!(sc.status, Some(500));
+        assert_eq!(sc.every, Some(3));
+        let faulty: Vec<usize> = (1..=9).filter(|&hit| sc.faulty(hit)).collect();
+        assert_eq!(faulty, [3, 6, 9]);
+        assert_eq!(sc.status_for(2), None);
+        assert_eq!(sc.status_for(6), Some(500));
+        let sc = Scenario::parse("429+first2").unwrap_or_default();
+        assert_eq!(sc.status_for(2), Some(429));
+        assert_eq!(sc.status_for(3), None);
+        let sc = Scenario::parse("429+first4+every2").unwrap_or_default();
+        let failing: Vec<usize> = (1..=6)
+            .filter(|&hit| sc.status_for(hit).is_some())
+            .collect();
+        assert_eq!(failing, [2, 4]);
+        assert!(Scenario::default().faulty(1));
+    }
+
+    #[test]
     fn rejects_unknown_directives() {
         for bad in [
             "okk",
@@ -251,6 +330,16 @@ mod tests {
             "auth=",
             "stallafter",
             "cut-1",
+            "rpm",
+            "rpm0",
+            "rpmx",
+            "rpm99999999999",
+            "rpmw0",
+            "rpmw",
+            "every0",
+            "every",
+            "id",
+            "idx",
             "é",
             "5é",
         ] {

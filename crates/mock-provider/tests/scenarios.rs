@@ -277,6 +277,111 @@ async fn error_statuses_and_retry_after() {
 }
 
 #[tokio::test]
+async fn rpm_window_refuses_with_retry_after_and_counts() {
+    let mock = MockProvider::start().await.unwrap();
+    let scenario = "rpm2+rpmw1+id1";
+    let path = format!("/{scenario}/v1/chat/completions");
+    for remaining in ["1", "0"] {
+        let resp = send(mock.addr(), "POST", &path, &[], &chat_body(false)).await;
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("x-ratelimit-limit-requests"), Some("2"));
+        assert_eq!(
+            resp.header("x-ratelimit-remaining-requests"),
+            Some(remaining)
+        );
+        assert!(resp
+            .header("x-ratelimit-reset-requests")
+            .unwrap()
+            .ends_with('s'));
+    }
+    let resp = send(mock.addr(), "POST", &path, &[], &chat_body(false)).await;
+    assert_eq!(resp.status, 429);
+    assert_eq!(resp.header("retry-after"), Some("1"));
+    assert_eq!(resp.header("x-ratelimit-remaining-requests"), Some("0"));
+    let v = resp.json();
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("per minute") && message.contains("Limit 2"),
+        "{message}"
+    );
+    // Another scenario has its own window.
+    let other = send(
+        mock.addr(),
+        "POST",
+        "/rpm2+rpmw1+id2/v1/chat/completions",
+        &[],
+        &chat_body(false),
+    )
+    .await;
+    assert_eq!(other.status, 200);
+    assert_eq!(mock.hits(scenario), 3);
+    assert_eq!(mock.rate_limited(scenario), 1);
+
+    // The window slides: a second later the oldest requests have left it.
+    tokio::time::sleep(Duration::from_millis(1_050)).await;
+    let resp = send(mock.addr(), "POST", &path, &[], &chat_body(false)).await;
+    assert_eq!(resp.status, 200);
+
+    let stats = send(mock.addr(), "GET", "/__stats", &[], "").await;
+    assert_eq!(stats.status, 200);
+    let v = stats.json();
+    assert_eq!(v["scenarios"][scenario]["hits"], 4);
+    assert_eq!(v["scenarios"][scenario]["rate_limited"], 1);
+    assert_eq!(v["scenarios"]["rpm2+rpmw1+id2"]["hits"], 1);
+    assert_eq!(v["totals"]["hits"], 5);
+    assert_eq!(v["totals"]["rate_limited"], 1);
+    assert_eq!(v["totals"]["scripted_errors"], 0);
+    assert_eq!(
+        v,
+        serde_json::from_str::<Value>(&mock.stats_json()).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn every_makes_faults_intermittent() {
+    let mock = MockProvider::start().await.unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let resp = send(
+            mock.addr(),
+            "POST",
+            "/500+every3/v1/chat/completions",
+            &[],
+            &chat_body(false),
+        )
+        .await;
+        statuses.push(resp.status);
+    }
+    assert_eq!(statuses, [200, 200, 500, 200, 200, 500]);
+    let v: Value = serde_json::from_str(&mock.stats_json()).unwrap();
+    assert_eq!(v["scenarios"]["500+every3"]["scripted_errors"], 2);
+
+    // `hang+every2`: the first request is answered, the second hangs.
+    let first = send(
+        mock.addr(),
+        "POST",
+        "/hang+every2/v1/chat/completions",
+        &[],
+        &chat_body(false),
+    )
+    .await;
+    assert_eq!(first.status, 200);
+    let second = tokio::time::timeout(
+        Duration::from_millis(200),
+        send(
+            mock.addr(),
+            "POST",
+            "/hang+every2/v1/chat/completions",
+            &[],
+            &chat_body(false),
+        ),
+    )
+    .await;
+    assert!(second.is_err(), "the second request should hang");
+}
+
+#[tokio::test]
 async fn unknown_directive_is_400_naming_it() {
     let mock = MockProvider::start().await.unwrap();
     let resp = send(
