@@ -12,10 +12,22 @@ pub const USAGE: &str = "\
 usage: bench-load --url http://127.0.0.1:PORT/PATH --concurrency N --duration-secs S
                   [--warmup-secs W] [--stream] [--header 'Name: value']...
                   [--body-file PATH | --body JSON] [--label TEXT] [--threads N]
+       bench-load --rate R (--url URL | --upstream URL... | --upstreams-file PATH)
+                  --duration-secs S [--max-in-flight M] [--tries N] [--timeout-secs T]
+                  [--grace-secs G] [--stream] [--header ...] [--body ...] [--label TEXT]
 
 Closed-loop HTTP/1.1 load: N keep-alive connections, each sending POST requests
 back to back for S seconds (after W seconds of discarded warm-up), then prints
-one JSON line with throughput and latency percentiles. Loopback targets only.";
+one JSON line with throughput and latency percentiles. Loopback targets only.
+
+Open-loop (--rate): R requests per second, evenly spaced, for S seconds, whatever
+the answers; at most M in flight (a request due while M are in flight is shed and
+counted). With several upstreams (--upstream, repeatable, or one URL per line in
+--upstreams-file) it is a naive round-robin balancer: every attempt goes to the
+next upstream in turn, and a 429, a 5xx, a transport error or a timeout (T s per
+attempt) moves the request to the next one, up to N attempts (default 3; with a single
+upstream the default is 1, so an error is what the client sees).
+Requests still in flight G s (default 10) after the end are counted unfinished.";
 
 /// Default request body: the mock upstream's chat completion workload.
 const DEFAULT_BODY: &str =
@@ -23,6 +35,9 @@ const DEFAULT_BODY: &str =
 
 /// Upper bounds keeping a typo from turning into a runaway process.
 const MAX_CONCURRENCY: usize = 10_000;
+const MAX_RATE: f64 = 100_000.0;
+const MAX_TRIES: usize = 100;
+const MAX_UPSTREAMS: usize = 10_000;
 const MAX_SECS: f64 = 3_600.0;
 const MAX_THREADS: usize = 256;
 
@@ -42,9 +57,27 @@ pub enum Command {
     Run(Box<Args>),
 }
 
+/// The open-loop settings (`--rate`).
+#[derive(Debug)]
+pub struct OpenLoop {
+    /// Requests per second.
+    pub rate: f64,
+    pub max_in_flight: usize,
+    /// Where requests go: one target, or several taken in turn (round-robin).
+    pub upstreams: Vec<Target>,
+    /// Most attempts per request (default 1 with one upstream, 3 with several).
+    pub tries: usize,
+    /// Deadline of one attempt (`None`: only the end of the run bounds it).
+    pub attempt_timeout: Option<Duration>,
+    /// How long after the end requests in flight may still finish.
+    pub grace: Duration,
+}
+
 #[derive(Debug)]
 pub struct Args {
     pub target: Target,
+    /// Set with `--rate`: open loop instead of closed loop.
+    pub open_loop: Option<OpenLoop>,
     pub concurrency: usize,
     pub duration: Duration,
     pub warmup: Duration,
@@ -65,6 +98,12 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Command, String>
     let mut body: Option<Vec<u8>> = None;
     let mut label = String::new();
     let mut threads = 1usize;
+    let mut rate = None;
+    let mut max_in_flight = 1024usize;
+    let mut upstreams = Vec::new();
+    let mut tries = None;
+    let mut attempt_timeout = None;
+    let mut grace = Duration::from_secs(10);
 
     let mut it = argv.into_iter();
     while let Some(arg) = it.next() {
@@ -115,6 +154,45 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Command, String>
                 body = Some(std::fs::read(&path).map_err(|e| format!("--body-file {path}: {e}"))?);
             }
             "--label" => label = value("--label")?,
+            "--rate" => {
+                let v = value("--rate")?;
+                let r: f64 = v.parse().map_err(|e| format!("--rate {v}: {e}"))?;
+                if !r.is_finite() || r <= 0.0 || r > MAX_RATE {
+                    return Err(format!("--rate must be in (0, {MAX_RATE}]"));
+                }
+                rate = Some(r);
+            }
+            "--max-in-flight" => {
+                let v = value("--max-in-flight")?;
+                max_in_flight = v.parse().map_err(|e| format!("--max-in-flight {v}: {e}"))?;
+                if max_in_flight == 0 || max_in_flight > MAX_CONCURRENCY {
+                    return Err(format!("--max-in-flight must be in 1..={MAX_CONCURRENCY}"));
+                }
+            }
+            "--upstream" => upstreams.push(parse_url(&value("--upstream")?)?),
+            "--upstreams-file" => {
+                let path = value("--upstreams-file")?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("--upstreams-file {path}: {e}"))?;
+                for line in text.lines().map(str::trim) {
+                    if !line.is_empty() && !line.starts_with('#') {
+                        upstreams.push(parse_url(line)?);
+                    }
+                }
+            }
+            "--tries" => {
+                let v = value("--tries")?;
+                let n: usize = v.parse().map_err(|e| format!("--tries {v}: {e}"))?;
+                if n == 0 || n > MAX_TRIES {
+                    return Err(format!("--tries must be in 1..={MAX_TRIES}"));
+                }
+                tries = Some(n);
+            }
+            "--timeout-secs" => {
+                let t = parse_secs("--timeout-secs", &value("--timeout-secs")?)?;
+                attempt_timeout = (!t.is_zero()).then_some(t);
+            }
+            "--grace-secs" => grace = parse_secs("--grace-secs", &value("--grace-secs")?)?,
             "--threads" => {
                 let v = value("--threads")?;
                 threads = v.parse().map_err(|e| format!("--threads {v}: {e}"))?;
@@ -126,18 +204,58 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Command, String>
         }
     }
 
-    let target = url.ok_or("--url is required")?;
-    let concurrency = concurrency.ok_or("--concurrency is required")?;
     let duration = duration.ok_or("--duration-secs is required")?;
     if duration.is_zero() {
         return Err("--duration-secs must be positive".to_owned());
     }
+    if upstreams.len() > MAX_UPSTREAMS {
+        return Err(format!("at most {MAX_UPSTREAMS} upstreams"));
+    }
+    let (target, concurrency, open_loop) = match rate {
+        None => {
+            if !upstreams.is_empty() {
+                return Err("--upstream / --upstreams-file need --rate".to_owned());
+            }
+            let target = url.ok_or("--url is required")?;
+            let concurrency = concurrency.ok_or("--concurrency is required")?;
+            (target, concurrency, None)
+        }
+        Some(rate) => {
+            if concurrency.is_some() {
+                return Err(
+                    "--concurrency is for the closed loop; with --rate use --max-in-flight"
+                        .to_owned(),
+                );
+            }
+            if let Some(url) = url {
+                if !upstreams.is_empty() {
+                    return Err("give either --url or upstreams, not both".to_owned());
+                }
+                upstreams.push(url);
+            }
+            let target = upstreams
+                .first()
+                .cloned()
+                .ok_or("--rate needs --url or at least one upstream")?;
+            let tries = tries.unwrap_or(if upstreams.len() > 1 { 3 } else { 1 });
+            let open_loop = OpenLoop {
+                rate,
+                max_in_flight,
+                upstreams,
+                tries,
+                attempt_timeout,
+                grace,
+            };
+            (target, max_in_flight, Some(open_loop))
+        }
+    };
     let body = prepare_body(
         body.unwrap_or_else(|| DEFAULT_BODY.as_bytes().to_vec()),
         stream,
     )?;
     Ok(Command::Run(Box::new(Args {
         target,
+        open_loop,
         concurrency,
         duration,
         warmup,
@@ -294,6 +412,106 @@ mod tests {
         assert_eq!(v["stream"], Value::Bool(true));
         assert_eq!(a.headers.len(), 1);
         assert_eq!(a.duration, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn open_loop_round_robin_arguments() {
+        let dir = std::env::temp_dir().join(format!("bench-load-args-{}", std::process::id()));
+        std::fs::write(
+            &dir,
+            "# fleet\nhttp://127.0.0.1:9/a/v1/chat/completions\n\nhttp://127.0.0.1:9/b/v1/chat/completions\n",
+        )
+        .unwrap();
+        let cmd = parse(args(&[
+            "--rate",
+            "6.5",
+            "--upstreams-file",
+            dir.to_str().unwrap(),
+            "--upstream",
+            "http://127.0.0.1:9/c/v1/chat/completions",
+            "--duration-secs",
+            "30",
+            "--tries",
+            "4",
+            "--timeout-secs",
+            "10",
+            "--max-in-flight",
+            "500",
+        ]))
+        .unwrap();
+        let _ = std::fs::remove_file(&dir);
+        let Command::Run(a) = cmd else {
+            panic!("expected run")
+        };
+        let open = a.open_loop.unwrap();
+        assert_eq!(open.rate, 6.5);
+        assert_eq!(open.upstreams.len(), 3);
+        assert_eq!(open.upstreams[1].path, "/b/v1/chat/completions");
+        assert_eq!(open.tries, 4);
+        assert_eq!(open.attempt_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(open.max_in_flight, 500);
+        assert_eq!(open.grace, Duration::from_secs(10));
+
+        // One --url is a single upstream.
+        let Command::Run(a) = parse(args(&[
+            "--rate=2",
+            "--url=http://127.0.0.1:1/",
+            "--duration-secs=1",
+        ]))
+        .unwrap() else {
+            panic!("expected run")
+        };
+        assert_eq!(a.open_loop.unwrap().upstreams.len(), 1);
+
+        for bad in [
+            &[
+                "--rate",
+                "0",
+                "--url",
+                "http://127.0.0.1:1/",
+                "--duration-secs",
+                "1",
+            ][..],
+            &["--rate", "1", "--duration-secs", "1"],
+            &[
+                "--rate",
+                "1",
+                "--url",
+                "http://127.0.0.1:1/",
+                "--concurrency",
+                "2",
+                "--duration-secs",
+                "1",
+            ],
+            &[
+                "--upstream",
+                "http://127.0.0.1:1/",
+                "--concurrency",
+                "2",
+                "--duration-secs",
+                "1",
+            ],
+            &[
+                "--rate",
+                "1",
+                "--upstream",
+                "http://10.0.0.1:1/",
+                "--duration-secs",
+                "1",
+            ],
+            &[
+                "--rate",
+                "1",
+                "--url",
+                "http://127.0.0.1:1/",
+                "--tries",
+                "0",
+                "--duration-secs",
+                "1",
+            ],
+        ] {
+            assert!(parse(args(bad)).is_err(), "{bad:?} should be refused");
+        }
     }
 
     #[test]

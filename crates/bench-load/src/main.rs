@@ -8,8 +8,12 @@
 //!
 //! The run is bounded: no request is started after warm-up + duration, and whatever is
 //! still in flight is abandoned (and counted as an error) 10 s after that.
+//!
+//! With `--rate` the load is open-loop instead (`open_loop`): requests leave on a fixed
+//! schedule, to one target or round-robin over several upstreams.
 
 mod args;
+mod open_loop;
 mod stats;
 
 use std::process::ExitCode;
@@ -37,7 +41,7 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(20);
 /// Bytes of the body tail kept to check that an SSE stream ended with `[DONE]`.
 const TAIL: usize = 32;
 
-type Sender = SendRequest<Full<Bytes>>;
+pub(crate) type Sender = SendRequest<Full<Bytes>>;
 
 fn main() -> ExitCode {
     match real_main() {
@@ -69,10 +73,14 @@ fn real_main() -> Result<(), String> {
             .build()
     }
     .map_err(|e| format!("building runtime: {e}"))?;
-    let report = runtime.block_on(run(*args))?;
+    let line = if args.open_loop.is_some() {
+        runtime.block_on(open_loop::run(*args))?
+    } else {
+        runtime.block_on(run(*args))?.to_json_line()
+    };
     // Do not wait for stray connection tasks: everything that matters is measured.
     runtime.shutdown_background();
-    println!("{}", report.to_json_line());
+    println!("{line}");
     Ok(())
 }
 
@@ -101,19 +109,7 @@ impl Plan {
 }
 
 async fn run(args: Args) -> Result<Report, String> {
-    let mut headers = HeaderMap::new();
-    let host = HeaderValue::from_str(&args.target.authority)
-        .map_err(|e| format!("bad Host header value: {e}"))?;
-    headers.insert(HOST, host);
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    for (name, value) in &args.headers {
-        // A user-given header replaces the defaults above; repeats are appended.
-        if args.headers.iter().filter(|(n, _)| n == name).count() == 1 {
-            headers.insert(name.clone(), value.clone());
-        } else {
-            headers.append(name.clone(), value.clone());
-        }
-    }
+    let headers = request_headers(&args.target, &args.headers)?;
 
     // Open every connection before the clock starts, so the warm-up (and the
     // measurement when there is no warm-up) does not include connection setup.
@@ -169,7 +165,28 @@ async fn run(args: Args) -> Result<Report, String> {
     ))
 }
 
-async fn connect(target: &Target) -> Result<Sender, String> {
+/// `Host` (from the target), `Content-Type: application/json`, then the user's headers.
+pub(crate) fn request_headers(
+    target: &Target,
+    extra: &[(http::HeaderName, HeaderValue)],
+) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    let host = HeaderValue::from_str(&target.authority)
+        .map_err(|e| format!("bad Host header value: {e}"))?;
+    headers.insert(HOST, host);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in extra {
+        // A user-given header replaces the defaults above; repeats are appended.
+        if extra.iter().filter(|(n, _)| n == name).count() == 1 {
+            headers.insert(name.clone(), value.clone());
+        } else {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    Ok(headers)
+}
+
+pub(crate) async fn connect(target: &Target) -> Result<Sender, String> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.addr))
         .await
         .map_err(|_| "connect timed out".to_owned())?
@@ -188,7 +205,8 @@ async fn connect(target: &Target) -> Result<Sender, String> {
 }
 
 /// One finished exchange.
-struct Sample {
+pub(crate) struct Sample {
+    pub(crate) status: u16,
     ok: bool,
     headers: Duration,
     first_byte: Duration,
@@ -197,12 +215,18 @@ struct Sample {
     done_seen: bool,
 }
 
-async fn exchange(sender: &mut Sender, plan: &Plan, started: Instant) -> Result<Sample, String> {
+pub(crate) async fn exchange(
+    sender: &mut Sender,
+    request: Request<Full<Bytes>>,
+    stream: bool,
+    started: Instant,
+) -> Result<Sample, String> {
     let resp = sender
-        .send_request(plan.request())
+        .send_request(request)
         .await
         .map_err(|e| format!("request: {e}"))?;
     let headers = started.elapsed();
+    let status = resp.status().as_u16();
     let ok = resp.status().is_success();
     let mut body = resp.into_body();
     let mut first_byte = None;
@@ -218,7 +242,7 @@ async fn exchange(sender: &mut Sender, plan: &Plan, started: Instant) -> Result<
         if first_byte.is_none() {
             first_byte = Some(started.elapsed());
         }
-        if plan.stream {
+        if stream {
             tail.extend_from_slice(&data[data.len().saturating_sub(TAIL)..]);
             if tail.len() > TAIL {
                 tail.drain(..tail.len() - TAIL);
@@ -227,6 +251,7 @@ async fn exchange(sender: &mut Sender, plan: &Plan, started: Instant) -> Result<
     }
     let total = started.elapsed();
     Ok(Sample {
+        status,
         ok,
         headers,
         first_byte: first_byte.unwrap_or(total),
@@ -276,8 +301,11 @@ async fn worker(plan: Arc<Plan>, sender: Sender) -> WorkerStats {
 
         let started = Instant::now();
         let measured = started >= plan.measure_start;
-        let outcome =
-            tokio::time::timeout_at(plan.hard_deadline, exchange(s, &plan, started)).await;
+        let outcome = tokio::time::timeout_at(
+            plan.hard_deadline,
+            exchange(s, plan.request(), plan.stream, started),
+        )
+        .await;
         stats.all_requests += 1;
         let done = Instant::now();
         match outcome {
@@ -306,6 +334,13 @@ async fn worker(plan: Arc<Plan>, sender: Sender) -> WorkerStats {
         }
     }
     stats
+}
+
+impl Sample {
+    /// 2xx, and for a stream, ended with `[DONE]`.
+    pub(crate) fn complete(&self, stream: bool) -> bool {
+        self.ok && (!stream || self.done_seen)
+    }
 }
 
 fn sample_to_record(sample: &Sample, stream: bool) -> stats::Record {
