@@ -79,20 +79,16 @@ for tool in curl python3 timeout; do
 done
 
 # ---------------------------------------------------------------- the fleet
-# One mock key per line: "<rpm> <latency ms> <fault>". Mostly small free tiers, latencies 50-800 ms; the last two
-# keys misbehave now and then (every third request a 500; every fourth request never answered). Each key's mock
-# scenario is `id<n>+rpm<rpm>+slow<ms>[+fault]`, so every key has its own window and counters.
+# One mock key per line: "<rpm> <latency ms> <fault>". Mostly small free tiers, latencies 50-800 ms; two keys
+# misbehave now and then (every third request a 500; every fourth request never answered). Tiers are interleaved so
+# that neighbours in the list differ (the round-robin baseline walks the list in order). Each key's mock scenario is
+# `id<n>+rpm<rpm>+slow<ms>[+fault]`, so every key has its own window and counters.
 FLEET=(
-    "5 50 -"    "5 100 -"   "5 150 -"   "5 200 -"   "5 300 -"   "5 400 -"
-    "5 600 -"   "5 800 -"   "5 50 -"    "5 100 -"   "5 200 -"   "5 400 -"
-    "10 150 -"  "10 300 -"  "10 600 -"  "10 50 -"   "10 100 -"  "10 200 -"
-    "10 400 -"  "10 800 -"
-    "15 100 -"  "15 300 -"  "15 600 -"  "15 200 -"
-    "20 50 -"   "20 400 -"  "20 800 -"
-    "30 200 -"  "30 600 -"
-    "60 300 -"
-    "20 200 500+every3"
-    "20 300 hang+every4"
+    "5 50 -"    "10 150 -"  "5 100 -"   "15 100 -"  "5 150 -"   "20 50 -"   "10 300 -"  "5 200 -"
+    "30 200 -"  "5 300 -"   "10 600 -"  "20 200 500+every3"     "5 400 -"   "15 300 -"  "10 50 -"
+    "5 600 -"   "60 300 -"  "5 800 -"   "10 100 -"  "20 400 -"  "5 50 -"    "15 600 -"
+    "20 300 hang+every4"    "5 100 -"   "10 200 -"  "30 600 -"  "5 200 -"   "20 800 -"  "10 400 -"
+    "5 400 -"   "15 200 -"  "10 800 -"
 )
 SCENARIOS=()
 RPMS=()
