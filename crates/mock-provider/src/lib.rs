@@ -29,6 +29,7 @@
 //! | `every<n>` | the faults (`<status>`, `hang`, `stall`, `stallafter`, `cut`) hit only every n-th request |
 //! | `rpm<n>` | at most n accepted requests in the trailing window; more get 429 with `Retry-After` (seconds until the oldest leaves the window) and `x-ratelimit-*` headers |
 //! | `rpmw<secs>` | the `rpm` window (default 60 s) |
+//! | `noratehdr` | the `rpm` window sends no `x-ratelimit-*` headers, only `Retry-After` on a refusal |
 //! | `id<n>` | nothing but a name: alike scenarios keep separate counters and rate windows |
 //!
 //! "Delta chunks" are every chunk after the role chunk that carries reasoning, content or a
@@ -362,13 +363,16 @@ fn rate_limit_message(state: RateState) -> String {
     )
 }
 
-/// `Retry-After` (whole seconds, rounded up) and the request-limit headers on an `rpm` refusal.
-fn add_rate_limit_refusal(resp: &mut Response<MockBody>, state: RateState) {
+/// `Retry-After` (whole seconds, rounded up) and, when `with_headers`, the request-limit headers on an `rpm`
+/// refusal.
+fn add_rate_limit_refusal(resp: &mut Response<MockBody>, state: RateState, with_headers: bool) {
     resp.headers_mut().insert(
         RETRY_AFTER,
         HeaderValue::from(rate::retry_after_secs(state.reset)),
     );
-    add_rate_headers(resp, state);
+    if with_headers {
+        add_rate_headers(resp, state);
+    }
 }
 
 /// The OpenAI-style request-limit headers (`x-ratelimit-reset-requests` as `"<secs>s"`).
@@ -551,7 +555,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<MockBod
                     &rate_limit_message(state),
                 ),
             );
-            add_rate_limit_refusal(&mut resp, state);
+            add_rate_limit_refusal(&mut resp, state, !sc.no_rate_headers);
             return resp;
         }
     };
@@ -606,7 +610,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<MockBod
         }
     };
     add_retry_after(&mut resp, sc);
-    if let Some(state) = rate_state {
+    if let Some(state) = rate_state.filter(|_| !sc.no_rate_headers) {
         add_rate_headers(&mut resp, state);
     }
     resp
@@ -694,7 +698,7 @@ async fn handle_native(
     // Native dialects get the refusal and its `Retry-After`, not the OpenAI-only `x-ratelimit-*` on success.
     if let Err(state) = admit(&entry) {
         let mut resp = native_error(429, &rate_limit_message(state));
-        add_rate_limit_refusal(&mut resp, state);
+        add_rate_limit_refusal(&mut resp, state, false);
         return resp;
     }
     let faulty = sc.faulty(hit);

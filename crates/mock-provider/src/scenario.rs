@@ -50,6 +50,8 @@ pub(crate) struct Scenario {
     pub rpm: Option<u32>,
     /// Length of the `rpm` window (default 60 s).
     pub rpm_window: Option<Duration>,
+    /// The `rpm` window sends no `x-ratelimit-*` headers (only `Retry-After` on a refusal).
+    pub no_rate_headers: bool,
 }
 
 impl Scenario {
@@ -100,6 +102,10 @@ impl Scenario {
             }
             "inbanderr" => {
                 self.inband_err = true;
+                return true;
+            }
+            "noratehdr" => {
+                self.no_rate_headers = true;
                 return true;
             }
             _ => {}
@@ -293,6 +299,8 @@ mod tests {
         let sc = Scenario::parse("rpm30+rpmw10").unwrap_or_default();
         assert_eq!(sc.rpm, Some(30));
         assert_eq!(sc.rpm_window, Some(Duration::from_secs(10)));
+        assert!(!sc.no_rate_headers);
+        assert!(Scenario::parse("rpm3+noratehdr").is_ok_and(|sc| sc.no_rate_headers));
         // `id` changes nothing but the name.
         assert_eq!(Scenario::parse("id3+ok"), Scenario::parse("ok"));
 

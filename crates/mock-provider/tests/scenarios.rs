@@ -336,6 +336,16 @@ async fn rpm_window_refuses_with_retry_after_and_counts() {
         v,
         serde_json::from_str::<Value>(&mock.stats_json()).unwrap()
     );
+
+    // `noratehdr`: the same window, no `x-ratelimit-*` headers.
+    let path = "/rpm1+noratehdr/v1/chat/completions";
+    let ok = send(mock.addr(), "POST", path, &[], &chat_body(false)).await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.header("x-ratelimit-remaining-requests"), None);
+    let refused = send(mock.addr(), "POST", path, &[], &chat_body(false)).await;
+    assert_eq!(refused.status, 429);
+    assert!(refused.header("retry-after").is_some());
+    assert_eq!(refused.header("x-ratelimit-limit-requests"), None);
 }
 
 #[tokio::test]
