@@ -14,7 +14,7 @@ DURATION=180
 LOAD_PERCENT=80
 RR_TRIES=3
 ATTEMPT_TIMEOUT_S=10
-SYSTEMS="router-limits,router-learn,round-robin"
+SYSTEMS="router-limits,router-learn,router-429,round-robin"
 KEEP_TMP=0
 BUILD=1
 
@@ -30,7 +30,8 @@ usage: bench/fleet.sh [--duration SECS] [--load-percent P] [--systems LIST] [--r
 
   --duration         seconds of offered load per system (default 180)
   --load-percent     offered rate as a percentage of the healthy keys' summed RPM (default 80)
-  --systems          comma-separated subset of router-limits,router-learn,round-robin (default: all)
+  --systems          comma-separated subset of router-limits,router-learn,router-429,round-robin
+                     (default: all)
   --rr-tries         attempts per request of the round-robin baseline (default 3)
   --attempt-timeout  seconds before one upstream attempt is abandoned, for the gateway
                      (PROVIDER_TIMEOUT_MS) and the baseline alike (default 10)
@@ -72,7 +73,7 @@ done
 IFS=',' read -r -a SYSTEM_LIST <<<"$SYSTEMS"
 [ "${#SYSTEM_LIST[@]}" -ge 1 ] || die "--systems is empty"
 for s in "${SYSTEM_LIST[@]}"; do
-    case "$s" in router-limits|router-learn|round-robin) ;; *) die "unknown system: $s" ;; esac
+    case "$s" in router-limits|router-learn|router-429|round-robin) ;; *) die "unknown system: $s" ;; esac
 done
 for tool in curl python3 timeout; do
     command -v "$tool" >/dev/null || die "$tool is required"
@@ -240,16 +241,23 @@ start_mock() {
     [ -n "$MOCK_PORT" ] || { cat "$WORK/mock-$1.log" >&2; die "mock-provider did not start"; }
 }
 
+# Scenario suffix per system: `router-429` gets keys that send no `x-ratelimit-*` headers, so the router can learn
+# only from 429 + Retry-After.
+suffix_of() {
+    if [ "$1" = router-429 ]; then echo "+noratehdr"; else echo ""; fi
+}
+
 GATEWAY_PID=""
 GATEWAY_PORT=""
 start_gateway() {
-    local system=$1 dir="$WORK/$1" i
+    local system=$1 dir="$WORK/$1" i suffix
+    suffix=$(suffix_of "$system")
     GATEWAY_PORT=$(free_port)
     mkdir -p "$dir/data"
     {
         for i in "${!SCENARIOS[@]}"; do
-            printf '[[provider_keys]]\nname = "fleet-%02d"\nplatform = "custom"\nbase_url = "http://127.0.0.1:%s/%s/v1"\nmodels = ["%s"]\n\n' \
-                "$((i + 1))" "$MOCK_PORT" "${SCENARIOS[$i]}" "$MODEL"
+            printf '[[provider_keys]]\nname = "fleet-%02d"\nplatform = "custom"\nbase_url = "http://127.0.0.1:%s/%s%s/v1"\nmodels = ["%s"]\n\n' \
+                "$((i + 1))" "$MOCK_PORT" "${SCENARIOS[$i]}" "$suffix" "$MODEL"
         done
         printf '[[gateway_keys]]\nname = "fleet"\nkey = "%s"\n' "$GATEWAY_KEY"
     } >"$dir/gateway.toml"
@@ -324,10 +332,10 @@ run_phase() {
     load_json=$(timeout $((DURATION + grace + 30)) "${PIN_LOAD[@]}" "$LOAD_BIN" "${load_args[@]}") \
         || die "bench-load failed for $system"
     after=$(mock_stats)
-    python3 - "$RESULTS" "$system" "$load_json" "$before" "$after" <<'EOF'
+    python3 - "$RESULTS" "$system" "$load_json" "$before" "$after" "$(suffix_of "$system")" <<'EOF'
 import json, sys
 row = {"kind": "phase", "system": sys.argv[2], "load": json.loads(sys.argv[3]),
-       "mock_before": json.loads(sys.argv[4]), "mock_after": json.loads(sys.argv[5])}
+       "mock_before": json.loads(sys.argv[4]), "mock_after": json.loads(sys.argv[5]), "scenario_suffix": sys.argv[6]}
 with open(sys.argv[1], "a") as f:
     f.write(json.dumps(row) + "\n")
 EOF

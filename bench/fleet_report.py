@@ -9,9 +9,11 @@ import sys
 
 TITLES = {
     "router-limits": "gateway, limits declared",
-    "router-learn": "gateway, limits not declared",
+    "router-learn": "gateway, learning from x-ratelimit-* and 429s",
+    "router-429": "gateway, learning from 429 + Retry-After only",
     "round-robin": "naive round-robin",
 }
+ROUTERS = ("router-limits", "router-learn", "router-429")
 # Targets of issue 4 for offered load <= 80 % of capacity.
 SUCCESS_TARGET = 0.999
 RATIO_TARGET = 5.0
@@ -47,6 +49,14 @@ def main(path):
             if row.get("kind") == "meta":
                 meta = row
             elif row.get("kind") == "phase":
+                # Counters keyed by the fleet's scenario names, whatever suffix the phase's keys carried.
+                suffix = row.get("scenario_suffix") or ""
+                for side in ("mock_before", "mock_after"):
+                    sc = (row[side].get("scenarios") or {})
+                    row[side]["scenarios"] = {
+                        (name[: -len(suffix)] if suffix and name.endswith(suffix) else name): v
+                        for name, v in sc.items()
+                    }
                 phases.append(row)
     if meta is None:
         sys.exit(f"{path}: no meta line")
@@ -104,10 +114,9 @@ def main(path):
     w("")
 
     rr = summary.get("round-robin")
-    w("| target (offered load ≤ 80 % of capacity) | " + " | ".join(
-        TITLES[s] for s in ("router-limits", "router-learn") if s in summary) + " |")
-    w("|---|" + "---|" * sum(1 for s in ("router-limits", "router-learn") if s in summary))
-    routers = [s for s in ("router-limits", "router-learn") if s in summary]
+    routers = [s for s in ROUTERS if s in summary]
+    w("| target (offered load ≤ 80 % of capacity) | " + " | ".join(TITLES[s] for s in routers) + " |")
+    w("|---|" + "---|" * len(routers))
     if routers:
         cells = []
         for s in routers:
