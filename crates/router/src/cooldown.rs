@@ -5,7 +5,8 @@
 //! - quota exhausted: the provider's hint, else until the next UTC midnight (the usual daily reset), at least 60 s;
 //! - transient (5xx, network, timeout, unknown model): 10 s doubling per consecutive failure up to 5 min;
 //! - invalid credential (401/403): the key is out of rotation until it is edited or re-checked;
-//! - a success clears the candidate's failure streak.
+//! - a success clears the candidate's failure streak; failures of requests that were already in flight when the
+//!   candidate started resting do not lengthen the streak.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -111,7 +112,13 @@ impl CooldownBook {
         let p = &self.policy;
         let mut cooling = lock(&self.cooling);
         let id = (Arc::from(key), Arc::from(model));
-        let streak = cooling.get(&id).map_or(0, |e| e.streak).saturating_add(1);
+        // A failure while the candidate is already resting comes from a request sent before the rest began (several
+        // were in flight when it started failing): it is the same incident, not one more in the streak.
+        let streak = match cooling.get(&id) {
+            Some(e) if e.until > now => e.streak.max(1),
+            Some(e) => e.streak.saturating_add(1),
+            None => 1,
+        };
         let duration = match outcome {
             Outcome::RateLimited {
                 retry_after: Some(d),
@@ -224,32 +231,46 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn transient_failures_grow_and_success_resets() {
         let book = CooldownBook::default();
-        let now = Instant::now();
         let t = Outcome::Transient { retry_after: None };
-        assert_eq!(
-            book.record_failure(("k", "m"), t, now),
-            Some(Duration::from_secs(10))
-        );
-        assert_eq!(
-            book.record_failure(("k", "m"), t, now),
-            Some(Duration::from_secs(20))
-        );
-        assert_eq!(
-            book.record_failure(("k", "m"), t, now),
-            Some(Duration::from_secs(40))
-        );
-        for _ in 0..20 {
-            book.record_failure(("k", "m"), t, now);
+        // Each failure comes from the probe after the previous rest ended: the rest doubles.
+        for expected in [10, 20, 40, 80, 160, 300, 300] {
+            assert_eq!(
+                book.record_failure(("k", "m"), t, Instant::now()),
+                Some(Duration::from_secs(expected))
+            );
+            tokio::time::advance(Duration::from_secs(expected)).await;
         }
-        assert_eq!(
-            book.record_failure(("k", "m"), t, now),
-            Some(Duration::from_secs(300))
-        );
         book.record_success(("k", "m"));
+        let now = Instant::now();
         assert!(book.cooling_until(("k", "m"), now).is_none());
         assert_eq!(
             book.record_failure(("k", "m"), t, now),
             Some(Duration::from_secs(10))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_of_requests_already_in_flight_do_not_lengthen_the_rest() {
+        let book = CooldownBook::default();
+        let t = Outcome::Transient { retry_after: None };
+        let now = Instant::now();
+        assert_eq!(
+            book.record_failure(("k", "m"), t, now),
+            Some(Duration::from_secs(10))
+        );
+        // Five more requests sent before the first failure time out one after another.
+        for _ in 0..5 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            assert_eq!(
+                book.record_failure(("k", "m"), t, Instant::now()),
+                Some(Duration::from_secs(10))
+            );
+        }
+        // The rest ends 10 s after the last of them; the next probe's failure doubles it.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(
+            book.record_failure(("k", "m"), t, Instant::now()),
+            Some(Duration::from_secs(20))
         );
     }
 
