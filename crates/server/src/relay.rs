@@ -385,6 +385,18 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                     )
                 };
                 announce(&egress);
+                if !key.limits.is_unlimited() && state.events.listening() {
+                    // The key's gauge moved: one request (and its token estimate) more this minute.
+                    let usage = state.books.limits.usage(&key.id, now, day);
+                    state
+                        .events
+                        .publish(&tenant.user_id, "ratelimit.gauge", || {
+                            serde_json::json!({
+                                "key_id": key.id, "rpm_used": usage.rpm_used, "rpm_limit": key.limits.rpm,
+                                "tpm_used": usage.tpm_used, "tpm_limit": key.limits.tpm,
+                            })
+                        });
+                }
                 let attempt_started = Instant::now();
                 let result = attempt_through(
                     &state,

@@ -209,3 +209,44 @@ async fn routing_inspector_shows_each_candidates_state_and_score() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+#[tokio::test]
+async fn capped_keys_push_their_gauge_live() {
+    let gw = start(&[("ok", &["m"])]).await;
+    let keys = gw.store.provider_keys_of(&gw.user_id).await.unwrap();
+    let patch = store::ProviderKeyPatch {
+        limits: Some(store::KeyLimits {
+            rpm: Some(5),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    gw.store
+        .update_provider_key(&gw.user_id, &keys[0].id, &patch)
+        .await
+        .unwrap();
+    gw.state.reload().await.unwrap();
+    let cookie = login(&gw).await;
+    let mut request = (gw.url.replace("http://", "ws://") + "/ws")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    assert_eq!(gw.chat_json(simple_chat("m")).await.0, 200);
+    loop {
+        let event = next_json(&mut ws).await;
+        if event["type"] == "ratelimit.gauge" {
+            assert_eq!(event["key_id"], keys[0].id.as_str());
+            assert_eq!(event["rpm_used"], 1);
+            assert_eq!(event["rpm_limit"], 5);
+            break;
+        }
+        assert_ne!(
+            event["type"], "request.finished",
+            "no gauge before the end: {event}"
+        );
+    }
+}
