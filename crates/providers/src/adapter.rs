@@ -3,7 +3,7 @@
 //! dialects (Gemini, Cohere v2) get their own variant with request, response and stream-chunk conversions.
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
+use http::{header, HeaderName, HeaderValue, Method, Uri};
 
 use crate::dialect::{cohere, gemini, DialectError};
 use crate::platform::{AuthStyle, Dialect, Platform};
@@ -53,9 +53,9 @@ pub struct Endpoint {
     pub platform: Platform,
     pub base_url: String,
     // Parsed once: parsing a URL on every request costs more than the rest of building it.
-    chat_url: reqwest::Url,
-    embeddings_url: reqwest::Url,
-    models_url: reqwest::Url,
+    chat_url: Uri,
+    embeddings_url: Uri,
+    models_url: Uri,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -81,7 +81,7 @@ impl Endpoint {
             return Err(EndpointError::BadScheme);
         }
         // URLs appear in transport error messages and in key listings: they must never hold a secret.
-        let parsed = parse_url(&base)?;
+        let parsed = url::Url::parse(&base).map_err(|e| EndpointError::BadUrl(e.to_string()))?;
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err(EndpointError::CredentialsInUrl);
         }
@@ -165,16 +165,47 @@ impl Endpoint {
         })
     }
 
-    fn apply(&self, mut builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        for (name, value) in &self.headers {
-            builder = builder.header(name, value);
+    /// A request to `uri` with this endpoint's credential and attribution headers. `accept`: the media type wanted
+    /// back; a body is sent as JSON.
+    fn request(
+        &self,
+        method: Method,
+        uri: Uri,
+        accept: &'static str,
+        body: Option<Bytes>,
+    ) -> http::Request<Bytes> {
+        let has_body = body.is_some();
+        let mut request = http::Request::new(body.unwrap_or_default());
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.reserve(4 + self.headers.len());
+        headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+        if has_body {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
         }
-        builder
+        for (name, value) in &self.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        request
     }
 }
 
-fn parse_url(text: &str) -> Result<reqwest::Url, EndpointError> {
-    reqwest::Url::parse(text).map_err(|e| EndpointError::BadUrl(e.to_string()))
+/// Sent as `User-Agent` on every provider request.
+pub const USER_AGENT: &str = concat!("freellmapi/", env!("CARGO_PKG_VERSION"));
+
+/// Parses (and normalises, percent-encoding what needs it) a URL into the form an HTTP request carries.
+fn parse_uri(text: &str) -> Result<Uri, String> {
+    let url = url::Url::parse(text).map_err(|e| e.to_string())?;
+    Uri::try_from(url.as_str()).map_err(|e| e.to_string())
+}
+
+fn parse_url(text: &str) -> Result<Uri, EndpointError> {
+    parse_uri(text).map_err(EndpointError::BadUrl)
 }
 
 /// The adapter for a platform's dialect (static dispatch). The OpenAI dialect forwards the client's bytes as they
@@ -220,8 +251,8 @@ impl ChatStreamTranslator {
     }
 }
 
-fn url(text: &str) -> Result<reqwest::Url, DialectError> {
-    reqwest::Url::parse(text).map_err(|e| DialectError::BadRequest {
+fn url(text: &str) -> Result<Uri, DialectError> {
+    parse_uri(text).map_err(|e| DialectError::BadRequest {
         message: format!("the model id does not fit in the provider's URL: {e}"),
         param: Some("model".into()),
     })
@@ -246,12 +277,11 @@ impl Adapter {
     /// [`DialectError::BadRequest`]).
     pub fn chat_request(
         self,
-        client: &reqwest::Client,
         endpoint: &Endpoint,
         model: &str,
         body: Bytes,
         stream: bool,
-    ) -> Result<reqwest::RequestBuilder, DialectError> {
+    ) -> Result<http::Request<Bytes>, DialectError> {
         let accept = if stream {
             "text/event-stream"
         } else {
@@ -271,22 +301,16 @@ impl Adapter {
                 Bytes::from(cohere::openai_to_cohere_chat_request(&body, model, stream)?),
             ),
         };
-        let builder = client
-            .post(target)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::ACCEPT, accept)
-            .body(body);
-        Ok(endpoint.apply(builder))
+        Ok(endpoint.request(Method::POST, target, accept, Some(body)))
     }
 
     /// The embeddings request for `model` (see [`Adapter::chat_request`]).
     pub fn embeddings_request(
         self,
-        client: &reqwest::Client,
         endpoint: &Endpoint,
         model: &str,
         body: Bytes,
-    ) -> Result<reqwest::RequestBuilder, DialectError> {
+    ) -> Result<http::Request<Bytes>, DialectError> {
         let (target, body) = match self {
             Adapter::OpenAiCompatible => (endpoint.embeddings_url.clone(), body),
             Adapter::Gemini => (
@@ -298,11 +322,7 @@ impl Adapter {
                 Bytes::from(cohere::openai_to_cohere_embeddings_request(&body, model)?),
             ),
         };
-        let builder = client
-            .post(target)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        Ok(endpoint.apply(builder))
+        Ok(endpoint.request(Method::POST, target, "application/json", Some(body)))
     }
 
     /// A complete chat answer in OpenAI's format.
@@ -368,12 +388,13 @@ impl Adapter {
     }
 
     /// `GET …/models`, for discovery and key checks.
-    pub fn models_request(
-        self,
-        client: &reqwest::Client,
-        endpoint: &Endpoint,
-    ) -> reqwest::RequestBuilder {
-        endpoint.apply(client.get(endpoint.models_url.clone()))
+    pub fn models_request(self, endpoint: &Endpoint) -> http::Request<Bytes> {
+        endpoint.request(
+            Method::GET,
+            endpoint.models_url.clone(),
+            "application/json",
+            None,
+        )
     }
 }
 
@@ -418,10 +439,7 @@ mod tests {
             &UpstreamCredentials::None,
         )
         .unwrap();
-        assert_eq!(
-            ep.chat_url.as_str(),
-            "http://127.0.0.1:8080/v1/chat/completions"
-        );
+        assert_eq!(ep.chat_url, "http://127.0.0.1:8080/v1/chat/completions");
         assert!(ep.headers.is_empty());
     }
 
@@ -429,7 +447,7 @@ mod tests {
     fn bearer_header_is_sensitive() {
         let ep = Endpoint::new(Platform::Groq, None, &secret("gsk_test")).unwrap();
         assert_eq!(
-            ep.chat_url.as_str(),
+            ep.chat_url,
             "https://api.groq.com/openai/v1/chat/completions"
         );
         let (name, value) = &ep.headers[0];
@@ -483,7 +501,7 @@ mod tests {
     fn cloudflare_account_goes_into_url() {
         let ep = Endpoint::new(Platform::Cloudflare, None, &secret("abc123:tok")).unwrap();
         assert_eq!(
-            ep.chat_url.as_str(),
+            ep.chat_url,
             "https://api.cloudflare.com/client/v4/accounts/abc123/ai/v1/chat/completions"
         );
         assert_eq!(
@@ -497,29 +515,22 @@ mod tests {
         let ep = Endpoint::new(Platform::Google, None, &secret("AIza")).unwrap();
         assert_eq!(ep.headers[0].0, "x-goog-api-key");
         assert!(ep.headers[0].1.is_sensitive());
-        let client = reqwest::Client::new();
         let body = Bytes::from_static(
             br#"{"model":"gemini-2.5-flash","messages":[{"role":"user","content":"hi"}]}"#,
         );
         let request = Adapter::Gemini
-            .chat_request(&client, &ep, "gemini-2.5-flash", body.clone(), true)
-            .unwrap()
-            .build()
+            .chat_request(&ep, "gemini-2.5-flash", body.clone(), true)
             .unwrap();
+        assert_eq!(request.headers()["accept"], "text/event-stream");
+        assert_eq!(request.headers()["x-goog-api-key"], "AIza");
         assert_eq!(
-            request.url().as_str(),
+            request.uri(),
             "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
         );
         let ep = Endpoint::new(Platform::Cohere, None, &secret("co")).unwrap();
-        assert_eq!(ep.chat_url.as_str(), "https://api.cohere.com/v2/chat");
-        assert_eq!(ep.models_url.as_str(), "https://api.cohere.com/v1/models");
-        let bad = Adapter::Cohere.chat_request(
-            &client,
-            &ep,
-            "command-a",
-            Bytes::from_static(b"[]"),
-            false,
-        );
+        assert_eq!(ep.chat_url, "https://api.cohere.com/v2/chat");
+        assert_eq!(ep.models_url, "https://api.cohere.com/v1/models");
+        let bad = Adapter::Cohere.chat_request(&ep, "command-a", Bytes::from_static(b"[]"), false);
         assert!(matches!(bad, Err(DialectError::BadRequest { .. })));
     }
 

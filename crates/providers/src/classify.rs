@@ -352,20 +352,28 @@ fn ratelimit_reset_in_body(body_lower: &str, now: SystemTime) -> Option<Duration
     )
 }
 
-/// Classifies a transport error (no HTTP response).
-pub fn classify_transport(err: &reqwest::Error) -> UpstreamFailure {
-    let class = if err.is_timeout() {
+/// Classifies a transport error (no HTTP response): `err` and its chain of causes make the message; `timeout` says
+/// whether the transport gave up waiting.
+pub fn classify_transport(
+    err: &(dyn std::error::Error + 'static),
+    timeout: bool,
+) -> UpstreamFailure {
+    let class = if timeout || chain_timed_out(err) {
         ErrorClass::Timeout
     } else {
         ErrorClass::Network
     };
-    // reqwest's Display includes the URL; `Endpoint::new` refuses base URLs with credentials or a query, and keys
-    // travel in headers, so the URL holds no secret.
+    // Transport messages may include the URL; `Endpoint::new` refuses base URLs with credentials or a query, and
+    // keys travel in headers, so the URL holds no secret. The message is sanitised all the same.
     let mut message = err.to_string();
-    let mut source = std::error::Error::source(err);
+    let mut source = err.source();
     while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
+        let text = s.to_string();
+        // Wrappers often repeat their cause's text.
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
         source = s.source();
     }
     UpstreamFailure {
@@ -376,13 +384,31 @@ pub fn classify_transport(err: &reqwest::Error) -> UpstreamFailure {
     }
 }
 
+/// Whether an I/O error in the chain is a timeout.
+fn chain_timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// Classifies a transport error of a request sent through an outbound proxy. Every connection then goes to the
 /// proxy, so a failure while connecting — TCP to the proxy, its authentication, the CONNECT tunnel or the SOCKS
-/// handshake (reqwest reports all of them as connect errors) — is the proxy's, not the provider key's. Errors after
-/// the connection was made (a reset mid-response, a read timeout) stay the upstream's.
-pub fn classify_proxied_transport(err: &reqwest::Error) -> UpstreamFailure {
-    let mut failure = classify_transport(err);
-    if err.is_connect() {
+/// handshake (the client reports all of them as connect errors: `connect`) — is the proxy's, not the provider
+/// key's. Errors after the connection was made (a reset mid-response, a read timeout) stay the upstream's.
+pub fn classify_proxied_transport(
+    err: &(dyn std::error::Error + 'static),
+    timeout: bool,
+    connect: bool,
+) -> UpstreamFailure {
+    let mut failure = classify_transport(err, timeout);
+    if connect {
         failure.class = ErrorClass::Proxy;
     }
     failure

@@ -386,18 +386,17 @@ pub async fn discover_models(
 ) -> Result<Vec<String>, String> {
     let adapter = Adapter::for_platform(endpoint.platform);
     let egress = state.proxies.egress_for_discovery(user_id, endpoint);
-    let request = adapter
-        .models_request(egress.client(&state.http), endpoint)
-        .timeout(Duration::from_secs(10));
-    let response = request
-        .send()
+    let failed = |e: reqwest::Error| providers::classify_transport(&e, e.is_timeout()).message;
+    let request =
+        crate::upstream::for_reqwest(adapter.models_request(endpoint), Duration::from_secs(10))
+            .map_err(failed)?;
+    let response = egress
+        .client(&state.http)
+        .execute(request)
         .await
-        .map_err(|e| providers::classify_transport(&e).message)?;
+        .map_err(failed)?;
     let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| providers::classify_transport(&e).message)?;
+    let body = response.bytes().await.map_err(failed)?;
     if !status.is_success() {
         let failure = providers::classify_response(status, &HeaderMap::new(), &body);
         return Err(format!("{} {}", status.as_u16(), failure.message));

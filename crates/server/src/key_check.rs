@@ -78,23 +78,21 @@ pub async fn probe_key(state: &AppState, row: &ProviderKeyRow) -> Verdict {
                 "messages": [{ "role": "user", "content": "hi" }],
                 "max_tokens": 1
             });
-            match adapter.chat_request(
-                client,
-                &endpoint,
-                model,
-                Bytes::from(body.to_string()),
-                false,
-            ) {
+            match adapter.chat_request(&endpoint, model, Bytes::from(body.to_string()), false) {
                 Ok(request) => request,
                 Err(e) => return Verdict::failed(ErrorClass::BadRequest, e.to_string()),
             }
         }
-        _ => adapter.models_request(client, &endpoint),
+        _ => adapter.models_request(&endpoint),
     };
-    let response = match request.timeout(CHECK_TIMEOUT).send().await {
+    let sent = match crate::upstream::for_reqwest(request, CHECK_TIMEOUT) {
+        Ok(request) => client.execute(request).await,
+        Err(e) => Err(e),
+    };
+    let response = match sent {
         Ok(response) => response,
         Err(e) => {
-            let failure = classify_transport(&e);
+            let failure = classify_transport(&e, e.is_timeout());
             return Verdict::failed(failure.class, failure.message);
         }
     };

@@ -32,6 +32,7 @@ pub mod relay;
 pub mod request_log;
 pub mod snapshot;
 pub mod state;
+pub mod upstream;
 pub mod url_guard;
 pub mod users;
 

@@ -31,6 +31,7 @@ use crate::handoff;
 use crate::proxy::{Egress, KeyRoute};
 use crate::snapshot::{ProviderKeyEntry, Route, Tenant};
 use crate::state::AppState;
+use crate::upstream::{self, Transport, TransportError, UpstreamBody, UpstreamStream};
 
 /// Which upstream operation a request performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -823,15 +824,15 @@ enum Upstream {
 /// A stream past its commit point: what was held back, and the rest.
 struct Committed {
     held: Vec<Bytes>,
-    rest: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    rest: UpstreamStream,
     watch: StreamWatch,
 }
 
 const MAX_ERROR_BODY: usize = 64 * 1024;
 const MAX_HELD_BYTES: usize = 1024 * 1024;
 
-async fn read_error_body(response: reqwest::Response) -> Bytes {
-    let mut stream = response.bytes_stream();
+async fn read_error_body(body: UpstreamBody) -> Bytes {
+    let mut stream = body.into_stream();
     let mut out = Vec::new();
     let read = async {
         while let Some(Ok(chunk)) = stream.next().await {
@@ -901,8 +902,7 @@ async fn attempt_through(
             return attempt(
                 state,
                 key,
-                &state.http,
-                false,
+                Transport::Direct(&state.direct),
                 model,
                 request_id,
                 body,
@@ -919,8 +919,7 @@ async fn attempt_through(
         let result = attempt(
             state,
             key,
-            &proxy.client,
-            true,
+            Transport::Proxied(&proxy.client),
             model,
             request_id,
             body.clone(),
@@ -1003,8 +1002,7 @@ async fn attempt_through(
 async fn attempt(
     state: &AppState,
     key: &ProviderKeyEntry,
-    client: &reqwest::Client,
-    proxied: bool,
+    transport: Transport<'_>,
     model: &str,
     request_id: &str,
     body: Bytes,
@@ -1023,13 +1021,11 @@ async fn attempt(
         (include_usage, base64)
     });
     let request = match operation {
-        Operation::Chat { stream } => {
-            adapter.chat_request(client, &key.endpoint, model, body, stream)
-        }
-        Operation::Embeddings => adapter.embeddings_request(client, &key.endpoint, model, body),
+        Operation::Chat { stream } => adapter.chat_request(&key.endpoint, model, body, stream),
+        Operation::Embeddings => adapter.embeddings_request(&key.endpoint, model, body),
     }
     .map_err(|e| dialect_failure(key, e))?;
-    let response = match tokio::time::timeout_at(deadline, request.send()).await {
+    let response = match tokio::time::timeout_at(deadline, transport.send(request)).await {
         Err(_) => {
             return Err(UpstreamFailure::new(
                 ErrorClass::Timeout,
@@ -1039,26 +1035,44 @@ async fn attempt(
                 ),
             ))
         }
-        Ok(Err(e)) if proxied => return Err(classify_proxied_transport(&e)),
-        Ok(Err(e)) => return Err(classify_transport(&e)),
+        Ok(Err(e)) => {
+            return Err(match transport {
+                Transport::Proxied(_) => {
+                    classify_proxied_transport(&*e.error, e.timeout, e.connect)
+                }
+                Transport::Direct(_) => classify_transport(&*e.error, e.timeout),
+            })
+        }
         Ok(Ok(r)) => r,
     };
     let status = response.status();
     if !status.is_success() {
-        let headers = response.headers().clone();
-        let body = read_error_body(response).await;
-        return Err(classify_response(status, &headers, &body));
+        let (head, body) = response.into_parts();
+        let body = read_error_body(body).await;
+        let mut failure = classify_response(status, &head.headers, &body);
+        if status.is_redirection() {
+            let location = head
+                .headers
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            failure.message = providers::sanitize_message(&format!(
+                "the provider redirected to {location}; redirects are not followed, so set the key's base URL to \
+                 the address it redirects to"
+            ));
+        }
+        return Err(failure);
     }
     learn_from_headers(state, key, model, response.headers());
     if !operation.stream() {
-        let body = match tokio::time::timeout_at(deadline, response.bytes()).await {
+        let body = match tokio::time::timeout_at(deadline, response.into_body().bytes()).await {
             Err(_) => {
                 return Err(UpstreamFailure::new(
                     ErrorClass::Timeout,
                     "response body not complete in time",
                 ))
             }
-            Ok(Err(e)) => return Err(classify_transport(&e)),
+            Ok(Err(e)) => return Err(classify_transport(&*e, upstream::is_timeout(&*e))),
             Ok(Ok(b)) => b,
         };
         let body = match (native, operation) {
@@ -1097,7 +1111,7 @@ async fn attempt(
             "upstream did not answer with an event stream",
         ));
     }
-    let upstream: UpstreamStream = Box::pin(response.bytes_stream());
+    let upstream = response.into_body().into_stream();
     let upstream = match native.and_then(|(include_usage, _)| {
         adapter.chat_stream(
             model,
@@ -1146,8 +1160,6 @@ fn learn_from_headers(
     }
 }
 
-type UpstreamStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
-
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1165,7 +1177,7 @@ struct TranslatedStream {
 }
 
 impl Stream for TranslatedStream {
-    type Item = reqwest::Result<Bytes>;
+    type Item = Result<Bytes, TransportError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
@@ -1234,7 +1246,7 @@ async fn hold_until_first_delta(
                 ));
             }
             Some(Err(e)) => {
-                let mut f = classify_transport(&e);
+                let mut f = classify_transport(&*e, upstream::is_timeout(&*e));
                 if f.class == ErrorClass::Network {
                     f.class = ErrorClass::Server;
                 }
@@ -1357,7 +1369,7 @@ struct RelayBody {
     turns_given: u8,
     /// Set once the upstream is done: the terminal frame still to send (`Some(None)`: just end).
     ending: Option<Option<Bytes>>,
-    upstream: Option<Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>>,
+    upstream: Option<UpstreamStream>,
     idle: Pin<Box<Sleep>>,
     idle_timeout: Duration,
     watch: StreamWatch,
@@ -1492,7 +1504,7 @@ impl http_body::Body for RelayBody {
                 Poll::Ready(Some(Err(e))) => {
                     let message = format!(
                         "the upstream stream broke: {}",
-                        classify_transport(&e).message
+                        classify_transport(&*e, upstream::is_timeout(&*e)).message
                     );
                     let event = this.complete(
                         "error",

@@ -32,7 +32,9 @@ pub struct Inner {
     pub conversations: crate::handoff::Conversations,
     /// Changes per request, to rotate equally good candidates.
     pub rotation: std::sync::atomic::AtomicUsize,
-    /// The direct upstream client.
+    /// The direct upstream client of the request path.
+    pub direct: crate::upstream::DirectClient,
+    /// The direct client of key checks and model discovery (follows guarded redirects).
     pub http: reqwest::Client,
     /// Outbound proxies, their clients and the keys' assignments.
     pub proxies: ProxyPool,
@@ -82,6 +84,10 @@ impl AppState {
         gateway_usage.seed_tokens_today(&store.gateway_key_tokens_since(midnight_ms).await?);
         attach_usage(&gateway_usage, &mut snapshot);
         let http = upstream_client(&config).map_err(|e| StateError::Http(e.to_string()))?;
+        let direct = crate::upstream::DirectClient::new(
+            config.connect_timeout,
+            config.allow_private_provider_urls,
+        );
         let logs = RequestLogWriter::start(store.clone(), config.log_channel_capacity);
         let ip_limiter = IpLimiter::new(config.ip_rate_limit_rpm);
         let queue = WaitQueue::new(config.queue_max_waiting);
@@ -97,6 +103,7 @@ impl AppState {
             events: EventBus::default(),
             conversations: crate::handoff::Conversations::default(),
             rotation: std::sync::atomic::AtomicUsize::new(0),
+            direct,
             http,
             proxies,
             logs,

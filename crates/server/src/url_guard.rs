@@ -182,24 +182,50 @@ pub struct GuardedResolver {
     pub allow_private: bool,
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl GuardedResolver {
+    /// The system's addresses for `host`, minus the refused ones; an error when none is left.
+    async fn lookup(self, host: String) -> Result<Vec<SocketAddr>, BoxError> {
+        check_name(&host.to_ascii_lowercase(), self.allow_private)?;
+        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+            .await?
+            .filter(|a| check_address(a.ip(), self.allow_private).is_ok())
+            .collect();
+        if addresses.is_empty() {
+            return Err(Box::new(UrlRefused(format!(
+                "{host} resolves to no address this gateway may call"
+            ))));
+        }
+        Ok(addresses)
+    }
+}
+
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let allow_private = self.allow_private;
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            check_name(&host.to_ascii_lowercase(), allow_private)?;
-            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|a| check_address(a.ip(), allow_private).is_ok())
-                .collect();
-            if addresses.is_empty() {
-                return Err(Box::new(UrlRefused(format!(
-                    "{host} resolves to no address this gateway may call"
-                )))
-                    as Box<dyn std::error::Error + Send + Sync>);
-            }
-            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
-        })
+        let lookup = self.lookup(name.as_str().to_owned());
+        Box::pin(async move { Ok(Box::new(lookup.await?.into_iter()) as reqwest::dns::Addrs) })
+    }
+}
+
+/// The direct client's resolver (hyper's connector asks a `tower` service).
+impl tower_service::Service<hyper_util::client::legacy::connect::dns::Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let lookup = self.lookup(name.as_str().to_owned());
+        Box::pin(async move { Ok(lookup.await?.into_iter()) })
     }
 }
 

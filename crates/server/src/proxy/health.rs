@@ -43,7 +43,7 @@ pub async fn probe(client: &reqwest::Client, target: &str, timeout: Duration) ->
     let latency = started.elapsed();
     let error = match result {
         Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(providers::classify_transport(&e).message),
+        Ok(Err(e)) => Some(providers::classify_transport(&e, e.is_timeout()).message),
         Err(_) => Some(format!("no answer within {} ms", timeout.as_millis())),
     };
     ProbeResult {

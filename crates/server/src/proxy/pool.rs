@@ -536,19 +536,22 @@ impl ProxyPool {
     /// The egress of one attempt of `key` at `now`.
     pub fn egress_for(&self, key: KeyRoute<'_>, now: Instant) -> Egress {
         let view = self.view.load();
+        // Cheapest checks first: with no proxy configured (the common case) nothing else is looked at.
+        let pool = match &view.single {
+            Some(_) => None,
+            None if view.settings.strategy == Strategy::None => return Egress::Direct,
+            None => match view.by_user.get(key.user_id).filter(|p| !p.is_empty()) {
+                Some(pool) => Some(pool),
+                None => return Egress::Direct,
+            },
+        };
         if view.settings.bypass.iter().any(|b| b == key.platform)
             || !may_proxy(key.base_url, self.config.allow_plain_http_loopback)
         {
             return Egress::Direct;
         }
-        if let Some(single) = &view.single {
-            return Egress::Proxy(single.clone());
-        }
-        if view.settings.strategy == Strategy::None {
-            return Egress::Direct;
-        }
-        let Some(pool) = view.by_user.get(key.user_id).filter(|p| !p.is_empty()) else {
-            return Egress::Direct;
+        let Some(pool) = pool else {
+            return view.single.clone().map_or(Egress::Direct, Egress::Proxy);
         };
         let mut assignments = lock(&self.assignments);
         let current = assignments.get(key.key_id).and_then(|a| {

@@ -309,3 +309,47 @@ async fn wait_for_queue_depth(gw: &Gateway, depth: usize) {
     }
     panic!("queue depth never reached {depth}");
 }
+
+/// An upstream that answers every request with a redirect (an LLM API behind a moved base URL).
+async fn redirecting_upstream() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 308 Permanent Redirect\r\nLocation: https://moved.example/v1/chat/completions\r\n\
+                          Content-Length: 0\r\nConnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn redirects_are_reported_not_followed_and_fail_over() {
+    let gw = start(&[]).await;
+    let moved = redirecting_upstream().await;
+    add_key(&gw.store, &gw.user_id, &moved, &["m"]).await;
+    gw.state.reload().await.unwrap();
+    let (status, _, body) = gw.chat_json(simple_chat("m")).await;
+    assert_eq!(status, 502, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("redirected to https://moved.example/v1/chat/completions"),
+        "{message}"
+    );
+    // With a working key next to it, the client never sees the redirect.
+    add_key(&gw.store, &gw.user_id, &gw.mock.base_url("ok"), &["m"]).await;
+    gw.state.reload().await.unwrap();
+    for _ in 0..3 {
+        let (status, _, body) = gw.chat_json(simple_chat("m")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
