@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod declarative;
+pub mod log_line;
 pub mod logging;
 pub mod proxies_find;
 pub mod startup;

@@ -15,6 +15,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::{LogFormat, LogLevel};
+use crate::log_line::LineFormat;
 
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 const FLUSH_AT_BYTES: usize = 256 * 1024;
@@ -138,13 +139,18 @@ pub fn init(level: LogLevel, format: LogFormat) {
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_span_list(false)
+                    .event_format(LineFormat { json: true })
                     .with_writer(output),
             )
             .try_init(),
+        LogFormat::Text if !terminal => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(LineFormat { json: false })
+                    .with_writer(output),
+            )
+            .try_init(),
+        // A person watching: tracing's own format, in colour.
         LogFormat::Text => registry
             .with(
                 tracing_subscriber::fmt::layer()
