@@ -1,5 +1,6 @@
-//! Per-gateway-key limits and usage, in memory: requests per minute (a sliding window of request instants), tokens
-//! per UTC day, and the counters (requests, tokens, last use) that a background task adds to the store every few
+//! Per-gateway-key limits and usage, in memory: requests per minute (a sliding window of request instants, kept only
+//! for a key with that limit, so it never holds more than the limit), requests of the last minute for display (60
+//! one-second buckets: fixed memory at any rate), tokens per UTC day, and the counters (requests, tokens, last use) that a background task adds to the store every few
 //! seconds. One short lock per key; no database on the request path. The book outlives snapshots: a reload hands
 //! each gateway key entry the same counters it had.
 
@@ -13,10 +14,48 @@ use tokio::time::Instant;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
+/// Admitted requests per second over the last minute: `(second, count)` in slot `second % 60`.
+#[derive(Debug)]
+struct MinuteBuckets([(u64, u32); 60]);
+
+impl Default for MinuteBuckets {
+    fn default() -> Self {
+        Self([(0, 0); 60])
+    }
+}
+
+impl MinuteBuckets {
+    fn add(&mut self, second: u64) {
+        let slot = &mut self.0[(second % 60) as usize];
+        if slot.0 != second {
+            *slot = (second, 0);
+        }
+        slot.1 += 1;
+    }
+
+    fn last_minute(&self, second: u64) -> u64 {
+        self.0
+            .iter()
+            .filter(|(s, _)| second.saturating_sub(*s) < 60 && *s <= second)
+            .map(|(_, n)| u64::from(*n))
+            .sum()
+    }
+}
+
+/// Whole seconds since the first instant this process asked about (buckets only need a common origin).
+fn second_of(now: Instant) -> u64 {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    // Offset by a minute so that instants slightly before the origin still land in distinct seconds.
+    now.saturating_duration_since(*ORIGIN.get_or_init(|| now))
+        .as_secs()
+        + 60
+}
+
 #[derive(Debug, Default)]
 struct Counters {
-    /// Admitted requests of the last minute, oldest first.
+    /// Admitted requests of the last minute, oldest first; only while the key has a requests-per-minute limit.
     window: VecDeque<Instant>,
+    recent: MinuteBuckets,
     day: u64,
     tokens_today: u64,
     /// Not yet flushed to the store.
@@ -87,16 +126,23 @@ impl GatewayKeyUsage {
         {
             c.window.pop_front();
         }
-        if let Some(limit) = rpm_limit {
-            if c.window.len() >= limit as usize {
-                let oldest = c.window.front().copied().unwrap_or(now);
-                return Err(KeyLimitDenied::RequestsPerMinute {
-                    limit,
-                    retry_after: MINUTE.saturating_sub(now.duration_since(oldest)),
-                });
+        match rpm_limit {
+            Some(limit) => {
+                if c.window.len() >= limit as usize {
+                    let oldest = c.window.front().copied().unwrap_or(now);
+                    return Err(KeyLimitDenied::RequestsPerMinute {
+                        limit,
+                        retry_after: MINUTE.saturating_sub(now.duration_since(oldest)),
+                    });
+                }
+                c.window.push_back(now);
             }
+            // Without a limit nothing needs the instants (at thousands of requests per second they would cost
+            // megabytes).
+            None if !c.window.is_empty() => c.window = VecDeque::new(),
+            None => {}
         }
-        c.window.push_back(now);
+        c.recent.add(second_of(now));
         c.pending_requests += 1;
         c.last_used_ms = c.last_used_ms.max(now_ms);
         Ok(())
@@ -116,11 +162,7 @@ impl GatewayKeyUsage {
         let mut c = self.lock();
         c.roll_day(day.index);
         UsageNow {
-            requests_last_minute: c
-                .window
-                .iter()
-                .filter(|t| now.duration_since(**t) < MINUTE)
-                .count() as u64,
+            requests_last_minute: c.recent.last_minute(second_of(now)),
             tokens_today: c.tokens_today,
         }
     }
@@ -239,6 +281,27 @@ mod tests {
         }
         tokio::time::advance(Duration::from_secs(40)).await;
         assert!(u.admit(Some(2), None, Instant::now(), day(1), 4).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn last_minute_counts_in_fixed_memory_without_a_limit() {
+        let u = GatewayKeyUsage::default();
+        for _ in 0..5_000 {
+            u.admit(None, None, Instant::now(), day(1), 1).unwrap();
+        }
+        tokio::time::advance(Duration::from_secs(30)).await;
+        for _ in 0..3 {
+            u.admit(None, None, Instant::now(), day(1), 2).unwrap();
+        }
+        assert!(
+            u.lock().window.is_empty(),
+            "no instants kept without a limit"
+        );
+        assert_eq!(u.now(Instant::now(), day(1)).requests_last_minute, 5_003);
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert_eq!(u.now(Instant::now(), day(1)).requests_last_minute, 3);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(u.now(Instant::now(), day(1)).requests_last_minute, 0);
     }
 
     #[tokio::test(start_paused = true)]
