@@ -1278,6 +1278,29 @@ async fn hold_until_first_delta(
     }
 }
 
+/// Whether a relayed event may carry a finish reason or usage: `"finish_reason"` with a string value, or `"usage"` with
+/// an object (`null` values are the common case and are skipped). Only those events are parsed after the commit point.
+fn worth_parsing(event: &[u8]) -> bool {
+    use std::sync::LazyLock;
+    static FINISH: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"\"finish_reason\""));
+    static USAGE: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+    /// The first byte of the value after the key at `at` (`len` bytes long).
+    fn value_starts_with(event: &[u8], at: usize, len: usize, first: u8) -> bool {
+        event[at + len..]
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b':'))
+            == Some(&first)
+    }
+    FINISH
+        .find_iter(event)
+        .any(|at| value_starts_with(event, at, FINISH.needle().len(), b'"'))
+        || USAGE
+            .find_iter(event)
+            .any(|at| value_starts_with(event, at, USAGE.needle().len(), b'{'))
+}
+
 /// What the gateway learns from a stream while relaying it.
 #[derive(Debug, Default)]
 struct StreamWatch {
@@ -1327,10 +1350,7 @@ impl StreamWatch {
                 *done = true;
                 return;
             }
-            let interesting = memchr::memmem::find(event, b"\"usage\"").is_some()
-                || memchr::memmem::find(event, b"\"finish_reason\":\"").is_some()
-                || memchr::memmem::find(event, b"\"finish_reason\": \"").is_some();
-            if interesting {
+            if worth_parsing(event) {
                 let s = inspect_chunk(event);
                 *finished |= s.finished;
                 if s.usage.is_some() {
@@ -1370,14 +1390,22 @@ struct RelayBody {
     /// Set once the upstream is done: the terminal frame still to send (`Some(None)`: just end).
     ending: Option<Option<Bytes>>,
     upstream: Option<UpstreamStream>,
+    /// The inactivity watch ticks every quarter of the timeout instead of being re-armed per chunk (a clock read and
+    /// a timer move per chunk): a chunk sets `active`; four silent ticks in a row end the stream, so a stall is
+    /// reported between 1 and 1.25 timeouts after the last chunk.
     idle: Pin<Box<Sleep>>,
     idle_timeout: Duration,
+    active: bool,
+    silent_ticks: u8,
     watch: StreamWatch,
     guard: RequestGuard,
     ttfb: Duration,
     /// When the live board last heard this stream's output count.
     last_progress: Option<Instant>,
 }
+
+/// Inactivity checks per idle timeout (see `RelayBody::idle`).
+const IDLE_TICKS: u32 = 4;
 
 /// Output-count events per stream are sent at most this often.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
@@ -1406,13 +1434,32 @@ impl RelayBody {
             turns_given: 0,
             ending: None,
             upstream: Some(committed.rest),
-            idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            idle: Box::pin(tokio::time::sleep(idle_timeout / IDLE_TICKS)),
             idle_timeout,
+            active: false,
+            silent_ticks: 0,
             watch: committed.watch,
             guard,
             ttfb,
             last_progress: None,
         }
+    }
+
+    /// Whether the idle timeout passed without a chunk (polls the tick timer, re-arming it on every tick).
+    fn idle_elapsed(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.idle.as_mut().poll(cx).is_ready() {
+            if std::mem::take(&mut self.active) {
+                self.silent_ticks = 0;
+            } else {
+                self.silent_ticks += 1;
+                if u32::from(self.silent_ticks) >= IDLE_TICKS {
+                    return true;
+                }
+            }
+            let next = Instant::now() + self.idle_timeout / IDLE_TICKS;
+            self.idle.as_mut().reset(next);
+        }
+        false
     }
 
     /// Tells the live board how much output has streamed (throttled; free when nobody watches).
@@ -1493,8 +1540,7 @@ impl http_body::Body for RelayBody {
                 Poll::Ready(Some(Ok(chunk))) => {
                     this.watch.observe(&chunk);
                     this.progress();
-                    let next = Instant::now() + this.idle_timeout;
-                    this.idle.as_mut().reset(next);
+                    this.active = true;
                     this.turns_given = 0;
                     this.batch.extend_from_slice(&chunk);
                     if this.batch.len() >= MAX_BATCH {
@@ -1535,7 +1581,7 @@ impl http_body::Body for RelayBody {
                         }
                         return this.flush();
                     }
-                    if this.idle.as_mut().poll(cx).is_ready() {
+                    if this.idle_elapsed(cx) {
                         let message = format!(
                             "the upstream sent nothing for {} ms",
                             this.idle_timeout.as_millis()
@@ -1565,6 +1611,23 @@ mod tests {
         assert!(text.contains(r#""model":"real""#), "{text}");
         assert!(text.contains(r#""content":"h\u00e9""#), "{text}");
         assert!(text.contains(r#"{"a":1.50}"#), "{text}");
+    }
+
+    #[test]
+    fn only_events_with_a_finish_reason_or_usage_are_parsed() {
+        assert!(!worth_parsing(
+            br#"{"choices":[{"delta":{"content":"hi"},"finish_reason":null}],"usage":null}"#
+        ));
+        assert!(worth_parsing(
+            br#"{"choices":[{"delta":{},"finish_reason": "stop"}]}"#
+        ));
+        assert!(worth_parsing(
+            br#"{"choices":[],"usage" : {"prompt_tokens":1,"completion_tokens":2}}"#
+        ));
+        // A key inside content is escaped, so it never matches the unescaped needle.
+        assert!(!worth_parsing(
+            br#"{"choices":[{"delta":{"content":"\"usage\" {"},"finish_reason":null}]}"#
+        ));
     }
 
     #[test]
