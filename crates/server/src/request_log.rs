@@ -12,7 +12,8 @@ use tokio::task::JoinHandle;
 const BATCH: usize = 1024;
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// How often the writer folds SQLite's write-ahead log back into the database (see `Store::checkpoint`).
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
+/// Often, so that each checkpoint copies little: one copying tens of megabytes holds the core for milliseconds.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 pub struct RequestLogWriter {

@@ -125,6 +125,7 @@ impl Transport<'_> {
 }
 
 /// An upstream answer's body, from either transport.
+#[derive(Debug)]
 pub enum UpstreamBody {
     Direct(hyper::body::Incoming),
     Proxied(reqwest::Body),
@@ -199,4 +200,52 @@ pub fn is_timeout(error: &(dyn StdError + 'static)) -> bool {
         next = e.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The TLS set-up (crypto provider, bundled roots) happens at construction; an unreachable https upstream is a
+    /// connect error, which the relay turns into a failover.
+    #[tokio::test]
+    async fn https_client_builds_and_reports_connect_errors() {
+        let client = DirectClient::new(Duration::from_secs(2), true);
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let request = http::Request::post(format!("https://{addr}/v1/chat/completions"))
+            .body(Bytes::from_static(b"{}"))
+            .unwrap();
+        let error = Transport::Direct(&client).send(request).await.unwrap_err();
+        assert!(error.connect, "{:?}", error.error);
+        let failure = providers::classify_transport(&*error.error, error.timeout);
+        assert_eq!(failure.class, providers::ErrorClass::Network);
+    }
+
+    /// A server that is not TLS at all fails the handshake: also a connect error, never a hang.
+    #[tokio::test]
+    async fn https_to_a_plain_server_is_a_connect_error() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let _ = socket
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let client = DirectClient::new(Duration::from_secs(2), true);
+        let request = http::Request::get(format!("https://{addr}/v1/models"))
+            .body(Bytes::new())
+            .unwrap();
+        let sent = tokio::time::timeout(
+            Duration::from_secs(5),
+            Transport::Direct(&client).send(request),
+        )
+        .await
+        .expect("the handshake failure must be reported promptly");
+        assert!(sent.unwrap_err().connect);
+    }
 }
