@@ -1072,7 +1072,7 @@ async fn attempt(
                     "response body not complete in time",
                 ))
             }
-            Ok(Err(e)) => return Err(classify_transport(&*e, upstream::is_timeout(&*e))),
+            Ok(Err(e)) => return Err(upstream::classify_body_error(&e)),
             Ok(Ok(b)) => b,
         };
         let body = match (native, operation) {
@@ -1246,7 +1246,7 @@ async fn hold_until_first_delta(
                 ));
             }
             Some(Err(e)) => {
-                let mut f = classify_transport(&*e, upstream::is_timeout(&*e));
+                let mut f = upstream::classify_body_error(&e);
                 if f.class == ErrorClass::Network {
                     f.class = ErrorClass::Server;
                 }
@@ -1550,7 +1550,7 @@ impl http_body::Body for RelayBody {
                 Poll::Ready(Some(Err(e))) => {
                     let message = format!(
                         "the upstream stream broke: {}",
-                        classify_transport(&*e, upstream::is_timeout(&*e)).message
+                        upstream::classify_body_error(&e).message
                     );
                     let event = this.complete(
                         "error",

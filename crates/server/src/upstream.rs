@@ -186,8 +186,13 @@ pub fn for_reqwest(
     Ok(request)
 }
 
+/// Classifies an error that broke an answer's body after its head arrived.
+pub fn classify_body_error(error: &TransportError) -> providers::UpstreamFailure {
+    providers::classify_transport(&**error, is_timeout(&**error))
+}
+
 /// Whether a transport error (or one of its causes) says the transport timed out.
-pub fn is_timeout(error: &(dyn StdError + 'static)) -> bool {
+fn is_timeout(error: &(dyn StdError + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(e) = next {
         if e.downcast_ref::<reqwest::Error>()
