@@ -88,7 +88,8 @@ impl AppState {
             config.connect_timeout,
             config.allow_private_provider_urls,
         );
-        let logs = RequestLogWriter::start(store.clone(), config.log_channel_capacity);
+        let logs = RequestLogWriter::start(store.clone(), config.log_channel_capacity)
+            .map_err(|e| StateError::Thread(format!("request-history writer: {e}")))?;
         let ip_limiter = IpLimiter::new(config.ip_rate_limit_rpm);
         let queue = WaitQueue::new(config.queue_max_waiting);
         let proxies = ProxyPool::new(config.proxy.clone(), config.connect_timeout);
@@ -252,4 +253,6 @@ pub enum StateError {
     Store(#[from] store::StoreError),
     #[error("HTTP client: {0}")]
     Http(String),
+    #[error("cannot start a thread: {0}")]
+    Thread(String),
 }

@@ -4,6 +4,7 @@
 //! writer.
 
 mod crypto;
+mod history;
 mod migrations;
 mod profiles;
 mod records;
@@ -14,6 +15,7 @@ pub use crypto::{
     PasswordError,
 };
 pub use crypto::{open_with_password, random_hex, seal_with_password, token_hash, ExportFileError};
+pub use history::HistoryConnection;
 pub use migrations::MIGRATIONS;
 pub use records::*;
 pub use store::{default_sqlite_path, gateway_key_prefix, redact_url, Engine, Store, StoreError};

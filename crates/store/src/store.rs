@@ -1,6 +1,7 @@
 //! The store: one pool, portable SQL, encryption of provider secrets.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -33,6 +34,8 @@ pub enum StoreError {
     Io(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("{0}")]
     Password(#[from] PasswordError),
     #[error("{0}")]
@@ -53,6 +56,8 @@ pub struct Store {
     pub(crate) pool: AnyPool,
     engine: Engine,
     cipher: Cipher,
+    /// The database file, on SQLite with a file (not `:memory:`).
+    sqlite_file: Option<Arc<Path>>,
 }
 
 /// Ids sort by creation: milliseconds, then a per-process sequence, then randomness. Listing and routing order
@@ -144,6 +149,7 @@ impl Store {
             pool,
             engine,
             cipher,
+            sqlite_file: sqlite_path(url).map(Arc::from),
         };
         store.migrate().await?;
         store.check_encryption_key().await?;
@@ -152,6 +158,11 @@ impl Store {
 
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    /// The SQLite database file, when the store is one (not PostgreSQL, not in memory).
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        self.sqlite_file.as_deref()
     }
 
     pub fn cipher(&self) -> &Cipher {

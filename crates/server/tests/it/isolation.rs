@@ -142,13 +142,7 @@ async fn user_b_gets_nothing_of_user_a_and_no_secret_leaks() {
     let bob = login_as(&gw, "bob", B_PASSWORD).await;
     // Wait (bounded) until the batch writer stored A's request, so history and statistics hold it.
     for _ in 0..500 {
-        if gw
-            .state
-            .logs
-            .written
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
-        {
+        if gw.state.logs.written() > 0 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;

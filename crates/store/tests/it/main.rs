@@ -642,3 +642,59 @@ async fn gateway_key_policy_and_usage_flush() {
             .is_empty());
     }
 }
+
+#[tokio::test]
+async fn history_connection_writes_rows_the_pool_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = Store::open(&format!("sqlite://{}", path.display()), cipher())
+        .await
+        .unwrap();
+    assert_eq!(store.sqlite_file(), Some(path.as_path()));
+    let mut history = store::HistoryConnection::open(&path).unwrap();
+    let logs: Vec<RequestLog> = (0..300)
+        .map(|i| RequestLog {
+            id: format!("h{i}"),
+            user_id: "u".into(),
+            gateway_key_id: Some("g".into()),
+            endpoint: "chat",
+            requested_model: "auto".into(),
+            platform: Some("groq".into()),
+            model: Some("m".into()),
+            provider_key_id: Some("k".into()),
+            status: if i % 3 == 0 { "error" } else { "success" },
+            http_status: if i % 3 == 0 { 502 } else { 200 },
+            error_class: (i % 3 == 0).then_some("upstream_5xx"),
+            error_message: (i % 3 == 0).then(|| "bad gateway".to_owned()),
+            stream: i % 2 == 0,
+            attempts: 2,
+            input_tokens: Some(7),
+            output_tokens: None,
+            latency_ms: 40,
+            ttfb_ms: Some(9),
+            created_at: 10_000 + i,
+        })
+        .collect();
+    for chunk in logs.chunks(128) {
+        history.insert(chunk).unwrap();
+    }
+    history.checkpoint().unwrap();
+    let recent = store.recent_requests("u", 3).await.unwrap();
+    assert_eq!(recent.len(), 3);
+    assert_eq!(recent[0]["id"], "h299");
+    assert_eq!(recent[0]["status"], "success");
+    assert_eq!(recent[0]["input_tokens"], 7);
+    assert!(recent[0]["output_tokens"].is_null());
+    assert!(recent[0]["error_message"].is_null());
+    assert_eq!(recent[2]["id"], "h297");
+    assert_eq!(recent[2]["status"], "error");
+    assert_eq!(recent[2]["http_status"], 502);
+    assert_eq!(recent[2]["error_message"], "bad gateway");
+    // Everything arrived, and the pool's retention sees and deletes it all.
+    assert_eq!(store.prune_requests(None, Some(0)).await.unwrap(), 300);
+
+    // It never creates a database: a wrong path is an error, not an empty file.
+    let missing = dir.path().join("missing.db");
+    assert!(store::HistoryConnection::open(&missing).is_err());
+    assert!(!missing.exists());
+}
