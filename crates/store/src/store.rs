@@ -126,9 +126,9 @@ impl Store {
                             sqlx::query("PRAGMA synchronous=NORMAL")
                                 .execute(&mut *conn)
                                 .await?;
-                            // Checkpoints are run by the request-log writer every few seconds (`checkpoint`), so
-                            // that copying the WAL back does not interrupt requests every few hundred inserts;
-                            // this automatic threshold (about 80 MB) is only the safety net.
+                            // The request-history writer checkpoints every second (`HistoryConnection`), so that
+                            // copying the WAL back does not interrupt requests every few hundred inserts; this
+                            // automatic threshold (about 80 MB) is only the safety net.
                             sqlx::query("PRAGMA wal_autocheckpoint=20000")
                                 .execute(&mut *conn)
                                 .await?;
@@ -1349,16 +1349,6 @@ impl Store {
             tokio::task::yield_now().await;
         }
         tx.commit().await?;
-        Ok(())
-    }
-
-    /// Copies the SQLite write-ahead log back into the database and truncates it (no-op on PostgreSQL).
-    pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        if self.engine == Engine::Sqlite {
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&self.pool)
-                .await?;
-        }
         Ok(())
     }
 
