@@ -10,7 +10,7 @@
 //! batches through the store's pool, without pacing.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -31,6 +31,8 @@ const POLL: Duration = Duration::from_millis(1);
 const PACE: u32 = 9;
 /// A slow transaction (one that waited for another writer's lock) does not earn a long sleep.
 const MAX_PAUSE: Duration = Duration::from_millis(10);
+/// How often the SQLite writer looks for rows past retention.
+const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(2);
 /// How often the SQLite writer copies the write-ahead log back into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
@@ -39,6 +41,7 @@ pub struct RequestLogWriter {
     tx: Mutex<Option<SyncSender<RequestLog>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     shared: Arc<Shared>,
+    prunes: bool,
     pub dropped: AtomicU64,
 }
 
@@ -52,6 +55,19 @@ struct Shared {
     written: AtomicU64,
 }
 
+/// How long request logs are kept (`REQUEST_ANALYTICS_RETENTION_DAYS`, `REQUEST_ANALYTICS_MAX_ROWS`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Retention {
+    pub max_age: Option<Duration>,
+    pub max_rows: Option<u64>,
+}
+
+impl Retention {
+    fn is_set(&self) -> bool {
+        self.max_age.is_some() || self.max_rows.is_some()
+    }
+}
+
 enum Sink {
     Sqlite(HistoryConnection),
     /// The store's pool: PostgreSQL, or SQLite in memory. Driven from the writer thread through the runtime.
@@ -60,7 +76,8 @@ enum Sink {
 
 impl RequestLogWriter {
     /// Starts the writer thread. Must be called inside the Tokio runtime (PostgreSQL writes go through it).
-    pub fn start(store: Store, capacity: usize) -> std::io::Result<Self> {
+    /// On SQLite the writer also applies `retention`, a chunk per transaction (see [`RequestLogWriter::prunes`]).
+    pub fn start(store: Store, capacity: usize, retention: Retention) -> std::io::Result<Self> {
         let capacity = capacity.max(1);
         let sink = match store.sqlite_file().map(HistoryConnection::open) {
             Some(Ok(conn)) => Sink::Sqlite(conn),
@@ -70,6 +87,7 @@ impl RequestLogWriter {
             }
             None => Sink::Pool(Box::new((store, tokio::runtime::Handle::current()))),
         };
+        let prunes = matches!(sink, Sink::Sqlite(_)) && retention.is_set();
         let (tx, rx) = sync_channel(capacity);
         let shared = Arc::new(Shared {
             queued: AtomicUsize::new(0),
@@ -81,14 +99,20 @@ impl RequestLogWriter {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("request-history".into())
-                .spawn(move || write_loop(sink, &rx, &shared))?
+                .spawn(move || write_loop(sink, &rx, &shared, retention))?
         };
         Ok(Self {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             shared,
+            prunes,
             dropped: AtomicU64::new(0),
         })
+    }
+
+    /// Whether this writer applies retention itself (SQLite); otherwise the store's `prune_requests` must run.
+    pub fn prunes(&self) -> bool {
+        self.prunes
     }
 
     pub fn send(&self, log: RequestLog) {
@@ -136,68 +160,158 @@ impl RequestLogWriter {
     }
 }
 
-fn write_loop(mut sink: Sink, rx: &Receiver<RequestLog>, shared: &Shared) {
+fn write_loop(mut sink: Sink, rx: &Receiver<RequestLog>, shared: &Shared, retention: Retention) {
     let chunk = match sink {
         Sink::Sqlite(_) => SQLITE_CHUNK,
         Sink::Pool(..) => POOL_CHUNK,
     };
+    let prunes = matches!(sink, Sink::Sqlite(_)) && retention.is_set();
     let mut rows = Vec::with_capacity(chunk);
     let mut last_checkpoint = Instant::now();
-    // Blocks only while there is nothing to write; while rows flow it sleeps and drains, so that a request's
-    // `send` never has to wake the thread.
-    while let Ok(first) = rx.recv() {
-        rows.push(first);
-        let deadline = Instant::now() + LINGER;
-        let mut closed = false;
-        loop {
-            while rows.len() < chunk {
-                match rx.try_recv() {
-                    Ok(row) => rows.push(row),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        closed = true;
-                        break;
-                    }
+    // Retention on SQLite: rows up to this rowid are past it; re-read every `RETENTION_CHECK_EVERY`.
+    let mut bound: Option<i64> = None;
+    let mut next_check = Instant::now();
+    let mut pruned = 0usize;
+    loop {
+        // Wait for rows: without end when there is nothing else to do, otherwise until retention has work.
+        let wait = if !prunes {
+            None
+        } else if bound.is_some() {
+            Some(Duration::ZERO)
+        } else {
+            Some(next_check.saturating_duration_since(Instant::now()))
+        };
+        let mut closed = match wait {
+            None => match rx.recv() {
+                Ok(row) => {
+                    rows.push(row);
+                    false
                 }
-            }
-            let now = Instant::now();
-            if rows.len() >= chunk || closed || now >= deadline {
-                break;
-            }
-            std::thread::sleep(POLL.min(deadline - now));
+                Err(_) => true,
+            },
+            Some(wait) => match rx.recv_timeout(wait) {
+                Ok(row) => {
+                    rows.push(row);
+                    false
+                }
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => true,
+            },
+        };
+        if !rows.is_empty() {
+            closed = fill(rx, &mut rows, chunk);
         }
         shared.queued.fetch_sub(rows.len(), Ordering::Relaxed);
 
         let started = Instant::now();
-        let result = match &mut sink {
-            Sink::Sqlite(conn) => conn.insert(&rows),
-            Sink::Pool(pool) => pool.1.block_on(pool.0.insert_request_logs(&rows)),
-        };
-        match result {
-            Ok(()) => {
-                shared
-                    .written
-                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        match &mut sink {
+            Sink::Sqlite(conn) => {
+                if prunes && started >= next_check {
+                    next_check = started + RETENTION_CHECK_EVERY;
+                    bound = conn
+                        .retention_bound(retention.max_age, retention.max_rows, now_ms())
+                        .unwrap_or_else(|e| {
+                            tracing::warn!(error = %e, "request history retention check failed");
+                            None
+                        });
+                }
+                // New rows and old ones go in separate transactions, each followed by its rest: two short holds of
+                // the core rather than one long one.
+                if !rows.is_empty() {
+                    match conn.write(&rows, None) {
+                        Ok(_) => {
+                            shared
+                                .written
+                                .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, rows = rows.len(), "request logs could not be written")
+                        }
+                    }
+                    rest(started, shared);
+                }
+                if let Some(through) = bound {
+                    let started = Instant::now();
+                    match conn.write(&[], Some((through, SQLITE_CHUNK))) {
+                        Ok(deleted) => {
+                            pruned += deleted;
+                            if deleted < SQLITE_CHUNK {
+                                bound = None;
+                                tracing::debug!(
+                                    rows = pruned,
+                                    "request history pruned by retention settings"
+                                );
+                                pruned = 0;
+                            }
+                        }
+                        Err(e) => {
+                            bound = None;
+                            tracing::warn!(error = %e, "request history pruning failed");
+                        }
+                    }
+                    rest(started, shared);
+                }
+                if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                    let started = Instant::now();
+                    last_checkpoint = started;
+                    if let Err(e) = conn.checkpoint() {
+                        tracing::warn!(error = %e, "database checkpoint failed");
+                    }
+                    rest(started, shared);
+                }
             }
-            Err(e) => {
-                tracing::error!(error = %e, rows = rows.len(), "request logs could not be written")
+            Sink::Pool(pool) => {
+                if !rows.is_empty() {
+                    match pool.1.block_on(pool.0.insert_request_logs(&rows)) {
+                        Ok(()) => {
+                            shared
+                                .written
+                                .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, rows = rows.len(), "request logs could not be written")
+                        }
+                    }
+                }
             }
         }
         rows.clear();
-        if let Sink::Sqlite(conn) = &sink {
-            if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-                last_checkpoint = Instant::now();
-                if let Err(e) = conn.checkpoint() {
-                    tracing::warn!(error = %e, "database checkpoint failed");
-                }
-            }
-            if let Some(pause) = pause_after(started.elapsed(), shared) {
-                std::thread::sleep(pause);
-            }
-        }
         if closed {
             break;
         }
+    }
+}
+
+/// Adds rows to a started chunk until it is full or `LINGER` has passed. Sleeps between looks instead of blocking
+/// on the channel, so that a request's `send` never has to wake this thread. Returns whether the channel closed.
+fn fill(rx: &Receiver<RequestLog>, rows: &mut Vec<RequestLog>, chunk: usize) -> bool {
+    let deadline = Instant::now() + LINGER;
+    loop {
+        while rows.len() < chunk {
+            match rx.try_recv() {
+                Ok(row) => rows.push(row),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return true,
+            }
+        }
+        let now = Instant::now();
+        if rows.len() >= chunk || now >= deadline {
+            return false;
+        }
+        std::thread::sleep(POLL.min(deadline - now));
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Sleeps after work that began at `started` (see [`pause_after`]).
+fn rest(started: Instant, shared: &Shared) {
+    if let Some(pause) = pause_after(started.elapsed(), shared) {
+        std::thread::sleep(pause);
     }
 }
 
@@ -254,7 +368,8 @@ mod tests {
     async fn burst_is_written_in_full(url: &str, expect_own_connection: bool) {
         let store = Store::open(url, Cipher::new(&[3u8; 32])).await.unwrap();
         assert_eq!(store.sqlite_file().is_some(), expect_own_connection);
-        let writer = RequestLogWriter::start(store.clone(), 8192).unwrap();
+        let writer = RequestLogWriter::start(store.clone(), 8192, Retention::default()).unwrap();
+        assert!(!writer.prunes());
         const ROWS: usize = 6000;
         for i in 0..ROWS {
             writer.send(row(i));
@@ -278,6 +393,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("h.db").display());
         burst_is_written_in_full(&url, true).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_writer_applies_retention_while_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("r.db").display());
+        let store = Store::open(&url, Cipher::new(&[3u8; 32])).await.unwrap();
+        let retention = Retention {
+            max_age: None,
+            max_rows: Some(1000),
+        };
+        let writer = RequestLogWriter::start(store.clone(), 8192, retention).unwrap();
+        assert!(writer.prunes());
+        for i in 0..3000 {
+            writer.send(row(i));
+        }
+        // No more rows arrive: the writer finds the excess at its next retention check (every 2 s) and deletes it.
+        let mut kept = usize::MAX;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            kept = store
+                .recent_requests("writer-test", 5000)
+                .await
+                .unwrap()
+                .len();
+            if writer.written() == 3000 && kept == 1000 {
+                break;
+            }
+        }
+        assert_eq!((writer.written(), kept), (3000, 1000));
+        let newest = store.recent_requests("writer-test", 1).await.unwrap();
+        assert_eq!(newest[0]["id"], "req-2999");
+        writer.shutdown().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

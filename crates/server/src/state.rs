@@ -13,7 +13,7 @@ use crate::gateway_usage::GatewayUsageBook;
 use crate::ip_limit::IpLimiter;
 use crate::login_throttle::LoginThrottle;
 use crate::proxy::ProxyPool;
-use crate::request_log::RequestLogWriter;
+use crate::request_log::{RequestLogWriter, Retention};
 use crate::snapshot::Snapshot;
 
 #[derive(Clone, Debug)]
@@ -88,7 +88,11 @@ impl AppState {
             config.connect_timeout,
             config.allow_private_provider_urls,
         );
-        let logs = RequestLogWriter::start(store.clone(), config.log_channel_capacity)
+        let retention = Retention {
+            max_age: config.log_retention,
+            max_rows: config.log_max_rows,
+        };
+        let logs = RequestLogWriter::start(store.clone(), config.log_channel_capacity, retention)
             .map_err(|e| StateError::Thread(format!("request-history writer: {e}")))?;
         let ip_limiter = IpLimiter::new(config.ip_rate_limit_rpm);
         let queue = WaitQueue::new(config.queue_max_waiting);
@@ -205,6 +209,8 @@ impl AppState {
         }
         let store = self.store.clone();
         let weak = Arc::downgrade(&self.0);
+        // On SQLite the history writer prunes, a chunk per transaction, paced with its inserts.
+        let prune_here = !self.logs.prunes();
         tokio::spawn(async move {
             // Every 15 s, so that at high request rates each pass deletes a modest backlog.
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
@@ -213,12 +219,14 @@ impl AppState {
                 if weak.strong_count() == 0 {
                     break;
                 }
-                match store.prune_requests(age, rows).await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::info!(rows = n, "request history pruned by retention settings")
+                if prune_here {
+                    match store.prune_requests(age, rows).await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(rows = n, "request history pruned by retention settings")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "request history pruning failed"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "request history pruning failed"),
                 }
                 let _ = store.delete_expired_sessions().await;
             }

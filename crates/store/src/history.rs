@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::records::RequestLog;
 use crate::store::StoreError;
@@ -40,8 +40,45 @@ impl HistoryConnection {
         Ok(Self { conn })
     }
 
-    /// Inserts `rows` in one transaction.
-    pub fn insert(&mut self, rows: &[RequestLog]) -> Result<(), StoreError> {
+    /// The rowid at and below which rows are past retention: older than `max_age`, or beyond the newest `max_rows`.
+    /// `None` when no row is. Rows are numbered in insertion order, and the writer inserts them in the order requests
+    /// finished, so the oldest rows have the lowest rowids: both rules become one bound, found with two index seeks.
+    pub fn retention_bound(
+        &self,
+        max_age: Option<Duration>,
+        max_rows: Option<u64>,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut bound: Option<i64> = None;
+        if let Some(max) = max_rows {
+            let newest: Option<i64> =
+                self.conn
+                    .query_row("SELECT max(rowid) FROM requests", [], |r| r.get(0))?;
+            let by_rows = newest.map(|n| n - i64::try_from(max).unwrap_or(i64::MAX));
+            bound = by_rows.filter(|&b| b > 0);
+        }
+        if let Some(age) = max_age {
+            let cutoff = now_ms - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+            let by_age: Option<i64> = self
+                .conn
+                .query_row(
+                    "SELECT rowid FROM requests WHERE created_at < ?1 ORDER BY created_at DESC LIMIT 1",
+                    [cutoff],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            bound = bound.max(by_age);
+        }
+        Ok(bound)
+    }
+
+    /// Inserts `rows` and deletes at most `prune.1` of the oldest rows with a rowid up to `prune.0`, in one
+    /// transaction. Returns how many rows were deleted.
+    pub fn write(
+        &mut self,
+        rows: &[RequestLog],
+        prune: Option<(i64, usize)>,
+    ) -> Result<usize, StoreError> {
         // IMMEDIATE takes the write lock at BEGIN, where waiting for it is safe; a deferred transaction that later
         // finds another writer gets SQLITE_BUSY without waiting.
         let tx = self
@@ -73,8 +110,16 @@ impl HistoryConnection {
                 ])?;
             }
         }
+        let deleted = match prune {
+            Some((bound, limit)) => tx.execute(
+                "DELETE FROM requests WHERE rowid IN \
+                 (SELECT rowid FROM requests WHERE rowid <= ?1 ORDER BY rowid LIMIT ?2)",
+                params![bound, i64::try_from(limit).unwrap_or(i64::MAX)],
+            )?,
+            None => 0,
+        };
         tx.commit()?;
-        Ok(())
+        Ok(deleted)
     }
 
     /// Copies what the write-ahead log holds back into the database without waiting for readers (PASSIVE), so

@@ -676,7 +676,7 @@ async fn history_connection_writes_rows_the_pool_reads() {
         })
         .collect();
     for chunk in logs.chunks(128) {
-        history.insert(chunk).unwrap();
+        assert_eq!(history.write(chunk, None).unwrap(), 0);
     }
     history.checkpoint().unwrap();
     let recent = store.recent_requests("u", 3).await.unwrap();
@@ -690,8 +690,34 @@ async fn history_connection_writes_rows_the_pool_reads() {
     assert_eq!(recent[2]["status"], "error");
     assert_eq!(recent[2]["http_status"], 502);
     assert_eq!(recent[2]["error_message"], "bad gateway");
-    // Everything arrived, and the pool's retention sees and deletes it all.
-    assert_eq!(store.prune_requests(None, Some(0)).await.unwrap(), 300);
+
+    // Retention: rows beyond the newest 100 are rowids 1..=200; rows older than the cutoff 10_050 are h0..h49.
+    let age = Duration::from_secs(60);
+    let now = 10_050 + 60_000;
+    assert_eq!(
+        history.retention_bound(None, Some(100), now).unwrap(),
+        Some(200)
+    );
+    assert_eq!(
+        history.retention_bound(Some(age), None, now).unwrap(),
+        Some(50)
+    );
+    assert_eq!(
+        history.retention_bound(Some(age), Some(100), now).unwrap(),
+        Some(200)
+    );
+    assert_eq!(
+        history.retention_bound(Some(age), Some(1000), 0).unwrap(),
+        None
+    );
+    // Deleted a chunk at a time, oldest first, in the same transaction as new rows.
+    assert_eq!(history.write(&[], Some((200, 128))).unwrap(), 128);
+    assert_eq!(history.write(&logs[..0], Some((200, 128))).unwrap(), 72);
+    assert_eq!(history.write(&[], Some((200, 128))).unwrap(), 0);
+    assert_eq!(store.recent_requests("u", 500).await.unwrap().len(), 100);
+    assert_eq!(recent[0]["id"], "h299");
+    // The pool's retention sees the same rows.
+    assert_eq!(store.prune_requests(None, Some(0)).await.unwrap(), 100);
 
     // It never creates a database: a wrong path is an error, not an empty file.
     let missing = dir.path().join("missing.db");
