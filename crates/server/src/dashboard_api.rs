@@ -539,7 +539,7 @@ async fn routing(
         let priorities = vec![0; routes.len()];
         (routes, priorities, router::Strategy::Score)
     } else {
-        crate::openai::named_routes(&tenant, &q.model).map_err(GatewayError)?
+        crate::openai::resolve_routes(&tenant, &q.model).map_err(GatewayError)?
     };
     let now = tokio::time::Instant::now();
     let day = router::Day::from_system_time();

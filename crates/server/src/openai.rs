@@ -196,14 +196,9 @@ pub(crate) fn named_routes(
     tenant: &Tenant,
     model: &str,
 ) -> Result<(Vec<Route>, Vec<u32>, Strategy), ApiError> {
-    if let Some(allowed) = &tenant.allowed_models {
-        if !allowed.iter().any(|a| a == model) {
-            return Err(model_not_allowed(model, allowed));
-        }
-    }
-    if let Some(profile) = tenant.profiles.get(model) {
-        let (routes, priorities) = tenant.profile_routes(profile);
-        if routes.is_empty() {
+    let resolved = resolve_routes(tenant, model)?;
+    if resolved.0.is_empty() {
+        if let Some(profile) = tenant.profiles.get(model) {
             return Err(ApiError::new(
                 503,
                 ErrorType::ServiceUnavailable,
@@ -219,6 +214,23 @@ pub(crate) fn named_routes(
                 ),
             ));
         }
+    }
+    Ok(resolved)
+}
+
+/// The routes of a model or profile name for this tenant, in the profile's strategy. A profile whose models no key
+/// serves has none (the routing preview shows that; a request gets `no_provider_available`).
+pub(crate) fn resolve_routes(
+    tenant: &Tenant,
+    model: &str,
+) -> Result<(Vec<Route>, Vec<u32>, Strategy), ApiError> {
+    if let Some(allowed) = &tenant.allowed_models {
+        if !allowed.iter().any(|a| a == model) {
+            return Err(model_not_allowed(model, allowed));
+        }
+    }
+    if let Some(profile) = tenant.profiles.get(model) {
+        let (routes, priorities) = tenant.profile_routes(profile);
         let strategy = match profile.strategy {
             ProfileStrategy::Failover => Strategy::Failover,
             ProfileStrategy::RoundRobin => Strategy::RoundRobin {

@@ -172,3 +172,33 @@ async fn context_handoff_notes_a_model_switch_between_turns() {
         .unwrap()
         .contains(&format!("`{first_model}`")));
 }
+
+#[tokio::test]
+async fn profile_no_key_serves_is_503_for_requests_and_an_empty_routing_preview() {
+    let gw = start(&[("ok", &["m"])]).await;
+    let cookie = login(&gw).await;
+    let (status, profile) = create_profile(
+        &gw,
+        &cookie,
+        json!({ "name": "orphan", "strategy": "failover", "models": ["gone-1", "gone-2"] }),
+    )
+    .await;
+    assert_eq!(status, 201, "{profile}");
+
+    let (status, _, body) = gw.chat_json(simple_chat("orphan")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "no_provider_available");
+
+    // The preview is an admin's question, not a request: nothing serves it, so the list is empty (not a 5xx).
+    let r = gw
+        .http
+        .get(format!("{}/api/routing?model=orphan", gw.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["strategy"], "failover", "{v}");
+    assert_eq!(v["candidates"], json!([]), "{v}");
+}
