@@ -71,7 +71,7 @@ impl Retention {
 enum Sink {
     Sqlite(HistoryConnection),
     /// The store's pool: PostgreSQL, or SQLite in memory. Driven from the writer thread through the runtime.
-    Pool(Box<(Store, tokio::runtime::Handle)>),
+    Pool(Box<Store>, tokio::runtime::Handle),
 }
 
 impl RequestLogWriter {
@@ -83,9 +83,9 @@ impl RequestLogWriter {
             Some(Ok(conn)) => Sink::Sqlite(conn),
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "request history: own SQLite connection failed; writing through the pool");
-                Sink::Pool(Box::new((store, tokio::runtime::Handle::current())))
+                Sink::Pool(Box::new(store), tokio::runtime::Handle::current())
             }
-            None => Sink::Pool(Box::new((store, tokio::runtime::Handle::current()))),
+            None => Sink::Pool(Box::new(store), tokio::runtime::Handle::current()),
         };
         let prunes = matches!(sink, Sink::Sqlite(_)) && retention.is_set();
         let (tx, rx) = sync_channel(capacity);
@@ -99,7 +99,7 @@ impl RequestLogWriter {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("request-history".into())
-                .spawn(move || write_loop(sink, &rx, &shared, retention))?
+                .spawn(move || write_loop(sink, &rx, &shared, prunes.then_some(retention)))?
         };
         Ok(Self {
             tx: Mutex::new(Some(tx)),
@@ -160,12 +160,17 @@ impl RequestLogWriter {
     }
 }
 
-fn write_loop(mut sink: Sink, rx: &Receiver<RequestLog>, shared: &Shared, retention: Retention) {
+/// `retention` is set when this writer prunes (SQLite with a retention setting).
+fn write_loop(
+    mut sink: Sink,
+    rx: &Receiver<RequestLog>,
+    shared: &Shared,
+    retention: Option<Retention>,
+) {
     let chunk = match sink {
         Sink::Sqlite(_) => SQLITE_CHUNK,
         Sink::Pool(..) => POOL_CHUNK,
     };
-    let prunes = matches!(sink, Sink::Sqlite(_)) && retention.is_set();
     let mut rows = Vec::with_capacity(chunk);
     let mut last_checkpoint = Instant::now();
     // Retention on SQLite: rows up to this rowid are past it; re-read every `RETENTION_CHECK_EVERY`.
@@ -174,7 +179,7 @@ fn write_loop(mut sink: Sink, rx: &Receiver<RequestLog>, shared: &Shared, retent
     let mut pruned = 0usize;
     loop {
         // Wait for rows: without end when there is nothing else to do, otherwise until retention has work.
-        let wait = if !prunes {
+        let wait = if retention.is_none() {
             None
         } else if bound.is_some() {
             Some(Duration::ZERO)
@@ -206,10 +211,14 @@ fn write_loop(mut sink: Sink, rx: &Receiver<RequestLog>, shared: &Shared, retent
         let started = Instant::now();
         match &mut sink {
             Sink::Sqlite(conn) => {
-                if prunes && started >= next_check {
+                if let Some(retention) = retention.filter(|_| started >= next_check) {
                     next_check = started + RETENTION_CHECK_EVERY;
                     bound = conn
-                        .retention_bound(retention.max_age, retention.max_rows, now_ms())
+                        .retention_bound(
+                            retention.max_age,
+                            retention.max_rows,
+                            crate::events::now_ms() as i64,
+                        )
                         .unwrap_or_else(|e| {
                             tracing::warn!(error = %e, "request history retention check failed");
                             None
@@ -260,9 +269,9 @@ fn write_loop(mut sink: Sink, rx: &Receiver<RequestLog>, shared: &Shared, retent
                     rest(started, shared);
                 }
             }
-            Sink::Pool(pool) => {
+            Sink::Pool(store, runtime) => {
                 if !rows.is_empty() {
-                    match pool.1.block_on(pool.0.insert_request_logs(&rows)) {
+                    match runtime.block_on(store.insert_request_logs(&rows)) {
                         Ok(()) => {
                             shared
                                 .written
@@ -300,12 +309,6 @@ fn fill(rx: &Receiver<RequestLog>, rows: &mut Vec<RequestLog>, chunk: usize) -> 
         }
         std::thread::sleep(POLL.min(deadline - now));
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Sleeps after work that began at `started` (see [`pause_after`]).
@@ -410,6 +413,7 @@ mod tests {
             writer.send(row(i));
         }
         // No more rows arrive: the writer finds the excess at its next retention check (every 2 s) and deletes it.
+        // The writer is an OS thread on the real clock, so paused tokio time cannot drive it: poll, bounded at 10 s.
         let mut kept = usize::MAX;
         for _ in 0..100 {
             tokio::time::sleep(Duration::from_millis(100)).await;
