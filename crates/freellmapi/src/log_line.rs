@@ -1,79 +1,108 @@
-//! The log line formatter: one JSON object per line (`LOG_FORMAT=json`) or a `key=value` text line, written straight
-//! into the line buffer. Every request writes a line, so this is on the request path: `tracing-subscriber`'s own
-//! JSON format turns each field into a `serde_json::Value` in a map first, which cost several microseconds per
-//! request; here fields are escaped as they are visited, with no allocation, and the timestamp's date part is
-//! formatted once per second.
+//! The log line layer: one JSON object per line (`LOG_FORMAT=json`) or a `key=value` text line, for output that
+//! is not a terminal. Every request writes a line, so this is on the request path. Each line is built in a
+//! per-thread `String` that is reused, with direct pushes: no `fmt` machinery for strings and integers (the values
+//! of the request line), no allocation, and the timestamp's date part formatted once per second. The finished line
+//! goes to the writer in one call. (`tracing-subscriber`'s JSON format turns each field into a `serde_json::Value`
+//! first; a formatter behind its `fmt` layer still pays a dynamic call per piece and a second copy of the line.)
 //!
 //! JSON lines: `{"timestamp":"2026-11-24T11:41:13.567050Z","level":"INFO","message":…,<fields>…,"target":…}`.
 //! Text lines: `2026-11-24T11:41:13.567050Z  INFO message key=value key="value with spaces"`.
+//! Fields appear in the order the event declares them; `tracing`'s macros put the message first.
 
 use std::cell::RefCell;
-use std::fmt::{self, Write};
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, Layer};
 
-/// The event formatter (see the module comment).
-#[derive(Debug, Clone, Copy)]
-pub struct LineFormat {
-    pub json: bool,
+/// A line longer than this gives its buffer back after it is written.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+/// The layer (see the module comment). `writer` receives each finished line in one `write_all`.
+#[derive(Debug, Clone)]
+pub struct LineLayer<W> {
+    json: bool,
+    writer: W,
 }
 
-impl<S, N> FormatEvent<S, N> for LineFormat
+impl<W> LineLayer<W> {
+    pub fn new(json: bool, writer: W) -> Self {
+        Self { json, writer }
+    }
+}
+
+impl<S, W> Layer<S> for LineLayer<W>
 where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
+    S: Subscriber,
+    W: for<'a> MakeWriter<'a> + 'static,
 {
-    fn format_event(
-        &self,
-        _ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let meta = event.metadata();
-        let level = meta.level().as_str();
-        if self.json {
-            writer.write_str("{\"timestamp\":\"")?;
-            write_timestamp(&mut writer)?;
-            writer.write_str("\",\"level\":\"")?;
-            writer.write_str(level)?;
-            writer.write_char('"')?;
-            let mut message = JsonFields::new(&mut writer, true);
-            event.record(&mut message);
-            message.result?;
-            let mut fields = JsonFields::new(&mut writer, false);
-            event.record(&mut fields);
-            fields.result?;
-            writer.write_str(",\"target\":")?;
-            json_string(&mut writer, meta.target())?;
-            writer.write_str("}\n")
-        } else {
-            write_timestamp(&mut writer)?;
-            write!(writer, " {level:>5}")?;
-            let mut message = TextFields::new(&mut writer, true);
-            event.record(&mut message);
-            message.result?;
-            let mut fields = TextFields::new(&mut writer, false);
-            event.record(&mut fields);
-            fields.result?;
-            writer.write_char('\n')
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let write = |line: &mut String| {
+            format_line(line, self.json, event);
+            let _ = self
+                .writer
+                .make_writer_for(event.metadata())
+                .write_all(line.as_bytes());
+        };
+        // A value whose `Debug` logs re-enters here while the buffer is borrowed: that line gets its own.
+        let reused = LINE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                write(&mut line);
+                if line.capacity() > KEEP_CAPACITY {
+                    *line = String::new();
+                }
+                true
+            }
+            Err(_) => false,
+        });
+        if !reused {
+            write(&mut String::new());
         }
     }
 }
 
 thread_local! {
-    /// Text lines format `Debug` values here first.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+    /// Text lines format `Debug` values here first, to know whether they need quotes.
     static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
     /// The last whole second formatted, and its `YYYY-MM-DDTHH:MM:SS`.
     static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 
+/// Appends the whole line for `event`, newline included.
+pub fn format_line(out: &mut String, json: bool, event: &Event<'_>) {
+    let meta = event.metadata();
+    let level = meta.level().as_str();
+    if json {
+        out.push_str("{\"timestamp\":\"");
+        push_timestamp(out);
+        out.push_str("\",\"level\":\"");
+        out.push_str(level);
+        out.push('"');
+        event.record(&mut JsonFields { out });
+        out.push_str(",\"target\":\"");
+        push_json_escaped(out, meta.target());
+        out.push_str("\"}\n");
+    } else {
+        push_timestamp(out);
+        out.push(' ');
+        // Right-aligned in five columns, as `tracing` prints levels.
+        for _ in level.len()..5 {
+            out.push(' ');
+        }
+        out.push_str(level);
+        event.record(&mut TextFields { out });
+        out.push('\n');
+    }
+}
+
 /// `2026-11-24T11:41:13.567050Z` (UTC, microseconds).
-fn write_timestamp(w: &mut impl Write) -> fmt::Result {
+fn push_timestamp(out: &mut String) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -84,18 +113,28 @@ fn write_timestamp(w: &mut impl Write) -> fmt::Result {
             let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
             let of_day = secs % 86_400;
             cached.1.clear();
-            write!(
+            let _ = write!(
                 cached.1,
                 "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}",
                 of_day / 3600,
                 of_day / 60 % 60,
                 of_day % 60
-            )?;
+            );
             cached.0 = secs;
         }
-        w.write_str(&cached.1)
-    })?;
-    write!(w, ".{:06}Z", now.subsec_micros())
+        out.push_str(&cached.1);
+    });
+    out.push('.');
+    let micros = now.subsec_micros();
+    let mut digits = [b'0'; 6];
+    let mut n = micros;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    // Six ASCII digits.
+    out.push_str(std::str::from_utf8(&digits).unwrap_or("000000"));
+    out.push('Z');
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
@@ -112,177 +151,167 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// Writes what it is given as the inside of a JSON string.
-struct JsonEscaped<'a, W: Write>(&'a mut W);
+fn needs_json_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f
+}
 
-impl<W: Write> Write for JsonEscaped<'_, W> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let bytes = s.as_bytes();
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            let escape = match b {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0..=0x1f | 0x7f => "",
-                _ => continue,
-            };
-            self.0.write_str(&s[start..i])?;
-            if escape.is_empty() {
-                write!(self.0, "\\u{b:04x}")?;
-            } else {
-                self.0.write_str(escape)?;
+/// Appends `s` as the inside of a JSON string: runs that need no escape are copied whole.
+fn push_json_escaped(out: &mut String, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !needs_json_escape(b) {
+            continue;
+        }
+        out.push_str(&s[start..i]);
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(HEX[usize::from(b >> 4)] as char);
+                out.push(HEX[usize::from(b & 0xf)] as char);
             }
-            start = i + 1;
         }
-        self.0.write_str(&s[start..])
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+}
+
+/// `fmt::Write` into a JSON string's inside, for `Debug` and `Display` values.
+struct JsonEscaper<'a>(&'a mut String);
+
+impl fmt::Write for JsonEscaper<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        push_json_escaped(self.0, s);
+        Ok(())
     }
 }
 
-fn json_string(w: &mut impl Write, s: &str) -> fmt::Result {
-    w.write_char('"')?;
-    JsonEscaped(w).write_str(s)?;
-    w.write_char('"')
+fn push_u64(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
-/// One pass over an event's fields: only `message` (`message_pass`) or every other field.
-struct JsonFields<'a, 'w> {
-    w: &'a mut Writer<'w>,
-    message_pass: bool,
-    result: fmt::Result,
+fn push_i64(out: &mut String, n: i64) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
-impl<'a, 'w> JsonFields<'a, 'w> {
-    fn new(w: &'a mut Writer<'w>, message_pass: bool) -> Self {
-        Self {
-            w,
-            message_pass,
-            result: Ok(()),
-        }
+struct JsonFields<'a> {
+    out: &'a mut String,
+}
+
+impl JsonFields<'_> {
+    /// `,"name":`
+    fn key(&mut self, field: &Field) {
+        self.out.push_str(",\"");
+        push_json_escaped(self.out, field.name());
+        self.out.push_str("\":");
     }
 
-    /// Writes `,"name":` if this pass takes the field.
-    fn key(&mut self, field: &Field) -> bool {
-        if self.result.is_err() || (field.name() == "message") != self.message_pass {
-            return false;
-        }
-        self.result = self
-            .w
-            .write_char(',')
-            .and_then(|()| json_string(self.w, field.name()))
-            .and_then(|()| self.w.write_char(':'));
-        self.result.is_ok()
-    }
-
-    fn raw(&mut self, field: &Field, value: impl fmt::Display) {
-        if self.key(field) {
-            self.result = write!(self.w, "{value}");
-        }
+    fn quoted_fmt(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        self.key(field);
+        self.out.push('"');
+        let _ = JsonEscaper(self.out).write_fmt(value);
+        self.out.push('"');
     }
 }
 
-impl Visit for JsonFields<'_, '_> {
+impl Visit for JsonFields<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.key(field) {
-            self.result = self
-                .w
-                .write_char('"')
-                .and_then(|()| write!(JsonEscaped(self.w), "{value:?}"))
-                .and_then(|()| self.w.write_char('"'));
-        }
+        self.quoted_fmt(field, format_args!("{value:?}"));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if self.key(field) {
-            self.result = json_string(self.w, value);
-        }
+        self.key(field);
+        self.out.push('"');
+        push_json_escaped(self.out, value);
+        self.out.push('"');
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        if self.key(field) {
-            self.result = self
-                .w
-                .write_char('"')
-                .and_then(|()| write!(JsonEscaped(self.w), "{value}"))
-                .and_then(|()| self.w.write_char('"'));
-        }
+        self.quoted_fmt(field, format_args!("{value}"));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.raw(field, value);
+        self.key(field);
+        push_i64(self.out, value);
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.raw(field, value);
+        self.key(field);
+        push_u64(self.out, value);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.raw(field, value);
+        self.key(field);
+        self.out.push_str(if value { "true" } else { "false" });
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
+        self.key(field);
         if value.is_finite() {
-            self.raw(field, value);
-        } else if self.key(field) {
-            self.result = self.w.write_str("null");
+            let _ = write!(self.out, "{value}");
+        } else {
+            self.out.push_str("null");
         }
     }
 }
 
 /// Text lines: the message, then ` name=value` per field; a value with spaces, quotes or `=` is quoted.
-struct TextFields<'a, 'w> {
-    w: &'a mut Writer<'w>,
-    message_pass: bool,
-    result: fmt::Result,
+struct TextFields<'a> {
+    out: &'a mut String,
 }
 
-impl<'a, 'w> TextFields<'a, 'w> {
-    fn new(w: &'a mut Writer<'w>, message_pass: bool) -> Self {
-        Self {
-            w,
-            message_pass,
-            result: Ok(()),
-        }
-    }
-
-    fn takes(&self, field: &Field) -> bool {
-        self.result.is_ok() && (field.name() == "message") == self.message_pass
-    }
-
+impl TextFields<'_> {
     fn text(&mut self, field: &Field, value: &str) {
-        if !self.takes(field) {
+        self.out.push(' ');
+        if field.name() == "message" {
+            self.out.push_str(value);
             return;
         }
-        self.result = if self.message_pass {
-            write!(self.w, " {value}")
-        } else if value.is_empty()
+        self.out.push_str(field.name());
+        self.out.push('=');
+        if value.is_empty()
             || value
                 .bytes()
                 .any(|b| b <= b' ' || b == b'"' || b == b'=' || b == 0x7f)
         {
-            write!(self.w, " {}=", field.name()).and_then(|()| json_string(self.w, value))
+            self.out.push('"');
+            push_json_escaped(self.out, value);
+            self.out.push('"');
         } else {
-            write!(self.w, " {}={value}", field.name())
-        };
+            self.out.push_str(value);
+        }
+    }
+
+    fn raw(&mut self, field: &Field, value: &str) {
+        self.out.push(' ');
+        self.out.push_str(field.name());
+        self.out.push('=');
+        self.out.push_str(value);
     }
 }
 
-impl Visit for TextFields<'_, '_> {
+impl Visit for TextFields<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.takes(field) {
-            // Formatted first (into a reused buffer), to know whether it needs quotes.
-            SCRATCH.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                scratch.clear();
-                self.result = write!(scratch, "{value:?}");
-                if self.result.is_ok() {
-                    self.text(field, &scratch);
-                }
-                scratch.truncate(1024);
-                scratch.shrink_to(1024);
-            });
+        let done = SCRATCH.with(|cell| {
+            let Ok(mut scratch) = cell.try_borrow_mut() else {
+                return false;
+            };
+            scratch.clear();
+            let _ = write!(scratch, "{value:?}");
+            self.text(field, &scratch);
+            if scratch.capacity() > KEEP_CAPACITY {
+                *scratch = String::new();
+            }
+            true
+        });
+        if !done {
+            self.text(field, &format!("{value:?}"));
         }
     }
 
@@ -291,27 +320,22 @@ impl Visit for TextFields<'_, '_> {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if self.takes(field) {
-            self.result = write!(self.w, " {}={value}", field.name());
-        }
+        self.raw(field, itoa::Buffer::new().format(value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if self.takes(field) {
-            self.result = write!(self.w, " {}={value}", field.name());
-        }
+        self.raw(field, itoa::Buffer::new().format(value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if self.takes(field) {
-            self.result = write!(self.w, " {}={value}", field.name());
-        }
+        self.raw(field, if value { "true" } else { "false" });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracing_subscriber::layer::SubscriberExt;
 
     #[test]
     fn dates_from_day_counts() {
@@ -334,7 +358,7 @@ mod tests {
         }
     }
 
-    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Sink {
+    impl<'a> MakeWriter<'a> for Sink {
         type Writer = Sink;
         fn make_writer(&'a self) -> Sink {
             self.clone()
@@ -343,10 +367,7 @@ mod tests {
 
     fn capture(json: bool, emit: impl FnOnce()) -> String {
         let sink = Sink::default();
-        let subscriber = tracing_subscriber::fmt()
-            .event_format(LineFormat { json })
-            .with_writer(sink.clone())
-            .finish();
+        let subscriber = tracing_subscriber::registry().with(LineLayer::new(json, sink.clone()));
         tracing::subscriber::with_default(subscriber, emit);
         let bytes = sink.0.lock().unwrap().clone();
         String::from_utf8(bytes).unwrap()
@@ -366,6 +387,16 @@ mod tests {
             note = ?"tab\there",
             "request finished"
         );
+    }
+
+    /// A value whose `Debug` logs: its line must not corrupt the outer one.
+    struct Chatty;
+
+    impl fmt::Debug for Chatty {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            tracing::warn!(inner = 1u64, "inside");
+            f.write_str("chatty")
+        }
     }
 
     #[test]
@@ -404,9 +435,26 @@ mod tests {
     }
 
     #[test]
+    fn a_value_that_logs_while_formatted_leaves_the_line_whole() {
+        // `tracing` itself drops an event raised while another is being dispatched; whatever happens to it, the
+        // outer line must come out whole.
+        for json in [true, false] {
+            let out = capture(json, || tracing::info!(value = ?Chatty, "outer"));
+            let outer: Vec<&str> = out.lines().filter(|l| l.contains("outer")).collect();
+            assert_eq!(outer.len(), 1, "{out}");
+            assert!(outer[0].contains("chatty"), "{out}");
+            if json {
+                for line in out.lines() {
+                    serde_json::from_str::<serde_json::Value>(line).unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
     fn json_escaping() {
         let mut out = String::new();
-        json_string(&mut out, "a\"b\\c\nd\u{1}é").unwrap();
-        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
+        push_json_escaped(&mut out, "a\"b\\c\nd\u{1}\u{7f}é\t\r");
+        assert_eq!(out, r#"a\"b\\c\nd\u0001\u007fé\t\r"#);
     }
 }

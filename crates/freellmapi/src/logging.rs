@@ -1,11 +1,15 @@
 //! Logging set-up: `LOG_LEVEL` and `LOG_FORMAT` (text or JSON lines). Database driver chatter is kept at warn.
 //!
 //! When standard output is not a terminal (a file, a pipe, a container log), lines are collected in memory and
-//! written by a background thread every 100 ms (or at once past 256 KiB), so a request costs no write system call
-//! of its own. [`flush`] writes what is pending; `main` calls it on exit.
+//! written by a background thread, `log-flush`: every 100 ms, or as soon as 64 KiB are pending. A request only
+//! appends its line; it never makes a write system call, which would hold the core for tens of microseconds per
+//! 64 KiB while other requests wait. If standard output stops taking lines (a stuck pipe), at most 8 MiB wait and
+//! later lines are dropped and counted, so requests never block on the log. [`flush`] writes what is pending;
+//! `main` calls it on exit.
 
 use std::io::Write;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tracing::level_filters::LevelFilter;
@@ -15,29 +19,76 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::{LogFormat, LogLevel};
-use crate::log_line::LineFormat;
+use crate::log_line::LineLayer;
 
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
-const FLUSH_AT_BYTES: usize = 256 * 1024;
+const WAKE_AT_BYTES: usize = 64 * 1024;
+const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
+/// A buffer that grew past this while output was stuck is given back after it is written.
+const KEEP_CAPACITY: usize = 1024 * 1024;
 
-static BUFFER: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
-
-fn buffer() -> &'static Mutex<Vec<u8>> {
-    BUFFER.get_or_init(|| Mutex::new(Vec::with_capacity(FLUSH_AT_BYTES)))
+/// Lines not yet handed to the writer.
+struct Pending {
+    buf: Vec<u8>,
+    /// The flusher was woken for this buffer already.
+    woken: bool,
+    /// Lines dropped since the last flush because `MAX_PENDING_BYTES` were waiting.
+    dropped: u64,
 }
 
-/// Writes pending log lines to standard output.
-pub fn flush() {
-    let pending = {
-        let mut buf = buffer().lock().unwrap_or_else(PoisonError::into_inner);
-        if buf.is_empty() {
-            return;
-        }
-        std::mem::replace(&mut *buf, Vec::with_capacity(FLUSH_AT_BYTES))
+static PENDING: Mutex<Pending> = Mutex::new(Pending {
+    buf: Vec::new(),
+    woken: false,
+    dropped: 0,
+});
+static WAKE: Condvar = Condvar::new();
+/// The buffer being written (swapped with `PENDING.buf`, so both keep their capacity). Held while writing, which
+/// keeps lines in order between the flusher and [`flush`].
+static WRITING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+/// The flusher thread is running; without it a line that fills the buffer writes it.
+static FLUSHER: AtomicBool = AtomicBool::new(false);
+
+fn pending() -> MutexGuard<'static, Pending> {
+    PENDING.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Writes pending log lines to standard output. Returns how many lines were dropped since the last flush.
+pub fn flush() -> u64 {
+    let mut out = WRITING.lock().unwrap_or_else(PoisonError::into_inner);
+    let dropped = {
+        let mut p = pending();
+        std::mem::swap(&mut p.buf, &mut *out);
+        p.woken = false;
+        std::mem::take(&mut p.dropped)
     };
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(&pending);
-    let _ = out.flush();
+    if !out.is_empty() {
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(&out);
+        let _ = stdout.flush();
+    }
+    out.clear();
+    if out.capacity() > KEEP_CAPACITY {
+        out.shrink_to(WAKE_AT_BYTES);
+    }
+    dropped
+}
+
+fn flusher_loop() {
+    loop {
+        {
+            let p = pending();
+            let _ = WAKE
+                .wait_timeout_while(p, FLUSH_EVERY, |p| !p.woken)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let dropped = flush();
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "log lines dropped: standard output did not take them"
+            );
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -45,13 +96,21 @@ struct BufferedStdout;
 
 impl Write for BufferedStdout {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let full = {
-            let mut buf = buffer().lock().unwrap_or_else(PoisonError::into_inner);
-            buf.extend_from_slice(data);
-            buf.len() >= FLUSH_AT_BYTES
-        };
-        if full {
-            flush();
+        let mut p = pending();
+        if !FLUSHER.load(Ordering::Relaxed) {
+            p.buf.extend_from_slice(data);
+            if p.buf.len() >= WAKE_AT_BYTES {
+                drop(p);
+                flush();
+            }
+        } else if p.buf.len() + data.len() > MAX_PENDING_BYTES {
+            p.dropped += 1;
+        } else {
+            p.buf.extend_from_slice(data);
+            if p.buf.len() >= WAKE_AT_BYTES && !p.woken {
+                p.woken = true;
+                WAKE.notify_one();
+            }
         }
         Ok(data.len())
     }
@@ -124,32 +183,18 @@ pub fn init(level: LogLevel, format: LogFormat) {
         Output::Buffered
     };
     if !terminal {
-        let spawned = std::thread::Builder::new()
+        match std::thread::Builder::new()
             .name("log-flush".into())
-            .spawn(|| loop {
-                std::thread::sleep(FLUSH_EVERY);
-                flush();
-            });
-        if spawned.is_err() {
-            eprintln!("could not start the log flusher; logs are written when 256 KiB accumulate and on exit");
+            .spawn(flusher_loop)
+        {
+            Ok(_) => FLUSHER.store(true, Ordering::Relaxed),
+            Err(_) => eprintln!("could not start the log flusher; logs are written when 64 KiB accumulate and on exit"),
         }
     }
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .event_format(LineFormat { json: true })
-                    .with_writer(output),
-            )
-            .try_init(),
-        LogFormat::Text if !terminal => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .event_format(LineFormat { json: false })
-                    .with_writer(output),
-            )
-            .try_init(),
+        LogFormat::Json => registry.with(LineLayer::new(true, output)).try_init(),
+        LogFormat::Text if !terminal => registry.with(LineLayer::new(false, output)).try_init(),
         // A person watching: tracing's own format, in colour.
         LogFormat::Text => registry
             .with(

@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use http::{header, HeaderValue};
+use http::{header, HeaderName, HeaderValue};
 use http_body::Frame;
 use providers::dialect::DialectError;
 use providers::{
@@ -99,8 +99,8 @@ impl RequestGuard {
         let (platform, model, key_id) = match &self.served {
             Some((key, model)) => (
                 Some(key.platform.id()),
-                Some(model.to_string()),
-                Some(key.id.to_string()),
+                Some(String::from(&**model)),
+                Some(String::from(&*key.id)),
             ),
             None => (None, None, None),
         };
@@ -135,12 +135,12 @@ impl RequestGuard {
         );
         tracing::info!(
             target: "freellmapi::request",
-            req_id = %meta.request_id,
-            user = %meta.tenant.username,
-            key = %meta.gateway_key_prefix,
+            req_id = &*meta.request_id,
+            user = &*meta.tenant.username,
+            key = &*meta.gateway_key_prefix,
             endpoint = meta.operation.endpoint(),
             stream = meta.operation.stream(),
-            requested_model = %meta.requested_model,
+            requested_model = meta.requested_model.as_str(),
             provider = platform.unwrap_or("-"),
             model = model.as_deref().unwrap_or("-"),
             provider_key = key_id.as_deref().unwrap_or("-"),
@@ -156,9 +156,9 @@ impl RequestGuard {
             "request finished"
         );
         self.state.logs.send(RequestLog {
-            id: meta.request_id.to_string(),
-            user_id: meta.tenant.user_id.to_string(),
-            gateway_key_id: Some(meta.gateway_key_id.to_string()),
+            id: String::from(&*meta.request_id),
+            user_id: String::from(&*meta.tenant.user_id),
+            gateway_key_id: Some(String::from(&*meta.gateway_key_id)),
             endpoint: meta.operation.endpoint(),
             requested_model: meta.requested_model.clone(),
             platform: platform.map(str::to_owned),
@@ -630,6 +630,14 @@ fn no_candidate_error(model: &str, plan: &router::Plan) -> ApiError {
     .with_param("messages")
 }
 
+/// Response headers naming what served the request. Built once: a name given as `&str` is parsed, and a custom
+/// one copied into a new allocation, on every insert.
+static PROVIDER_HEADER: HeaderName = HeaderName::from_static("x-freellmapi-provider");
+static MODEL_HEADER: HeaderName = HeaderName::from_static("x-freellmapi-model");
+static PROVIDER_KEY_HEADER: HeaderName = HeaderName::from_static("x-freellmapi-provider-key");
+static ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-freellmapi-attempts");
+static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
 fn success_response(
     guard: &RequestGuard,
     key: &ProviderKeyEntry,
@@ -641,18 +649,23 @@ fn success_response(
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(
-        "x-freellmapi-provider",
+        PROVIDER_HEADER.clone(),
         HeaderValue::from_static(key.platform.id()),
     );
     if let Ok(v) = HeaderValue::from_str(model) {
-        headers.insert("x-freellmapi-model", v);
+        headers.insert(MODEL_HEADER.clone(), v);
     }
     if let Ok(v) = HeaderValue::from_str(&key.id) {
-        headers.insert("x-freellmapi-provider-key", v);
+        headers.insert(PROVIDER_KEY_HEADER.clone(), v);
     }
-    headers.insert("x-freellmapi-attempts", HeaderValue::from(guard.attempts));
+    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    let attempts = match SMALL.get(guard.attempts as usize) {
+        Some(n) => HeaderValue::from_static(n),
+        None => HeaderValue::from(guard.attempts),
+    };
+    headers.insert(ATTEMPTS_HEADER.clone(), attempts);
     if let Ok(v) = HeaderValue::from_str(&guard.meta.request_id) {
-        headers.insert("x-request-id", v);
+        headers.insert(REQUEST_ID_HEADER.clone(), v);
     }
     response
 }
