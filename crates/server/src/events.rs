@@ -187,7 +187,7 @@ impl EventBus {
         self.publish(user, "request.finished", || {
             serde_json::json!({
                 "req_id": req_id, "status": finished.status, "provider": finished.provider,
-                "model": finished.model, "latency_ms": finished.latency_ms,
+                "model": finished.model.as_deref(), "latency_ms": finished.latency_ms,
                 "input_tokens": finished.input_tokens, "output_tokens": finished.output_tokens,
                 "attempts": finished.attempts, "error_code": finished.error_code,
             })
@@ -220,7 +220,7 @@ impl EventBus {
 pub struct Finished {
     pub status: &'static str,
     pub provider: Option<&'static str>,
-    pub model: Option<String>,
+    pub model: Option<Arc<str>>,
     pub latency_ms: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,

@@ -99,8 +99,8 @@ impl RequestGuard {
         let (platform, model, key_id) = match &self.served {
             Some((key, model)) => (
                 Some(key.platform.id()),
-                Some(String::from(&**model)),
-                Some(String::from(&*key.id)),
+                Some(Arc::clone(model)),
+                Some(Arc::clone(&key.id)),
             ),
             None => (None, None, None),
         };
@@ -155,13 +155,16 @@ impl RequestGuard {
             error_class = c.error.as_ref().map(|e| e.0),
             "request finished"
         );
+        // Recorded once: the request is over, and its model name is no longer needed here.
+        let requested_model = std::mem::take(&mut self.meta.requested_model);
+        let meta = &self.meta;
         self.state.logs.send(RequestLog {
-            id: String::from(&*meta.request_id),
-            user_id: String::from(&*meta.tenant.user_id),
-            gateway_key_id: Some(String::from(&*meta.gateway_key_id)),
+            id: Arc::clone(&meta.request_id),
+            user_id: Arc::clone(&meta.tenant.user_id),
+            gateway_key_id: Some(Arc::clone(&meta.gateway_key_id)),
             endpoint: meta.operation.endpoint(),
-            requested_model: meta.requested_model.clone(),
-            platform: platform.map(str::to_owned),
+            requested_model,
+            platform,
             model,
             provider_key_id: key_id,
             status: c.status,

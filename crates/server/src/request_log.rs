@@ -344,12 +344,12 @@ mod tests {
 
     fn row(i: usize) -> RequestLog {
         RequestLog {
-            id: format!("req-{i}"),
+            id: format!("req-{i}").into(),
             user_id: "writer-test".into(),
             gateway_key_id: Some("g".into()),
             endpoint: "chat",
             requested_model: "auto".into(),
-            platform: Some("custom".into()),
+            platform: Some("custom"),
             model: Some("m".into()),
             provider_key_id: Some("k".into()),
             status: "success",

@@ -88,14 +88,14 @@ impl HistoryConnection {
             let mut insert = tx.prepare_cached(INSERT)?;
             for log in rows {
                 insert.execute(params![
-                    log.id,
-                    log.user_id,
-                    log.gateway_key_id,
+                    &*log.id,
+                    &*log.user_id,
+                    log.gateway_key_id.as_deref(),
                     log.endpoint,
                     log.requested_model,
                     log.platform,
-                    log.model,
-                    log.provider_key_id,
+                    log.model.as_deref(),
+                    log.provider_key_id.as_deref(),
                     log.status,
                     log.http_status,
                     log.error_class,

@@ -1,5 +1,7 @@
 //! Rows as the rest of the gateway sees them.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -151,14 +153,14 @@ pub struct GatewayKeyUsageDelta {
 /// One finished request, as the batch writer stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RequestLog {
-    pub id: String,
-    pub user_id: String,
-    pub gateway_key_id: Option<String>,
+    pub id: Arc<str>,
+    pub user_id: Arc<str>,
+    pub gateway_key_id: Option<Arc<str>>,
     pub endpoint: &'static str,
     pub requested_model: String,
-    pub platform: Option<String>,
-    pub model: Option<String>,
-    pub provider_key_id: Option<String>,
+    pub platform: Option<&'static str>,
+    pub model: Option<Arc<str>>,
+    pub provider_key_id: Option<Arc<str>>,
     /// `success`, `error` or `canceled`.
     pub status: &'static str,
     pub http_status: u16,

@@ -1324,14 +1324,14 @@ impl Store {
             let mut query = sqlx::query(&sql);
             for log in chunk {
                 query = query
-                    .bind(log.id.clone())
-                    .bind(log.user_id.clone())
-                    .bind(log.gateway_key_id.clone())
+                    .bind(log.id.to_string())
+                    .bind(log.user_id.to_string())
+                    .bind(log.gateway_key_id.as_deref().map(str::to_owned))
                     .bind(log.endpoint)
                     .bind(log.requested_model.clone())
-                    .bind(log.platform.clone())
-                    .bind(log.model.clone())
-                    .bind(log.provider_key_id.clone())
+                    .bind(log.platform.map(str::to_owned))
+                    .bind(log.model.as_deref().map(str::to_owned))
+                    .bind(log.provider_key_id.as_deref().map(str::to_owned))
                     .bind(log.status)
                     .bind(i64::from(log.http_status))
                     .bind(log.error_class.map(str::to_owned))

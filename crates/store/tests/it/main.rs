@@ -271,12 +271,12 @@ async fn request_logs_batch_and_retention() {
         let store = Store::open(&db.url, cipher()).await.unwrap();
         let logs: Vec<RequestLog> = (0..120)
             .map(|i| RequestLog {
-                id: format!("r{i}"),
+                id: format!("r{i}").into(),
                 user_id: "u".into(),
                 gateway_key_id: None,
                 endpoint: "chat",
                 requested_model: "m".into(),
-                platform: Some("custom".into()),
+                platform: Some("custom"),
                 model: Some("m".into()),
                 provider_key_id: Some("k".into()),
                 status: "success",
@@ -319,7 +319,7 @@ async fn retention_deletes_a_large_backlog_in_chunks() {
     for db in engines().await {
         let store = Store::open(&db.url, cipher()).await.unwrap();
         let log = |i: i64| RequestLog {
-            id: format!("r{i}"),
+            id: format!("r{i}").into(),
             user_id: "u".into(),
             gateway_key_id: None,
             endpoint: "chat",
@@ -611,8 +611,8 @@ async fn gateway_key_policy_and_usage_flush() {
         // Tokens since a time, per key, from the request history.
         let log = RequestLog {
             id: "r1".into(),
-            user_id: a.id.clone(),
-            gateway_key_id: Some(row.id.clone()),
+            user_id: a.id.as_str().into(),
+            gateway_key_id: Some(row.id.as_str().into()),
             endpoint: "chat.completions",
             requested_model: "m1".into(),
             platform: None,
@@ -654,12 +654,12 @@ async fn history_connection_writes_rows_the_pool_reads() {
     let mut history = store::HistoryConnection::open(&path).unwrap();
     let logs: Vec<RequestLog> = (0..300)
         .map(|i| RequestLog {
-            id: format!("h{i}"),
+            id: format!("h{i}").into(),
             user_id: "u".into(),
             gateway_key_id: Some("g".into()),
             endpoint: "chat",
             requested_model: "auto".into(),
-            platform: Some("groq".into()),
+            platform: Some("groq"),
             model: Some("m".into()),
             provider_key_id: Some("k".into()),
             status: if i % 3 == 0 { "error" } else { "success" },
