@@ -1,26 +1,64 @@
 //! The request history's own SQLite connection, owned by the gateway's history writer thread.
 //!
-//! It bypasses the sqlx pool on purpose: a prepared statement bound straight from the rows costs about 0.9 µs per
-//! row, and the thread that calls it is the one that pays, so the writer can pace itself (see the server's
-//! `request_log`). The pool's connections and this one share the file through SQLite's write-ahead log.
+//! It bypasses the sqlx pool on purpose: prepared statements bound straight from the rows, sixteen rows per
+//! `INSERT`, cost under a microsecond per row, and the thread that calls them is the one that pays, so the writer can
+//! pace itself (see the server's `request_log`). The pool's connections and this one share the file through SQLite's write-ahead log.
 
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Statement, TransactionBehavior};
 
 use crate::records::RequestLog;
 use crate::store::StoreError;
 
-const INSERT: &str = "INSERT INTO requests (id, user_id, gateway_key_id, endpoint, requested_model, platform, \
+const INSERT_INTO: &str = "INSERT INTO requests (id, user_id, gateway_key_id, endpoint, requested_model, platform, \
     model, provider_key_id, status, http_status, error_class, error_message, stream, attempts, input_tokens, \
-    output_tokens, latency_ms, ttfb_ms, created_at) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+    output_tokens, latency_ms, ttfb_ms, created_at) VALUES ";
+const COLUMNS: usize = 19;
+/// Rows per multi-row `INSERT`: one statement run instead of sixteen saves about a fifth of the work per row (the
+/// statement's set-up, its end, the seek to the table's last page).
+const ROWS_PER_INSERT: usize = 16;
+/// Rows per `DELETE` when pruning.
+const DELETE_OLDEST: &str = "DELETE FROM requests WHERE rowid IN \
+    (SELECT rowid FROM requests WHERE rowid <= ?1 ORDER BY rowid LIMIT ?2)";
+
+/// `INSERT INTO requests (…) VALUES (?, …), …` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let one = format!("({})", vec!["?"; COLUMNS].join(", "));
+    format!("{INSERT_INTO}{}", vec![one; rows].join(", "))
+}
+
+/// Binds `log` to the parameters after the first `base`.
+fn bind_row(statement: &mut Statement<'_>, base: usize, log: &RequestLog) -> rusqlite::Result<()> {
+    let at = |i: usize| base + i;
+    statement.raw_bind_parameter(at(1), &*log.id)?;
+    statement.raw_bind_parameter(at(2), &*log.user_id)?;
+    statement.raw_bind_parameter(at(3), log.gateway_key_id.as_deref())?;
+    statement.raw_bind_parameter(at(4), log.endpoint)?;
+    statement.raw_bind_parameter(at(5), log.requested_model.as_str())?;
+    statement.raw_bind_parameter(at(6), log.platform)?;
+    statement.raw_bind_parameter(at(7), log.model.as_deref())?;
+    statement.raw_bind_parameter(at(8), log.provider_key_id.as_deref())?;
+    statement.raw_bind_parameter(at(9), log.status)?;
+    statement.raw_bind_parameter(at(10), log.http_status)?;
+    statement.raw_bind_parameter(at(11), log.error_class)?;
+    statement.raw_bind_parameter(at(12), log.error_message.as_deref())?;
+    statement.raw_bind_parameter(at(13), i64::from(log.stream))?;
+    statement.raw_bind_parameter(at(14), log.attempts)?;
+    statement.raw_bind_parameter(at(15), log.input_tokens.map(|n| n as i64))?;
+    statement.raw_bind_parameter(at(16), log.output_tokens.map(|n| n as i64))?;
+    statement.raw_bind_parameter(at(17), log.latency_ms as i64)?;
+    statement.raw_bind_parameter(at(18), log.ttfb_ms.map(|n| n as i64))?;
+    statement.raw_bind_parameter(at(19), log.created_at)
+}
 
 /// Writes request logs to an SQLite database file that `Store::open` has already created and migrated.
 #[derive(Debug)]
 pub struct HistoryConnection {
     conn: Connection,
+    insert_one: String,
+    insert_many: String,
 }
 
 impl HistoryConnection {
@@ -37,7 +75,11 @@ impl HistoryConnection {
              PRAGMA journal_size_limit=67108864;
              PRAGMA wal_autocheckpoint=20000;",
         )?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            insert_one: insert_sql(1),
+            insert_many: insert_sql(ROWS_PER_INSERT),
+        })
     }
 
     /// The rowid at and below which rows are past retention: older than `max_age`, or beyond the newest `max_rows`.
@@ -85,37 +127,26 @@ impl HistoryConnection {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
-            let mut insert = tx.prepare_cached(INSERT)?;
-            for log in rows {
-                insert.execute(params![
-                    &*log.id,
-                    &*log.user_id,
-                    log.gateway_key_id.as_deref(),
-                    log.endpoint,
-                    log.requested_model,
-                    log.platform,
-                    log.model.as_deref(),
-                    log.provider_key_id.as_deref(),
-                    log.status,
-                    log.http_status,
-                    log.error_class,
-                    log.error_message,
-                    i64::from(log.stream),
-                    log.attempts,
-                    log.input_tokens.map(|n| n as i64),
-                    log.output_tokens.map(|n| n as i64),
-                    log.latency_ms as i64,
-                    log.ttfb_ms.map(|n| n as i64),
-                    log.created_at,
-                ])?;
+            let mut many = tx.prepare_cached(&self.insert_many)?;
+            let mut one = tx.prepare_cached(&self.insert_one)?;
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                if chunk.len() == ROWS_PER_INSERT {
+                    for (i, log) in chunk.iter().enumerate() {
+                        bind_row(&mut many, i * COLUMNS, log)?;
+                    }
+                    many.raw_execute()?;
+                } else {
+                    for log in chunk {
+                        bind_row(&mut one, 0, log)?;
+                        one.raw_execute()?;
+                    }
+                }
             }
         }
         let deleted = match prune {
-            Some((bound, limit)) => tx.execute(
-                "DELETE FROM requests WHERE rowid IN \
-                 (SELECT rowid FROM requests WHERE rowid <= ?1 ORDER BY rowid LIMIT ?2)",
-                params![bound, i64::try_from(limit).unwrap_or(i64::MAX)],
-            )?,
+            Some((bound, limit)) => tx
+                .prepare_cached(DELETE_OLDEST)?
+                .execute(params![bound, i64::try_from(limit).unwrap_or(i64::MAX)])?,
             None => 0,
         };
         tx.commit()?;

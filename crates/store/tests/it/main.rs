@@ -658,20 +658,20 @@ async fn history_connection_writes_rows_the_pool_reads() {
             user_id: "u".into(),
             gateway_key_id: Some("g".into()),
             endpoint: "chat",
-            requested_model: "auto".into(),
+            requested_model: format!("q{i}"),
             platform: Some("groq"),
-            model: Some("m".into()),
+            model: Some(format!("m{i}").into()),
             provider_key_id: Some("k".into()),
             status: if i % 3 == 0 { "error" } else { "success" },
             http_status: if i % 3 == 0 { 502 } else { 200 },
             error_class: (i % 3 == 0).then_some("upstream_5xx"),
             error_message: (i % 3 == 0).then(|| "bad gateway".to_owned()),
             stream: i % 2 == 0,
-            attempts: 2,
+            attempts: 1 + (i % 5) as u32,
             input_tokens: Some(7),
             output_tokens: None,
             latency_ms: 40,
-            ttfb_ms: Some(9),
+            ttfb_ms: Some(i as u64),
             created_at: 10_000 + i,
         })
         .collect();
@@ -679,6 +679,24 @@ async fn history_connection_writes_rows_the_pool_reads() {
         assert_eq!(history.write(chunk, None).unwrap(), 0);
     }
     history.checkpoint().unwrap();
+    // Every row came back with its own values: sixteen rows share an INSERT, the rest go one by one.
+    let all = store.recent_requests("u", 500).await.unwrap();
+    assert_eq!(all.len(), 300);
+    for (row, log) in all.iter().zip(logs.iter().rev()) {
+        assert_eq!(row["id"], *log.id);
+        assert_eq!(row["requested_model"], log.requested_model);
+        assert_eq!(row["model"], log.model.as_deref().unwrap());
+        assert_eq!(row["platform"], "groq");
+        assert_eq!(row["provider_key_id"], "k");
+        assert_eq!(row["status"], log.status);
+        assert_eq!(row["http_status"], log.http_status);
+        assert_eq!(row["error_class"], serde_json::json!(log.error_class));
+        assert_eq!(row["error_message"], serde_json::json!(log.error_message));
+        assert_eq!(row["stream"], log.stream);
+        assert_eq!(row["attempts"], log.attempts);
+        assert_eq!(row["latency_ms"], 40);
+        assert_eq!(row["ttfb_ms"], log.ttfb_ms.unwrap());
+    }
     let recent = store.recent_requests("u", 3).await.unwrap();
     assert_eq!(recent.len(), 3);
     assert_eq!(recent[0]["id"], "h299");
