@@ -19,9 +19,11 @@ const COLUMNS: usize = 19;
 /// Rows per multi-row `INSERT`: one statement run instead of sixteen saves about a fifth of the work per row (the
 /// statement's set-up, its end, the seek to the table's last page).
 const ROWS_PER_INSERT: usize = 16;
-/// Rows per `DELETE` when pruning.
-const DELETE_OLDEST: &str = "DELETE FROM requests WHERE rowid IN \
-    (SELECT rowid FROM requests WHERE rowid <= ?1 ORDER BY rowid LIMIT ?2)";
+/// The rowid of the `?2`-th oldest row at or below `?1`: the upper end of one pruning chunk. (`DELETE … WHERE rowid IN
+/// (SELECT … LIMIT n)` first copies the chosen rowids into a temporary table, an extra B-tree insert per row.)
+const CHUNK_END: &str =
+    "SELECT rowid FROM requests WHERE rowid <= ?1 ORDER BY rowid LIMIT 1 OFFSET ?2";
+const DELETE_THROUGH: &str = "DELETE FROM requests WHERE rowid <= ?1";
 
 /// `INSERT INTO requests (…) VALUES (?, …), …` for `rows` rows.
 fn insert_sql(rows: usize) -> String {
@@ -144,10 +146,16 @@ impl HistoryConnection {
             }
         }
         let deleted = match prune {
-            Some((bound, limit)) => tx
-                .prepare_cached(DELETE_OLDEST)?
-                .execute(params![bound, i64::try_from(limit).unwrap_or(i64::MAX)])?,
-            None => 0,
+            Some((bound, limit)) if limit > 0 => {
+                let offset = i64::try_from(limit - 1).unwrap_or(i64::MAX);
+                let end: Option<i64> = tx
+                    .prepare_cached(CHUNK_END)?
+                    .query_row(params![bound, offset], |r| r.get(0))
+                    .optional()?;
+                tx.prepare_cached(DELETE_THROUGH)?
+                    .execute([end.unwrap_or(bound)])?
+            }
+            _ => 0,
         };
         tx.commit()?;
         Ok(deleted)
