@@ -57,6 +57,9 @@ pub struct Endpoint {
     embeddings_url: Uri,
     models_url: Uri,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// `Host`, as hyper would write it (the port only when it is not the scheme's default). Every URL of an
+    /// endpoint has the same authority; given here, the client does not format it again for every request.
+    host: Option<HeaderValue>,
 }
 
 impl Endpoint {
@@ -155,13 +158,16 @@ impl Endpoint {
                 format!("{}/v1/models", base.trim_end_matches("/v2")),
             ),
         };
+        let chat_url = parse_url(&chat)?;
+        let host = host_header(&chat_url);
         Ok(Self {
             platform,
-            chat_url: parse_url(&chat)?,
+            chat_url,
             embeddings_url: parse_url(&embeddings)?,
             models_url: parse_url(&models)?,
             base_url: base,
             headers,
+            host,
         })
     }
 
@@ -191,7 +197,26 @@ impl Endpoint {
         for (name, value) in &self.headers {
             headers.insert(name.clone(), value.clone());
         }
+        if let Some(host) = &self.host {
+            headers.insert(header::HOST, host.clone());
+        }
         request
+    }
+}
+
+/// The `Host` header for requests to `uri`: its host, and its port unless it is the scheme's default.
+fn host_header(uri: &Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    let default_port = match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    };
+    match uri.port_u16() {
+        Some(port) if Some(port) != default_port => {
+            HeaderValue::from_str(&format!("{host}:{port}")).ok()
+        }
+        _ => HeaderValue::from_str(host).ok(),
     }
 }
 
@@ -441,6 +466,22 @@ mod tests {
         .unwrap();
         assert_eq!(ep.chat_url, "http://127.0.0.1:8080/v1/chat/completions");
         assert!(ep.headers.is_empty());
+    }
+
+    #[test]
+    fn host_header_names_the_port_only_when_it_is_not_the_default() {
+        let host = |base: &str| {
+            let ep =
+                Endpoint::new(Platform::Custom, Some(base), &UpstreamCredentials::None).unwrap();
+            let request = ep.request(Method::POST, ep.chat_url.clone(), "application/json", None);
+            request.headers()[header::HOST].to_str().unwrap().to_owned()
+        };
+        assert_eq!(host("http://127.0.0.1:8080/v1"), "127.0.0.1:8080");
+        assert_eq!(host("http://example.com:80/v1"), "example.com");
+        assert_eq!(host("https://example.com:443/v1"), "example.com");
+        assert_eq!(host("https://example.com/v1"), "example.com");
+        assert_eq!(host("http://example.com:443/v1"), "example.com:443");
+        assert_eq!(host("http://[::1]:9000/v1"), "[::1]:9000");
     }
 
     #[test]
