@@ -96,7 +96,11 @@ impl AppState {
             .map_err(|e| StateError::Thread(format!("request-history writer: {e}")))?;
         let ip_limiter = IpLimiter::new(config.ip_rate_limit_rpm);
         let queue = WaitQueue::new(config.queue_max_waiting);
-        let proxies = ProxyPool::new(config.proxy.clone(), config.connect_timeout);
+        let proxies = ProxyPool::new(
+            config.proxy.clone(),
+            config.connect_timeout,
+            config.allow_private_provider_urls,
+        );
         proxies.apply_startup_settings(&store).await?;
         proxies.reload(&store).await?;
         let state = Self(Arc::new(Inner {

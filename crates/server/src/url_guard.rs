@@ -53,20 +53,47 @@ pub fn classify(ip: IpAddr) -> AddressClass {
                 AddressClass::Forbidden("a multicast address")
             } else if seg[0] & 0xfe00 == 0xfc00 || seg[0] & 0xffc0 == 0xfec0 {
                 AddressClass::Private
-            } else if seg[0] == 0x64 && seg[1] == 0xff9b {
-                // NAT64: the embedded IPv4 address decides.
-                let v4 = Ipv4Addr::new(
-                    (seg[6] >> 8) as u8,
-                    seg[6] as u8,
-                    (seg[7] >> 8) as u8,
-                    seg[7] as u8,
-                );
+            } else if let Some(v4) = embedded_v4(seg) {
+                // The embedded IPv4 address decides: these forms reach (or are translated to) it.
                 classify_v4(v4)
+            } else if seg[0] == 0x2001 && seg[1] == 0 {
+                // Teredo: the client's IPv4 address is stored inverted in the last 32 bits.
+                let client = v4_of(!seg[6], !seg[7]);
+                match classify_v4(client) {
+                    AddressClass::Public => AddressClass::Public,
+                    _ => AddressClass::Forbidden(
+                        "a Teredo address embedding a non-public IPv4 address",
+                    ),
+                }
             } else {
                 AddressClass::Public
             }
         }
     }
+}
+
+fn v4_of(high: u16, low: u16) -> Ipv4Addr {
+    Ipv4Addr::new((high >> 8) as u8, high as u8, (low >> 8) as u8, low as u8)
+}
+
+/// The IPv4 address inside an IPv6 form that carries one in the clear: IPv4-compatible (`::a.b.c.d`, deprecated
+/// but still routed by some stacks), IPv4-translated (`::ffff:0:a.b.c.d`), NAT64 (`64:ff9b::/96` and the local-use
+/// `64:ff9b:1::/48`) and 6to4 (`2002:aabb:ccdd::/48`). IPv4-mapped (`::ffff:a.b.c.d`) is handled by the caller.
+fn embedded_v4(seg: [u16; 8]) -> Option<Ipv4Addr> {
+    let zeros = |range: std::ops::Range<usize>| seg[range].iter().all(|s| *s == 0);
+    if zeros(0..6) && !(seg[6] == 0 && seg[7] <= 1) {
+        return Some(v4_of(seg[6], seg[7]));
+    }
+    if zeros(0..4) && seg[4] == 0xffff && seg[5] == 0 {
+        return Some(v4_of(seg[6], seg[7]));
+    }
+    if seg[0] == 0x64 && seg[1] == 0xff9b && (zeros(2..6) || seg[2] == 1) {
+        return Some(v4_of(seg[6], seg[7]));
+    }
+    if seg[0] == 0x2002 {
+        return Some(v4_of(seg[1], seg[2]));
+    }
+    None
 }
 
 fn classify_v4(ip: Ipv4Addr) -> AddressClass {
@@ -282,6 +309,28 @@ mod tests {
         assert_eq!(class("100.64.0.1"), AddressClass::Private);
         assert_eq!(class("fd12::1"), AddressClass::Private);
         assert_eq!(class("8.8.8.8"), AddressClass::Public);
+        // IPv6 forms that embed an IPv4 address are judged by it.
+        for embedded in [
+            "::169.254.169.254",
+            "::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "64:ff9b::169.254.169.254",
+            "64:ff9b:1::a9fe:a9fe",
+            "::ffff:0:169.254.169.254",
+            "2001:0:4136:e378:8000:63bf:5601:5601", // Teredo, client 169.254.169.254 (inverted)
+        ] {
+            assert!(
+                matches!(class(embedded), AddressClass::Forbidden(_)),
+                "{embedded}"
+            );
+        }
+        assert_eq!(class("::127.0.0.1"), AddressClass::Loopback);
+        assert_eq!(class("2002:c0a8:0101::1"), AddressClass::Private);
+        assert_eq!(class("2002:0808:0808::1"), AddressClass::Public);
+        assert_eq!(
+            class("::"),
+            AddressClass::Forbidden("the unspecified address")
+        );
         assert_eq!(class("2606:4700::1111"), AddressClass::Public);
     }
 

@@ -129,9 +129,14 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Js
     })))
 }
 
-/// A proxy URL from a client: parsed, and split into the stored address and the credentials.
-fn checked_url(text: &str) -> Result<ProxyUrl, GatewayError> {
-    ProxyUrl::parse(text).map_err(|e| bad("invalid_proxy_url", e.to_string()))
+/// A proxy URL from a client: parsed, and passed through the outbound address guard (the host as written and
+/// every address it resolves to now).
+async fn checked_url(state: &AppState, text: &str) -> Result<ProxyUrl, GatewayError> {
+    let url = ProxyUrl::parse(text).map_err(|e| bad("invalid_proxy_url", e.to_string()))?;
+    url.check(state.config.allow_private_provider_urls)
+        .await
+        .map_err(|e| bad("proxy_url_refused", e.0))?;
+    Ok(url)
 }
 
 fn clean_country(country: Option<String>) -> Result<Option<String>, GatewayError> {
@@ -167,7 +172,7 @@ async fn create(
 ) -> ApiResult<Response> {
     let user = session_user(&state, &headers).await?;
     let body: CreateBody = parse_json(&headers, &body)?;
-    let url = checked_url(&body.url)?;
+    let url = checked_url(&state, &body.url).await?;
     let label = body
         .label
         .map(|l| l.trim().to_owned())
@@ -212,7 +217,10 @@ async fn update(
 ) -> ApiResult<Json<Value>> {
     let user = session_user(&state, &headers).await?;
     let body: UpdateBody = parse_json(&headers, &body)?;
-    let url = body.url.as_deref().map(checked_url).transpose()?;
+    let url = match body.url.as_deref() {
+        Some(text) => Some(checked_url(&state, text).await?),
+        None => None,
+    };
     let patch = ProxyPatch {
         label: body
             .label
@@ -362,6 +370,10 @@ async fn import(
                 continue;
             }
         };
+        if let Err(e) = url.check(state.config.allow_private_provider_urls).await {
+            errors.push(json!({ "line": n + 1, "error": e.0 }));
+            continue;
+        }
         if known.contains(&url.address()) {
             skipped += 1;
             continue;

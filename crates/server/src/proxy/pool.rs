@@ -400,6 +400,8 @@ pub struct KeyRoute<'a> {
 pub struct ProxyPool {
     pub config: ProxyConfig,
     connect_timeout: Duration,
+    /// The outbound address guard's setting, applied to every proxy before it is used.
+    allow_private: bool,
     view: ArcSwap<PoolView>,
     /// Provider key id → its current proxy.
     assignments: Mutex<HashMap<Arc<str>, Assignment>>,
@@ -407,10 +409,11 @@ pub struct ProxyPool {
 }
 
 impl ProxyPool {
-    pub fn new(config: ProxyConfig, connect_timeout: Duration) -> Self {
+    pub fn new(config: ProxyConfig, connect_timeout: Duration, allow_private: bool) -> Self {
         Self {
             config,
             connect_timeout,
+            allow_private,
             view: ArcSwap::from_pointee(PoolView::default()),
             assignments: Mutex::new(HashMap::new()),
             cursor: AtomicUsize::new(0),
@@ -445,7 +448,11 @@ impl ProxyPool {
         let previous = self.view.load_full();
         let single = match (&previous.single, &self.config.single) {
             (Some(entry), _) => Some(entry.clone()),
-            (None, Some(url)) => match proxied_client(self.connect_timeout, url) {
+            (None, Some(url)) => match url
+                .check_as_written(self.allow_private)
+                .map_err(|e| e.0)
+                .and_then(|()| proxied_client(self.connect_timeout, url))
+            {
                 Ok(client) => Some(Arc::new(ProxyEntry {
                     id: Arc::from("env"),
                     user_id: None,
@@ -487,7 +494,13 @@ impl ProxyPool {
                             continue;
                         }
                     };
-                    let url = match ProxyUrl::parse(&row.url) {
+                    let url = match ProxyUrl::parse(&row.url)
+                        .map_err(|e| e.to_string())
+                        .and_then(|u| match u.check_as_written(self.allow_private) {
+                            // A row stored before the guard covered proxies, or written by hand, is never used.
+                            Ok(()) => Ok(u),
+                            Err(e) => Err(e.0),
+                        }) {
                         Ok(u) => u.with_credentials(credentials),
                         Err(e) => {
                             tracing::warn!(proxy_id = %row.id, error = %e, "stored proxy unusable; skipped");
@@ -695,7 +708,7 @@ mod tests {
     }
 
     fn pool(strategy: Strategy, ids: &[&str]) -> (ProxyPool, Vec<Arc<ProxyEntry>>) {
-        let pool = ProxyPool::new(ProxyConfig::default(), Duration::from_secs(1));
+        let pool = ProxyPool::new(ProxyConfig::default(), Duration::from_secs(1), true);
         let entries: Vec<Arc<ProxyEntry>> = ids.iter().map(|id| entry(id, "u")).collect();
         let mut view = PoolView {
             settings: ProxySettings {

@@ -3,6 +3,13 @@
 
 use std::fmt;
 
+use crate::url_guard::UrlRefused;
+
+/// The guard's words are about base URLs; here the subject is the proxy.
+fn for_proxy(e: UrlRefused) -> UrlRefused {
+    UrlRefused(e.0.replacen("the base URL", "the proxy", 1))
+}
+
 /// The protocols an outbound proxy may speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProxyScheme {
@@ -135,6 +142,24 @@ impl ProxyUrl {
         format!("{}:{}", self.host, self.port)
     }
 
+    /// The outbound address guard applied to the proxy itself, as written (no DNS): a proxy is an outbound target
+    /// like a provider base URL, so cloud-metadata and link-local addresses are refused always and loopback or
+    /// private ones only when private provider URLs are allowed (a local Tor or Squid is a real use).
+    pub fn check_as_written(&self, allow_private: bool) -> Result<(), UrlRefused> {
+        crate::url_guard::check_url_as_written(&self.guard_url(), allow_private).map_err(for_proxy)
+    }
+
+    /// The full guard: as written, then every address the host resolves to now.
+    pub async fn check(&self, allow_private: bool) -> Result<(), UrlRefused> {
+        crate::url_guard::check_url(&self.guard_url(), allow_private)
+            .await
+            .map_err(for_proxy)
+    }
+
+    fn guard_url(&self) -> String {
+        format!("http://{}:{}/", self.host, self.port)
+    }
+
     /// The proxy for reqwest, credentials included.
     pub fn to_reqwest(&self) -> Result<reqwest::Proxy, reqwest::Error> {
         let full = match &self.credentials {
@@ -191,6 +216,29 @@ pub fn may_proxy(base_url: &str, allow_plain_http_loopback: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_address_guard_applies_to_proxies() {
+        for refused in [
+            "http://169.254.169.254:80",
+            "socks5://[::169.254.169.254]:1080",
+            "http://[2002:a9fe:a9fe::1]:3128",
+            "http://metadata.google.internal:80",
+        ] {
+            let url = ProxyUrl::parse(refused).unwrap();
+            let e = url.check_as_written(true).unwrap_err();
+            assert!(e.0.starts_with("the proxy points at"), "{refused}: {e}");
+            assert!(url.check(true).await.is_err(), "{refused}");
+        }
+        let local = ProxyUrl::parse("socks5h://127.0.0.1:9050").unwrap();
+        assert!(local.check_as_written(true).is_ok());
+        assert!(local.check_as_written(false).is_err());
+        assert!(ProxyUrl::parse("http://localhost:3128")
+            .unwrap()
+            .check(false)
+            .await
+            .is_err());
+    }
 
     #[test]
     fn parses_every_scheme_and_hides_credentials() {

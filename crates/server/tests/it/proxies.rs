@@ -507,3 +507,44 @@ async fn find_keeps_the_live_proxies_of_a_mixed_list() {
         .is_empty());
     let _ = ProxyUrl::parse(&http_proxy.url()).unwrap();
 }
+
+#[tokio::test]
+async fn proxy_urls_pass_the_outbound_address_guard() {
+    let gw = start_with(proxy_config(Strategy::RoundRobin), &[("ok", &["m"])]).await;
+    let cookie = login(&gw).await;
+    for url in [
+        "http://169.254.169.254:80",
+        "socks5://[::169.254.169.254]:1080",
+        "http://[2002:a9fe:a9fe::1]:3128",
+        "http://metadata.google.internal:80",
+    ] {
+        let r = gw
+            .http
+            .post(format!("{}/api/proxies", gw.url))
+            .header("cookie", &cookie)
+            .json(&json!({ "url": url }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{url}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "proxy_url_refused", "{url}: {body}");
+        // The import refuses the same lines.
+        let r = gw
+            .http
+            .post(format!("{}/api/proxies/import", gw.url))
+            .header("cookie", &cookie)
+            .header("content-type", "text/plain")
+            .body(url.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["added"], 0, "{url}: {body}");
+    }
+    assert_eq!(
+        list(&gw, &cookie).await["data"].as_array().unwrap().len(),
+        0
+    );
+    gw.stop().await;
+}
