@@ -173,6 +173,29 @@ pub struct ServeArgs {
     #[arg(long, env = "PROVIDER_TIMEOUT_MS", default_value_t = 120_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub provider_timeout_ms: u64,
 
+    /// A client must send a request's head (request line and headers) within this many milliseconds; an idle
+    /// keep-alive connection is closed after it too.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub header_read_timeout_ms: u64,
+
+    /// A request body must have fully arrived within this many milliseconds (408 otherwise).
+    #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub body_read_timeout_ms: u64,
+
+    /// Most open client connections; past it new connections get an immediate 503. 0: no cap (keep it below the
+    /// process's open-file limit, which upstream connections share).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 8192)]
+    pub max_connections: usize,
+
+    /// Most open connections from one client address (a reverse proxy in front counts as one); past it, 429. 0: no cap.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 2048)]
+    pub max_connections_per_ip: usize,
+
+    /// On SIGTERM, how long in-flight requests and streams may take to finish before their connections are closed
+    /// (milliseconds). Below systemd's 90 s and Docker's default 10 s stop timeout, set it lower there.
+    #[arg(long, env = "SHUTDOWN_DRAIN_TIMEOUT_MS", default_value_t = 30_000)]
+    pub shutdown_drain_timeout_ms: u64,
+
     /// Before anything reached the client, a stream with no content, tool or reasoning delta for this long is
     /// abandoned and the next key is tried (milliseconds).
     #[arg(long, env = "STREAM_FIRST_TOKEN_STALL_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]

@@ -43,6 +43,10 @@ pub struct ServerConfig {
     /// Whether provider base URLs may point at loopback and private networks (`ALLOW_PRIVATE_PROVIDER_URLS`).
     /// Cloud-metadata and link-local addresses are refused either way.
     pub allow_private_provider_urls: bool,
+    /// The listener's header read timeout, connection caps and shutdown drain deadline.
+    pub connections: crate::listener::ConnectionLimits,
+    /// A request body must arrive within this (`BODY_READ_TIMEOUT_MS`): a trickled or endless body is cut with a 408.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +70,8 @@ impl Default for ServerConfig {
             dashboard_origins: Vec::new(),
             allow_private_provider_urls: true,
             model_refresh: None,
+            connections: crate::listener::ConnectionLimits::default(),
+            body_read_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -220,7 +220,13 @@ async fn playground_chat(
 ) -> Result<Response, GatewayError> {
     let user = session_user(&state, &headers).await?;
     let tenant = tenant_of(&state, &user.id)?;
-    let body: Bytes = read_limited(&headers, body, state.config.body_limit_bytes).await?;
+    let body: Bytes = read_limited(
+        &headers,
+        body,
+        state.config.body_limit_bytes,
+        state.config.body_read_timeout,
+    )
+    .await?;
     let caller = Caller {
         tenant,
         gateway_key_id: Arc::from("playground"),

@@ -23,6 +23,7 @@ pub mod inbound;
 pub mod ip_limit;
 pub mod key_check;
 pub mod key_transfer;
+pub mod listener;
 pub mod login_throttle;
 pub mod openai;
 pub mod openapi;
@@ -35,8 +36,6 @@ pub mod state;
 pub mod upstream;
 pub mod url_guard;
 pub mod users;
-
-use std::net::SocketAddr;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -110,21 +109,15 @@ async fn dashboard(method: http::Method, uri: http::Uri) -> axum::response::Resp
         .into_response()
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests and flushes request logs.
+/// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests (up to the drain deadline)
+/// and flushes request logs.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        // Without TCP_NODELAY small SSE frames wait for delayed ACKs (tens of ms per stream).
-        let _ = tcp.set_nodelay(true);
-    });
-    let app = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = state.config.connections;
+    let result = listener::run(listener, app(state.clone()), limits, shutdown).await;
     state.shutdown().await;
     result
 }

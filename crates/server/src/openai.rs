@@ -173,7 +173,13 @@ async fn authenticated_body(
 ) -> Result<(Caller, HeaderMap, Bytes), ApiError> {
     let caller = authenticate(state, request.headers(), peer)?;
     let (parts, body) = request.into_parts();
-    let bytes = read_limited(&parts.headers, body, state.config.body_limit_bytes).await?;
+    let bytes = read_limited(
+        &parts.headers,
+        body,
+        state.config.body_limit_bytes,
+        state.config.body_read_timeout,
+    )
+    .await?;
     Ok((caller, parts.headers, bytes))
 }
 
