@@ -273,7 +273,7 @@ fn parse_origin(value: &str) -> Result<String, String> {
     if value.is_empty() {
         return Ok(String::new());
     }
-    match server::inbound::origin_of(value) {
+    match server::guard::inbound::origin_of(value) {
         Some(origin)
             if origin == value.to_ascii_lowercase()
                 && (origin.starts_with("http://") || origin.starts_with("https://")) =>

@@ -22,7 +22,7 @@ pub struct FindReport {
 async fn read_source(source: &str, timeout: Duration) -> anyhow::Result<String> {
     if source.starts_with("http://") || source.starts_with("https://") {
         let shown = providers::redact_url_userinfo(source);
-        let client = server::state::upstream_client_builder(timeout)
+        let client = server::upstream::upstream_client_builder(timeout)
             .timeout(timeout.max(Duration::from_secs(30)))
             .build()
             .context("cannot build an HTTP client")?;

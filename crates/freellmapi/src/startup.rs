@@ -95,7 +95,7 @@ fn server_config(args: &ServeArgs, proxy: ProxyConfig) -> ServerConfig {
         allow_private_provider_urls: args.allow_private_provider_urls,
         model_refresh: (args.model_refresh_interval_minutes > 0)
             .then(|| Duration::from_secs(args.model_refresh_interval_minutes * 60)),
-        connections: server::listener::ConnectionLimits {
+        connections: server::guard::listener::ConnectionLimits {
             header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
             max_connections: args.max_connections,
             max_per_address: args.max_connections_per_ip,

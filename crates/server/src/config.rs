@@ -44,7 +44,7 @@ pub struct ServerConfig {
     /// Cloud-metadata and link-local addresses are refused either way.
     pub allow_private_provider_urls: bool,
     /// The listener's header read timeout, connection caps and shutdown drain deadline.
-    pub connections: crate::listener::ConnectionLimits,
+    pub connections: crate::guard::listener::ConnectionLimits,
     /// A request body must arrive within this (`BODY_READ_TIMEOUT_MS`): a trickled or endless body is cut with a 408.
     pub body_read_timeout: Duration,
 }
@@ -70,7 +70,7 @@ impl Default for ServerConfig {
             dashboard_origins: Vec::new(),
             allow_private_provider_urls: true,
             model_refresh: None,
-            connections: crate::listener::ConnectionLimits::default(),
+            connections: crate::guard::listener::ConnectionLimits::default(),
             body_read_timeout: Duration::from_secs(60),
         }
     }

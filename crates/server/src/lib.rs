@@ -11,53 +11,41 @@
 //!    watched until their first real delta before anything is sent to the client (the commit point).
 //! 5. `request_log` — one row per request through a bounded channel to the batch writer.
 
-pub mod admin;
-pub mod body;
+pub mod api;
 pub mod config;
-pub mod dashboard_api;
 pub mod error;
-pub mod events;
-pub mod gateway_usage;
-pub mod handoff;
-pub mod inbound;
-pub mod ip_limit;
-pub mod key_check;
-pub mod key_transfer;
-pub mod listener;
-pub mod login_throttle;
-pub mod openai;
-pub mod openapi;
-pub mod profiles;
+pub mod guard;
+pub mod ingress;
 pub mod proxy;
 pub mod relay;
-pub mod request_log;
-pub mod snapshot;
-pub mod state;
+pub mod runtime;
 pub mod upstream;
-pub mod url_guard;
-pub mod users;
 
 use axum::Router;
 use tokio::net::TcpListener;
 
 pub use config::ServerConfig;
-pub use state::AppState;
+pub use runtime::state::AppState;
 
 /// Builds the application router.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .merge(openai::routes())
-        .merge(dashboard_api::routes())
-        .merge(profiles::routes())
-        .merge(users::routes())
-        .merge(key_transfer::routes())
-        .merge(openapi::routes())
-        .merge(admin::routes())
+        .merge(ingress::routes())
+        .merge(api::dashboard::routes())
+        .merge(api::profiles::routes())
+        .merge(api::users::routes())
+        .merge(api::transfer::routes())
+        .merge(api::openapi::routes())
+        .merge(api::session::routes())
+        .merge(api::keys::routes())
+        .merge(api::key_check::routes())
+        .merge(api::gateway_keys::routes())
+        .merge(api::settings::routes())
         .merge(proxy::admin::routes())
         .fallback(dashboard)
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            inbound::protect,
+            std::sync::Arc::<[String]>::from(state.config.dashboard_origins.clone()),
+            guard::inbound::protect,
         ))
         .with_state(state)
 }
@@ -117,7 +105,10 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = state.config.connections;
-    let result = listener::run(listener, app(state.clone()), limits, shutdown).await;
+    if let Some(every) = state.config.model_refresh {
+        api::key_check::spawn_model_refresh(&state, every);
+    }
+    let result = guard::listener::run(listener, app(state.clone()), limits, shutdown).await;
     state.shutdown().await;
     result
 }

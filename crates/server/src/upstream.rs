@@ -19,7 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::url_guard::GuardedResolver;
+use crate::guard::url_guard::GuardedResolver;
 
 /// A transport error of an upstream call, with its chain of causes.
 pub type TransportError = Box<dyn StdError + Send + Sync>;
@@ -205,6 +205,16 @@ fn is_timeout(error: &(dyn StdError + 'static)) -> bool {
         next = e.source();
     }
     false
+}
+
+/// The settings every upstream client shares (the direct one and each proxy's).
+pub fn upstream_client_builder(connect_timeout: std::time::Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .user_agent(concat!("freellmapi/", env!("CARGO_PKG_VERSION")))
 }
 
 #[cfg(test)]

@@ -18,9 +18,9 @@ use wire::{ApiError, ErrorType};
 
 use super::pool::{parse_bypass, ProxyEntry, ProxySettings, Strategy};
 use super::url::ProxyUrl;
-use crate::admin::{parse_json, session_user, ApiResult};
+use crate::api::session::{parse_json, session_user, ApiResult};
 use crate::error::{not_found, GatewayError};
-use crate::state::AppState;
+use crate::runtime::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

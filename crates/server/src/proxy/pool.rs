@@ -174,7 +174,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn now_ms() -> i64 {
-    crate::events::now_ms() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Counters of one proxy since the process started (kept across edits of the proxy).
@@ -326,7 +328,7 @@ pub fn proxied_client(
     let proxy = url
         .to_reqwest()
         .map_err(|_| format!("{url} is not a usable proxy"))?;
-    crate::state::upstream_client_builder(connect_timeout)
+    crate::upstream::upstream_client_builder(connect_timeout)
         .no_proxy()
         .proxy(proxy)
         .build()

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::url_guard::UrlRefused;
+use crate::guard::url_guard::UrlRefused;
 
 /// The guard's words are about base URLs; here the subject is the proxy.
 fn for_proxy(e: UrlRefused) -> UrlRefused {
@@ -146,12 +146,13 @@ impl ProxyUrl {
     /// like a provider base URL, so cloud-metadata and link-local addresses are refused always and loopback or
     /// private ones only when private provider URLs are allowed (a local Tor or Squid is a real use).
     pub fn check_as_written(&self, allow_private: bool) -> Result<(), UrlRefused> {
-        crate::url_guard::check_url_as_written(&self.guard_url(), allow_private).map_err(for_proxy)
+        crate::guard::url_guard::check_url_as_written(&self.guard_url(), allow_private)
+            .map_err(for_proxy)
     }
 
     /// The full guard: as written, then every address the host resolves to now.
     pub async fn check(&self, allow_private: bool) -> Result<(), UrlRefused> {
-        crate::url_guard::check_url(&self.guard_url(), allow_private)
+        crate::guard::url_guard::check_url(&self.guard_url(), allow_private)
             .await
             .map_err(for_proxy)
     }

@@ -19,7 +19,7 @@ const A_PROXY_LABEL: &str = "proxy-of-alice-7739";
 
 /// Every documented operation, as (method, path template).
 fn documented_operations() -> Vec<(String, String)> {
-    let doc: Value = serde_json::from_str(server::openapi::DOCUMENT).unwrap();
+    let doc: Value = serde_json::from_str(server::api::openapi::DOCUMENT).unwrap();
     let mut out = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {

@@ -156,7 +156,7 @@ async fn discovery_reports_added_and_vanished_models() {
         .await
         .unwrap()
         .remove(0);
-    let changes = server::key_check::refresh_models(&gw.state, &row)
+    let changes = server::api::key_check::refresh_models(&gw.state, &row)
         .await
         .unwrap();
     assert_eq!(changes.added, vec!["gemini-embedding-001"]);

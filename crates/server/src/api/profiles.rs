@@ -15,10 +15,10 @@ use serde_json::{json, Value};
 use store::ProfileRow;
 use wire::ApiError;
 
-use crate::admin::{parse_json, session_user, ApiResult};
+use crate::api::session::{parse_json, session_user, ApiResult};
 use crate::error::{not_found, GatewayError};
-use crate::snapshot::ProfileStrategy;
-use crate::state::AppState;
+use crate::runtime::snapshot::ProfileStrategy;
+use crate::runtime::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -101,7 +101,7 @@ async fn counters(
     state: &AppState,
     user_id: &str,
 ) -> Result<HashMap<String, (u64, u64)>, GatewayError> {
-    let since = crate::events::now_ms() as i64 - 24 * 3_600_000;
+    let since = crate::runtime::events::now_ms() as i64 - 24 * 3_600_000;
     let rows = state
         .store
         .request_stats_since(user_id, since, None, 100_000)

@@ -212,7 +212,7 @@ pub struct GatewayKeyEntry {
     pub rpm_limit: Option<u32>,
     pub tpd_limit: Option<u64>,
     /// Live counters, shared across snapshots (attached by `AppState` from its usage book).
-    pub usage: Arc<crate::gateway_usage::GatewayKeyUsage>,
+    pub usage: Arc<crate::runtime::gateway_usage::GatewayKeyUsage>,
 }
 
 #[derive(Debug, Default)]
@@ -283,7 +283,9 @@ impl Snapshot {
                 continue;
             }
             if let Some(url) = row.base_url.as_deref() {
-                if let Err(e) = crate::url_guard::check_url_as_written(url, allow_private_urls) {
+                if let Err(e) =
+                    crate::guard::url_guard::check_url_as_written(url, allow_private_urls)
+                {
                     tracing::warn!(key_id = %row.id, error = %e, "provider key refused by the URL guard; skipped");
                     continue;
                 }

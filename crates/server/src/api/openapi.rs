@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::Router;
 use http::{header, HeaderValue};
 
-use crate::state::AppState;
+use crate::runtime::state::AppState;
 
 pub const DOCUMENT: &str = include_str!("openapi.json");
 

@@ -18,11 +18,10 @@ use serde_json::{json, Value};
 use store::{KeyLimits, NewProviderKey, ProviderKeyPatch};
 use wire::{ApiError, ErrorType};
 
-use crate::admin::{
-    guard_base_url, parse_json, session_user, too_many_attempts, validate_key_settings, ApiResult,
-};
+use crate::api::keys::{guard_base_url, validate_key_settings};
+use crate::api::session::{parse_json, session_user, too_many_attempts, ApiResult};
 use crate::error::{internal, GatewayError};
-use crate::state::AppState;
+use crate::runtime::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

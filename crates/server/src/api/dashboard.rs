@@ -18,12 +18,12 @@ use store::RequestStat;
 use tokio::sync::broadcast::error::RecvError;
 use wire::{ApiError, ErrorType};
 
-use crate::admin::{session_user, ApiResult};
-use crate::body::read_limited;
+use crate::api::session::{session_user, ApiResult};
 use crate::error::{not_found, GatewayError};
-use crate::events::now_ms;
-use crate::openai::{serve_chat, Caller};
-use crate::state::AppState;
+use crate::ingress::body::read_limited;
+use crate::ingress::{serve_chat, Caller};
+use crate::runtime::events::now_ms;
+use crate::runtime::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -39,7 +39,7 @@ pub fn routes() -> Router<AppState> {
 fn tenant_of(
     state: &AppState,
     user_id: &str,
-) -> Result<Arc<crate::snapshot::Tenant>, GatewayError> {
+) -> Result<Arc<crate::runtime::snapshot::Tenant>, GatewayError> {
     state
         .snapshot
         .load()
@@ -545,7 +545,7 @@ async fn routing(
         let priorities = vec![0; routes.len()];
         (routes, priorities, router::Strategy::Score)
     } else {
-        crate::openai::resolve_routes(&tenant, &q.model).map_err(GatewayError)?
+        crate::ingress::resolve_routes(&tenant, &q.model).map_err(GatewayError)?
     };
     let now = tokio::time::Instant::now();
     let day = router::Day::from_system_time();

@@ -15,9 +15,10 @@ use providers::{classify_response, classify_transport, Adapter, ErrorClass, KeyP
 use serde_json::{json, Value};
 use store::{ProviderKeyPatch, ProviderKeyRow};
 
-use crate::admin::{discover_models, session_user, validate_key_settings, ApiResult};
+use crate::api::keys::{discover_models, validate_key_settings};
+use crate::api::session::{session_user, ApiResult};
 use crate::error::not_found;
-use crate::state::AppState;
+use crate::runtime::state::AppState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keys checked at once by "check all".
@@ -282,4 +283,10 @@ pub fn spawn_model_refresh(state: &AppState, every: Duration) {
             }
         }
     });
+}
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/api/keys/{id}/check", axum::routing::post(check_one))
+        .route("/api/keys/check-all", axum::routing::post(check_all))
 }

@@ -16,9 +16,9 @@ use serde_json::{json, Value};
 use store::User;
 use wire::{ApiError, ErrorType};
 
-use crate::admin::{parse_json, session_token, session_user, ApiResult};
+use crate::api::session::{parse_json, session_token, session_user, ApiResult};
 use crate::error::{not_found, GatewayError};
-use crate::state::AppState;
+use crate::runtime::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -229,7 +229,7 @@ async fn change_password(
     state
         .login_throttle
         .check(&user.username, peer.ip(), now)
-        .map_err(crate::admin::too_many_attempts)?;
+        .map_err(crate::api::session::too_many_attempts)?;
     if !state
         .store
         .check_password(&user.id, &body.current_password)

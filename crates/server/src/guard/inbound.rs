@@ -15,7 +15,6 @@ use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use wire::{ApiError, ErrorType};
 
 use crate::error::error_response;
-use crate::state::AppState;
 
 const ALLOWED_METHODS: &str = "GET, POST, PATCH, PUT, DELETE, OPTIONS";
 const ALLOWED_HEADERS: &str = "authorization, content-type, x-request-id, x-api-key";
@@ -109,14 +108,19 @@ fn add_api_headers(response: &mut Response) {
 }
 
 /// The middleware (installed by [`crate::app`]).
-pub async fn protect(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Its state is the list of extra allowed origins (`DASHBOARD_ORIGINS`), shared.
+pub async fn protect(
+    State(configured): State<std::sync::Arc<[String]>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let path = request.uri().path();
     let is_api = path == "/api" || path.starts_with("/api/");
     let is_v1 = path == "/v1" || path.starts_with("/v1/");
     if !is_api && !is_v1 {
         return next.run(request).await;
     }
-    let configured = &state.config.dashboard_origins;
+    let configured = &configured[..];
     let headers = request.headers();
     let origin = header_str(headers, header::ORIGIN).map(str::to_owned);
     let cors_origin = origin

@@ -8,13 +8,13 @@ use router::{RoutingBooks, WaitQueue};
 use store::Store;
 
 use crate::config::ServerConfig;
-use crate::events::EventBus;
-use crate::gateway_usage::GatewayUsageBook;
-use crate::ip_limit::IpLimiter;
-use crate::login_throttle::LoginThrottle;
+use crate::guard::ip_limit::IpLimiter;
+use crate::guard::login_throttle::LoginThrottle;
 use crate::proxy::ProxyPool;
-use crate::request_log::{RequestLogWriter, Retention};
-use crate::snapshot::Snapshot;
+use crate::runtime::events::EventBus;
+use crate::runtime::gateway_usage::GatewayUsageBook;
+use crate::runtime::request_log::{RequestLogWriter, Retention};
+use crate::runtime::snapshot::Snapshot;
 
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<Inner>);
@@ -29,7 +29,7 @@ pub struct Inner {
     pub queue: WaitQueue,
     pub events: EventBus,
     /// The last model of each recent conversation, for context handoff.
-    pub conversations: crate::handoff::Conversations,
+    pub conversations: crate::runtime::handoff::Conversations,
     /// Changes per request, to rotate equally good candidates.
     pub rotation: std::sync::atomic::AtomicUsize,
     /// The direct upstream client of the request path.
@@ -58,20 +58,10 @@ impl std::ops::Deref for AppState {
 /// address literals are not followed (through a proxy, the proxy resolves and connects).
 pub fn upstream_client(config: &ServerConfig) -> Result<reqwest::Client, reqwest::Error> {
     let allow_private = config.allow_private_provider_urls;
-    upstream_client_builder(config.connect_timeout)
-        .redirect(crate::url_guard::redirect_policy(allow_private))
-        .dns_resolver(crate::url_guard::resolver(allow_private))
+    crate::upstream::upstream_client_builder(config.connect_timeout)
+        .redirect(crate::guard::url_guard::redirect_policy(allow_private))
+        .dns_resolver(crate::guard::url_guard::resolver(allow_private))
         .build()
-}
-
-/// The settings every upstream client shares (the direct one and each proxy's).
-pub fn upstream_client_builder(connect_timeout: std::time::Duration) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true)
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
-        .redirect(reqwest::redirect::Policy::limited(3))
-        .user_agent(concat!("freellmapi/", env!("CARGO_PKG_VERSION")))
 }
 
 impl AppState {
@@ -110,7 +100,7 @@ impl AppState {
             books: RoutingBooks::default(),
             queue,
             events: EventBus::default(),
-            conversations: crate::handoff::Conversations::default(),
+            conversations: crate::runtime::handoff::Conversations::default(),
             rotation: std::sync::atomic::AtomicUsize::new(0),
             direct,
             http,
@@ -125,9 +115,6 @@ impl AppState {
         state.spawn_retention();
         state.spawn_proxy_health();
         state.spawn_usage_flush();
-        if let Some(every) = state.config.model_refresh {
-            crate::key_check::spawn_model_refresh(&state, every);
-        }
         Ok(state)
     }
 

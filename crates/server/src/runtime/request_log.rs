@@ -217,7 +217,7 @@ fn write_loop(
                         .retention_bound(
                             retention.max_age,
                             retention.max_rows,
-                            crate::events::now_ms() as i64,
+                            crate::runtime::events::now_ms() as i64,
                         )
                         .unwrap_or_else(|e| {
                             tracing::warn!(error = %e, "request history retention check failed");

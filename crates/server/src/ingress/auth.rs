@@ -1,0 +1,168 @@
+//! Who is calling `/v1`: the client-address limit, then the gateway key (SHA-256 of the bearer token, or of
+//! `x-api-key`) found in the in-memory snapshot, then its own limits. No database access. Also the request id and the
+//! [`RequestMeta`] every surface hands to the relay.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use bytes::Bytes;
+use http::{header, HeaderMap};
+use tokio::time::Instant;
+use wire::{ApiError, ErrorType};
+
+use super::body::read_limited;
+use crate::relay::{Operation, RequestMeta};
+use crate::runtime::gateway_usage::KeyLimitDenied;
+use crate::runtime::snapshot::{hash_token, Tenant};
+use crate::runtime::state::AppState;
+
+/// The authenticated caller of a `/v1` request.
+pub struct Caller {
+    pub tenant: Arc<Tenant>,
+    pub gateway_key_id: Arc<str>,
+    pub gateway_key_prefix: Arc<str>,
+}
+
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let v = v.trim();
+        let (scheme, token) = v.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+fn auth_error(message: &str, code: &'static str) -> ApiError {
+    ApiError::new(401, ErrorType::AuthenticationError, code, message)
+}
+
+/// Client-address limit, then gateway key. No database access.
+pub fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<Caller, ApiError> {
+    if let Err(retry) = state.ip_limiter.check(peer.ip(), Instant::now()) {
+        return Err(ApiError::new(
+            429,
+            ErrorType::RateLimitError,
+            "client_rate_limited",
+            format!(
+                "too many requests from this address (limit {}/min)",
+                state.config.ip_rate_limit_rpm
+            ),
+        )
+        .with_retry_after(retry));
+    }
+    let token = bearer(headers).filter(|t| !t.is_empty()).ok_or_else(|| {
+        auth_error(
+            "missing API key: send `Authorization: Bearer <gateway key>`",
+            "missing_api_key",
+        )
+    })?;
+    let snapshot = state.snapshot.load();
+    let entry = snapshot
+        .gateway_keys
+        .get(&hash_token(token))
+        .ok_or_else(|| auth_error("invalid API key", "invalid_api_key"))?;
+    if !entry.enabled {
+        return Err(auth_error(
+            "this gateway key is disabled",
+            "api_key_disabled",
+        ));
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    entry
+        .usage
+        .admit(
+            entry.rpm_limit,
+            entry.tpd_limit,
+            Instant::now(),
+            router::Day::from_system_time(),
+            now_ms,
+        )
+        .map_err(key_limit_error)?;
+    Ok(Caller {
+        tenant: entry.tenant.clone(),
+        gateway_key_id: entry.id.clone(),
+        gateway_key_prefix: entry.prefix.clone(),
+    })
+}
+
+pub(crate) fn key_limit_error(denied: KeyLimitDenied) -> ApiError {
+    let (message, retry_after) = match denied {
+        KeyLimitDenied::RequestsPerMinute { limit, retry_after } => (
+            format!("this gateway key's limit of {limit} requests per minute is reached"),
+            retry_after,
+        ),
+        KeyLimitDenied::TokensPerDay { limit, retry_after } => (
+            format!("this gateway key's limit of {limit} tokens per day (UTC) is reached"),
+            retry_after,
+        ),
+    };
+    ApiError::new(
+        429,
+        ErrorType::RateLimitError,
+        "gateway_key_rate_limited",
+        message,
+    )
+    .with_retry_after(retry_after.as_secs().max(1))
+}
+
+pub(crate) fn request_id(headers: &HeaderMap) -> Arc<str> {
+    let inbound = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()));
+    match inbound {
+        Some(v) => Arc::from(v),
+        // Not a secret: a fast thread-local generator, no system call per request.
+        None => Arc::from(format!("{:016x}", rand::random::<u64>()).as_str()),
+    }
+}
+
+/// Authenticates the caller (before reading anything), then reads the body once, bounded.
+pub(crate) async fn authenticated_body(
+    state: &AppState,
+    peer: SocketAddr,
+    request: Request,
+) -> Result<(Caller, HeaderMap, Bytes), ApiError> {
+    let caller = authenticate(state, request.headers(), peer)?;
+    let (parts, body) = request.into_parts();
+    let bytes = read_limited(
+        &parts.headers,
+        body,
+        state.config.body_limit_bytes,
+        state.config.body_read_timeout,
+    )
+    .await?;
+    Ok((caller, parts.headers, bytes))
+}
+
+pub(crate) fn request_meta(
+    caller: Caller,
+    headers: &HeaderMap,
+    model: String,
+    operation: Operation,
+    input_estimate: u64,
+) -> RequestMeta {
+    RequestMeta {
+        request_id: request_id(headers),
+        requested_model: model,
+        operation,
+        input_estimate,
+        tenant: caller.tenant,
+        gateway_key_id: caller.gateway_key_id,
+        gateway_key_prefix: caller.gateway_key_prefix,
+        started: std::time::Instant::now(),
+    }
+}

@@ -1,0 +1,51 @@
+//! `POST /v1/chat/completions`: the gateway's own dialect and its internal request; the other surfaces turn their
+//! requests into this and call [`serve_chat`] too.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use http::HeaderMap;
+use wire::ChatRequestView;
+
+use super::auth::{authenticated_body, request_meta, Caller};
+use super::candidates::{chat_route_set, no_providers};
+use crate::error::GatewayError;
+use crate::relay::{self, Operation};
+use crate::runtime::state::AppState;
+
+pub(crate) async fn chat_completions(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Response, GatewayError> {
+    let (caller, headers, body) = authenticated_body(&state, peer, request).await?;
+    serve_chat(state, caller, &headers, body).await
+}
+
+/// Chat for an authenticated caller (a gateway key, or the dashboard's playground session).
+pub(crate) async fn serve_chat(
+    state: AppState,
+    caller: Caller,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, GatewayError> {
+    let view = ChatRequestView::parse(&body)?;
+    if let Some(e) = no_providers(&caller.tenant) {
+        return Err(e.into());
+    }
+    let estimate = view.estimated_prompt_tokens();
+    let set = chat_route_set(&caller.tenant, &view, estimate)?;
+    let operation = Operation::Chat {
+        stream: view.stream,
+    };
+    let meta = request_meta(
+        caller,
+        headers,
+        view.model.into_owned(),
+        operation,
+        estimate,
+    );
+    Ok(relay::run(state, meta, body, set).await)
+}

@@ -1,0 +1,50 @@
+//! `POST /v1/embeddings`: a named embedding model only (vectors of different models are not comparable).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::Response;
+use wire::{ApiError, EmbeddingsRequestView};
+
+use super::auth::{authenticated_body, request_meta};
+use super::candidates::{named_routes, no_providers};
+use crate::error::GatewayError;
+use crate::relay::{self, Operation, RouteSet};
+use crate::runtime::state::AppState;
+
+pub(crate) async fn embeddings(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Response, GatewayError> {
+    let (caller, headers, body) = authenticated_body(&state, peer, request).await?;
+    let view = EmbeddingsRequestView::parse(&body)?;
+    if let Some(e) = no_providers(&caller.tenant) {
+        return Err(e.into());
+    }
+    if view.model == "auto" {
+        return Err(ApiError::invalid_request(
+            "model_required",
+            "embeddings need a named embedding model (vectors from different models are not comparable)",
+        )
+        .with_param("model")
+        .into());
+    }
+    let (routes, priorities, strategy) = named_routes(&caller.tenant, &view.model)?;
+    let estimate = view.estimated_tokens();
+    let set = RouteSet {
+        fits: vec![true; routes.len()],
+        routes,
+        priorities,
+        strategy,
+        tokens: estimate,
+    };
+    let meta = request_meta(
+        caller,
+        &headers,
+        view.model.into_owned(),
+        Operation::Embeddings,
+        estimate,
+    );
+    Ok(relay::run(state, meta, body, set).await)
+}

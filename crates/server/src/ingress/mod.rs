@@ -1,0 +1,46 @@
+//! `/v1`: the inference surfaces. Each handler authenticates from the snapshot ([`auth`]), reads the body once
+//! ([`body`]), turns its request into the internal chat-completions request, finds the candidates ([`candidates`])
+//! and hands over to [`crate::relay`] — the one attempt loop every surface shares.
+
+pub mod auth;
+pub mod body;
+pub mod candidates;
+pub mod chat;
+pub mod embeddings;
+pub mod models;
+
+use axum::extract::Request;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use wire::{ApiError, ErrorType};
+
+use crate::error::error_response;
+use crate::runtime::state::AppState;
+
+pub use auth::{authenticate, Caller};
+pub(crate) use candidates::resolve_routes;
+pub(crate) use chat::serve_chat;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/v1/models", get(models::list_models))
+        .route("/v1/models/{*id}", get(models::get_model))
+        .route("/v1/{*rest}", axum::routing::any(unknown_endpoint))
+}
+
+async fn unknown_endpoint(request: Request) -> impl IntoResponse {
+    let err = ApiError::new(
+        404,
+        ErrorType::InvalidRequestError,
+        "unknown_endpoint",
+        format!(
+            "Unknown request URL: {} {}",
+            request.method(),
+            request.uri().path()
+        ),
+    );
+    error_response(&err)
+}
