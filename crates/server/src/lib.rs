@@ -2,14 +2,17 @@
 //! background tasks that serve them (request-log writer, retention). Routing decisions come from `router`, upstream
 //! wire details from `providers`, persistence from `store`.
 //!
-//! Request path for `/v1/chat/completions`, in order (see ARCHITECTURE.md):
-//! 1. `openai::authenticate` — client-address rate limit, then the gateway key (SHA-256) looked up in the in-memory
-//!    [`snapshot::Snapshot`]; no database query.
-//! 2. `body::read_limited` — the body as one `Bytes`, refused over the configured limit.
-//! 3. `wire::ChatRequestView::parse` — borrowed `model`/`stream`/`messages`/`max_tokens`; the rest stays raw.
-//! 4. `relay::run_chat` — candidates for the model, ordered by `router`, tried until one answers; streams are
-//!    watched until their first real delta before anything is sent to the client (the commit point).
-//! 5. `request_log` — one row per request through a bounded channel to the batch writer.
+//! Request path for every `/v1` surface, in order (see ARCHITECTURE.md):
+//! 0. `guard::listener` — the connection is admitted under the caps; its head must arrive in time.
+//! 1. `ingress::auth::authenticate` — client-address rate limit, then the gateway key (SHA-256) looked up in the
+//!    in-memory [`runtime::snapshot::Snapshot`]; no database query.
+//! 2. `ingress::body::read_limited` — the body as one `Bytes`, refused over the size limit or the read deadline.
+//! 3. the surface's codec — chat completions are the internal request (`wire::ChatRequestView::parse` borrows
+//!    `model`/`stream`/`messages`/`max_tokens`; the rest stays raw); Responses and Messages are turned into it.
+//! 4. `ingress::candidates` — the routes of the model or profile, with their fit.
+//! 5. `relay::run` — candidates ordered by `router`, tried until one answers; streams are watched until their first
+//!    real delta before anything is sent to the client (the commit point).
+//! 6. `runtime::request_log` — one row per request through a bounded channel to the history writer.
 
 pub mod api;
 pub mod config;
