@@ -47,6 +47,12 @@ if ! .venv/bin/python -c "import openai" 2>/dev/null; then
 fi
 .venv/bin/python tests/sdk/test_openai_sdk.py
 
+step "Agent SDKs against the gateway: openai Responses API, anthropic Messages API"
+if ! .venv/bin/python -c "import anthropic" 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check "anthropic>=0.40,<1"
+fi
+.venv/bin/python tests/sdk/test_agent_sdks.py
+
 step "Dashboard: typecheck, unit tests, production build, end-to-end in headless Chromium"
 bash web/scripts/test.sh
 

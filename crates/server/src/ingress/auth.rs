@@ -159,6 +159,7 @@ pub(crate) fn request_meta(
         request_id: request_id(headers),
         requested_model: model,
         operation,
+        endpoint: operation.endpoint(),
         input_estimate,
         tenant: caller.tenant,
         gateway_key_id: caller.gateway_key_id,

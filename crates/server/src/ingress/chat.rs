@@ -7,12 +7,12 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use bytes::Bytes;
 use http::HeaderMap;
-use wire::ChatRequestView;
+use wire::{ApiError, ChatRequestView};
 
 use super::auth::{authenticated_body, request_meta, Caller};
 use super::candidates::{chat_route_set, no_providers};
 use crate::error::GatewayError;
-use crate::relay::{self, Operation};
+use crate::relay::{self, Operation, RequestMeta, RouteSet};
 use crate::runtime::state::AppState;
 
 pub(crate) async fn chat_completions(
@@ -24,6 +24,39 @@ pub(crate) async fn chat_completions(
     serve_chat(state, caller, &headers, body).await
 }
 
+/// A chat request ready for the relay: who asked for what, and its candidates.
+pub(crate) struct ChatPlan {
+    pub meta: RequestMeta,
+    pub set: RouteSet,
+}
+
+/// Parses the chat body once and finds its candidates; `endpoint` names the surface the client called.
+pub(crate) fn plan_chat(
+    caller: Caller,
+    headers: &HeaderMap,
+    body: &[u8],
+    endpoint: &'static str,
+) -> Result<ChatPlan, ApiError> {
+    let view = ChatRequestView::parse(body)?;
+    if let Some(e) = no_providers(&caller.tenant) {
+        return Err(e);
+    }
+    let estimate = view.estimated_prompt_tokens();
+    let set = chat_route_set(&caller.tenant, &view, estimate)?;
+    let operation = Operation::Chat {
+        stream: view.stream,
+    };
+    let mut meta = request_meta(
+        caller,
+        headers,
+        view.model.into_owned(),
+        operation,
+        estimate,
+    );
+    meta.endpoint = endpoint;
+    Ok(ChatPlan { meta, set })
+}
+
 /// Chat for an authenticated caller (a gateway key, or the dashboard's playground session).
 pub(crate) async fn serve_chat(
     state: AppState,
@@ -31,21 +64,6 @@ pub(crate) async fn serve_chat(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, GatewayError> {
-    let view = ChatRequestView::parse(&body)?;
-    if let Some(e) = no_providers(&caller.tenant) {
-        return Err(e.into());
-    }
-    let estimate = view.estimated_prompt_tokens();
-    let set = chat_route_set(&caller.tenant, &view, estimate)?;
-    let operation = Operation::Chat {
-        stream: view.stream,
-    };
-    let meta = request_meta(
-        caller,
-        headers,
-        view.model.into_owned(),
-        operation,
-        estimate,
-    );
-    Ok(relay::run(state, meta, body, set).await)
+    let plan = plan_chat(caller, headers, &body, "chat")?;
+    Ok(relay::run(state, plan.meta, body, plan.set).await)
 }

@@ -7,7 +7,10 @@ pub mod body;
 pub mod candidates;
 pub mod chat;
 pub mod embeddings;
+pub mod messages;
 pub mod models;
+pub mod responses;
+pub mod translate;
 
 use axum::extract::Request;
 use axum::response::IntoResponse;
@@ -26,12 +29,23 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/v1/responses", post(responses::create))
+        .route("/v1/messages", post(messages::create))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/models", get(models::list_models))
         .route("/v1/models/{*id}", get(models::get_model))
         .route("/v1/{*rest}", axum::routing::any(unknown_endpoint))
 }
 
 async fn unknown_endpoint(request: Request) -> impl IntoResponse {
+    // Logged so an operator sees what a client wanted (a surface or path the gateway does not serve).
+    tracing::info!(
+        target: "freellmapi::refused",
+        method = %request.method(),
+        path = request.uri().path(),
+        status = 404,
+        "unknown /v1 endpoint"
+    );
     let err = ApiError::new(
         404,
         ErrorType::InvalidRequestError,

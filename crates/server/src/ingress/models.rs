@@ -28,7 +28,40 @@ pub(crate) async fn list_models(
     headers: HeaderMap,
 ) -> Result<Response, GatewayError> {
     let caller = authenticate(&state, &headers, peer)?;
+    if headers.contains_key("anthropic-version") {
+        return Ok(json_response(anthropic_model_list(
+            &caller.tenant.models_body,
+        )));
+    }
     Ok(json_response(caller.tenant.models_body.clone()))
+}
+
+/// The model list in Anthropic's shape (`GET /v1/models` with an `anthropic-version` header), built from the
+/// prebuilt OpenAI list: the same ids, in the same order, on one page.
+fn anthropic_model_list(openai_list: &[u8]) -> Bytes {
+    #[derive(serde::Deserialize)]
+    struct List {
+        data: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        id: String,
+    }
+    let ids: Vec<String> = serde_json::from_slice::<List>(openai_list)
+        .map(|l| l.data.into_iter().map(|e| e.id).collect())
+        .unwrap_or_default();
+    let data: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|id| {
+            serde_json::json!({
+                "type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z",
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "data": data, "has_more": false, "first_id": ids.first(), "last_id": ids.last(),
+    });
+    Bytes::from(body.to_string())
 }
 
 pub(crate) async fn get_model(

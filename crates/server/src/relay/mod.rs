@@ -15,6 +15,8 @@ use tokio::time::Instant;
 use wire::{ApiError, ErrorType};
 
 mod attempt;
+
+pub(crate) use attempt::unix_now;
 mod failure;
 mod record;
 mod stream;
@@ -39,7 +41,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    fn endpoint(self) -> &'static str {
+    pub fn endpoint(self) -> &'static str {
         match self {
             Operation::Chat { .. } => "chat",
             Operation::Embeddings => "embeddings",
@@ -60,12 +62,14 @@ pub struct RequestMeta {
     pub gateway_key_prefix: Arc<str>,
     pub requested_model: String,
     pub operation: Operation,
+    /// The surface the client called (`chat`, `responses`, `messages`, `embeddings`), for history and logs.
+    pub endpoint: &'static str,
     pub input_estimate: u64,
     pub started: std::time::Instant,
 }
 
 /// Replaces the `model` field of a JSON object body (for `auto`), keeping every other value byte for byte.
-fn with_model(body: &Bytes, model: &str) -> Result<Bytes, serde_json::Error> {
+pub(crate) fn with_model(body: &Bytes, model: &str) -> Result<Bytes, serde_json::Error> {
     let mut map: std::collections::BTreeMap<&str, &serde_json::value::RawValue> =
         serde_json::from_slice(body)?;
     let value = serde_json::value::to_raw_value(model)?;

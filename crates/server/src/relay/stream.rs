@@ -15,6 +15,8 @@ use wire::{inspect_chunk, ApiError, ErrorType, SseSplitter, Usage};
 
 use crate::upstream::{self, UpstreamStream};
 
+use router::Outcome;
+
 use super::*;
 
 /// Reads a stream until its first content, tool-call or reasoning delta (or a clean finish), holding the bytes back.
@@ -291,6 +293,30 @@ impl RelayBody {
         );
     }
 
+    /// A stream that broke, stalled or ended early after its commit point was the candidate's failure as much as
+    /// one before it: it cools the candidate and lowers its score, so the next requests go elsewhere (the client
+    /// already has the error event; there is no failover after the commit point).
+    fn count_against_key(&self) {
+        let Some((key, model)) = &self.guard.served else {
+            return;
+        };
+        let books = &self.guard.state.books;
+        let cooldown = books.cooldowns.record_failure(
+            (&key.id, model),
+            Outcome::Transient { retry_after: None },
+            Instant::now(),
+        );
+        books.scores.record(&key.id, model, false, None);
+        tracing::warn!(
+            target: "freellmapi::attempt",
+            provider = key.platform.id(),
+            model = &**model,
+            provider_key = %key.id,
+            cooldown_s = cooldown.map(|d| d.as_secs()),
+            "stream failed after the commit point; counted against the key"
+        );
+    }
+
     pub(super) fn complete(
         &mut self,
         status: &'static str,
@@ -298,6 +324,9 @@ impl RelayBody {
     ) -> Option<Bytes> {
         self.upstream = None;
         let event = error.as_ref().map(|e| Bytes::from(e.to_sse_event()));
+        if error.is_some() {
+            self.count_against_key();
+        }
         self.guard.record(Completion {
             status,
             http_status: 200,

@@ -19,3 +19,4 @@ mod protection;
 mod proxies;
 mod proxy_servers;
 mod streaming;
+mod surfaces;

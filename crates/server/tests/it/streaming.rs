@@ -188,3 +188,19 @@ async fn client_leaving_while_waiting_cancels_upstream() {
         "upstream call outlived the client"
     );
 }
+
+#[tokio::test]
+async fn a_key_that_breaks_streams_after_the_commit_point_loses_its_traffic() {
+    let gw = start_with(stream_config(), &[("cut3", &["m"]), ("ok", &["m"])]).await;
+    let mut broken = 0;
+    for _ in 0..12 {
+        let r = gw.chat(stream_chat("m")).send().await.unwrap();
+        let events = sse_events(r).await;
+        if events.iter().any(|e| e.contains("upstream_stream_")) {
+            broken += 1;
+        }
+    }
+    // The first break cools the key; the rest go to the healthy one.
+    assert!(broken <= 1, "{broken} of 12 streams broke");
+    gw.stop().await;
+}

@@ -1,0 +1,157 @@
+"""The SDKs coding agents are built on, against a real gateway process: the official `openai` SDK's Responses API
+(`client.responses.create`, streamed and not, with a function-call round trip) and the official `anthropic` SDK's
+Messages API (`messages.create`, `messages.stream`, tools with a `tool_result` round trip, `count_tokens`).
+
+Run by scripts/test.sh after test_openai_sdk.py; reuses its gateway process (mock provider, declarative config).
+"""
+
+import json
+import os
+import sys
+import unittest
+
+import anthropic
+import openai
+from openai import OpenAI
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_openai_sdk import GATEWAY_KEY, GatewayProcess  # noqa: E402
+
+WEATHER_TOOL_RESPONSES = {
+    "type": "function", "name": "get_weather", "description": "Weather of a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+WEATHER_TOOL_ANTHROPIC = {
+    "name": "get_weather", "description": "Weather of a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+class AgentSdkTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.proc = GatewayProcess().__enter__()
+        cls.openai = OpenAI(base_url=cls.proc.base + "/v1", api_key=GATEWAY_KEY, max_retries=0)
+        cls.anthropic = anthropic.Anthropic(base_url=cls.proc.base, api_key=GATEWAY_KEY, max_retries=0)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.__exit__(None, None, None)
+
+    # --- OpenAI Responses ---------------------------------------------------------------------------------------
+
+    def test_responses_create(self):
+        r = self.openai.responses.create(model="mock-model", instructions="Be brief.", input="Hello!")
+        self.assertEqual(r.status, "completed")
+        self.assertEqual(r.output_text, "Hello from mock.")
+        self.assertGreater(r.usage.total_tokens, 0)
+
+    def test_responses_stream(self):
+        deltas, final = [], None
+        with self.openai.responses.stream(model="mock-model", input="Stream please") as stream:
+            for event in stream:
+                if event.type == "response.output_text.delta":
+                    deltas.append(event.delta)
+            final = stream.get_final_response()
+        self.assertEqual("".join(deltas), "tok0 tok1 tok2 tok3 tok4 ")
+        self.assertEqual(final.output_text, "tok0 tok1 tok2 tok3 tok4 ")
+        self.assertEqual(final.status, "completed")
+        self.assertGreater(final.usage.output_tokens, 0)
+
+    def test_responses_function_call_round_trip(self):
+        first = self.openai.responses.create(
+            model="tool-model", input="Weather in Paris?", tools=[WEATHER_TOOL_RESPONSES], store=False,
+        )
+        calls = [item for item in first.output if item.type == "function_call"]
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(calls[0].name, "get_weather")
+        self.assertEqual(json.loads(calls[0].arguments), {"city": "Paris"})
+        history = [{"role": "user", "content": "Weather in Paris?"}]
+        history += [item.model_dump(exclude_none=True) for item in first.output]
+        history.append({"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny, 21 C"})
+        second = self.openai.responses.create(model="mock-model", input=history)
+        self.assertEqual(second.output_text, "Hello from mock.")
+
+    def test_responses_streamed_function_call(self):
+        with self.openai.responses.stream(
+            model="tool-model", input="Weather in Paris?", tools=[WEATHER_TOOL_RESPONSES],
+        ) as stream:
+            final = stream.get_final_response()
+        calls = [item for item in final.output if item.type == "function_call"]
+        self.assertEqual(json.loads(calls[0].arguments), {"city": "Paris"})
+
+    def test_responses_stateless_refusal(self):
+        with self.assertRaises(openai.BadRequestError) as caught:
+            self.openai.responses.create(model="mock-model", input="hi", previous_response_id="resp_123")
+        self.assertEqual(caught.exception.param, "previous_response_id")
+
+    # --- Anthropic Messages -------------------------------------------------------------------------------------
+
+    def test_messages_create(self):
+        r = self.anthropic.messages.create(
+            model="mock-model", max_tokens=100, system="Be brief.",
+            messages=[{"role": "user", "content": "Hello!"}],
+        )
+        self.assertEqual(r.content[0].type, "text")
+        self.assertEqual(r.content[0].text, "Hello from mock.")
+        self.assertEqual(r.stop_reason, "end_turn")
+        self.assertGreater(r.usage.output_tokens, 0)
+
+    def test_messages_stream(self):
+        with self.anthropic.messages.stream(
+            model="mock-model", max_tokens=100, messages=[{"role": "user", "content": "Stream please"}],
+        ) as stream:
+            text = "".join(stream.text_stream)
+            final = stream.get_final_message()
+        self.assertEqual(text, "tok0 tok1 tok2 tok3 tok4 ")
+        self.assertEqual(final.content[0].text, text)
+        self.assertEqual(final.stop_reason, "end_turn")
+
+    def test_messages_tool_use_round_trip(self):
+        first = self.anthropic.messages.create(
+            model="tool-model", max_tokens=200, tools=[WEATHER_TOOL_ANTHROPIC],
+            messages=[{"role": "user", "content": "Weather in Paris?"}],
+        )
+        self.assertEqual(first.stop_reason, "tool_use")
+        tool_use = next(b for b in first.content if b.type == "tool_use")
+        self.assertEqual(tool_use.input, {"city": "Paris"})
+        second = self.anthropic.messages.create(
+            model="mock-model", max_tokens=200, tools=[WEATHER_TOOL_ANTHROPIC],
+            messages=[
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": tool_use.id, "content": "sunny, 21 C"},
+                    {"type": "text", "text": "Summarise."},
+                ]},
+            ],
+        )
+        self.assertEqual(second.content[0].text, "Hello from mock.")
+
+    def test_messages_streamed_tool_use(self):
+        with self.anthropic.messages.stream(
+            model="tool-model", max_tokens=200, tools=[WEATHER_TOOL_ANTHROPIC],
+            messages=[{"role": "user", "content": "Weather in Paris?"}],
+        ) as stream:
+            final = stream.get_final_message()
+        tool_use = next(b for b in final.content if b.type == "tool_use")
+        self.assertEqual(tool_use.name, "get_weather")
+        self.assertEqual(tool_use.input, {"city": "Paris"})
+        self.assertEqual(final.stop_reason, "tool_use")
+
+    def test_count_tokens_and_errors(self):
+        n = self.anthropic.messages.count_tokens(
+            model="mock-model", messages=[{"role": "user", "content": "Hello there " * 50}],
+        )
+        self.assertGreater(n.input_tokens, 50)
+        with self.assertRaises(anthropic.NotFoundError):
+            self.anthropic.messages.create(
+                model="no-such-model", max_tokens=10, messages=[{"role": "user", "content": "hi"}],
+            )
+        bad = anthropic.Anthropic(base_url=self.proc.base, api_key="freellmapi-wrong", max_retries=0)
+        with self.assertRaises(anthropic.AuthenticationError):
+            bad.messages.create(model="mock-model", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
