@@ -53,6 +53,9 @@ if ! .venv/bin/python -c "import anthropic" 2>/dev/null; then
 fi
 .venv/bin/python tests/sdk/test_agent_sdks.py
 
+step "Real coding agents through the gateway: Codex CLI (codex exec) and Claude Code (claude -p), from npm"
+bash tests/agents/run.sh
+
 step "Dashboard: typecheck, unit tests, production build, end-to-end in headless Chromium"
 bash web/scripts/test.sh
 

@@ -19,6 +19,7 @@
 //! | `drip<ms>` | stream: delay between delta chunks |
 //! | `chunks<n>` | number of content chunks (overrides [`MockOptions::stream_chunks`]) |
 //! | `tool` | answer with a tool call when the request has `tools` |
+//! | `agent` | one scripted coding-agent turn: a tool call writing `<<content:…>>` to `<<path:…>>` through the agent's own file or shell tool, then a final text once a tool result is in the conversation |
 //! | `reason` | 2 `reasoning_content` deltas before the content (non-stream: `reasoning_content` field) |
 //! | `think` | non-stream: the reasoning as a `<think>…</think>` block opening `content` |
 //! | `reasononly` | non-stream: empty `content`, the answer in `reasoning_content` |
@@ -43,6 +44,7 @@
 //!
 //! Unknown directives answer 400 with a message naming the directive.
 
+mod agent;
 mod body;
 pub mod native;
 mod rate;
@@ -892,6 +894,23 @@ async fn chat(
     let created = render::unix_now();
     let prompt = prompt_tokens(&req);
     let limit = sc.limit.filter(|_| faulty);
+    // A stall or cut scripted with `agent` (`stall+agent`) applies: the stream below never reaches the script.
+    if sc.agent && !(stream && limit.is_some()) {
+        guard.disarm();
+        let turn = agent::next_turn(&req);
+        if !stream {
+            return json_response(
+                StatusCode::OK,
+                agent::completion(id, created, model, prompt, &turn),
+            );
+        }
+        let usage = req
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let body = agent::stream(id, created, model, prompt, usage, &turn);
+        return respond(StatusCode::OK, "text/event-stream", MockBody::full(body));
+    }
 
     if !stream {
         if limit.is_some_and(|(_, kind)| kind == LimitKind::Stall) {

@@ -32,6 +32,8 @@ pub(crate) struct Scenario {
     pub chunks: Option<usize>,
     /// Answer with a tool call when the request carries `tools`.
     pub tool: bool,
+    /// One scripted coding-agent turn (see `agent.rs`).
+    pub agent: bool,
     /// Emit reasoning deltas before the content.
     pub reason: bool,
     /// Non-stream: the reasoning as a `<think>…</think>` block opening the content (Cloudflare, DeepSeek-style).
@@ -86,6 +88,10 @@ impl Scenario {
             }
             "tool" => {
                 self.tool = true;
+                return true;
+            }
+            "agent" => {
+                self.agent = true;
                 return true;
             }
             "reason" => {
