@@ -5,12 +5,14 @@
 
 pub mod cooldown;
 pub mod limits;
+pub mod output;
 pub mod plan;
 pub mod queue;
 pub mod score;
 
 pub use cooldown::{Attempted, CooldownBook, CooldownPolicy, Outcome};
 pub use limits::{Day, Denied, LimitLedger, Limits, Permit};
+pub use output::{OutputBook, TokenAsk};
 pub use plan::{retry_after_secs, Candidate, Plan, RoutingBooks, Strategy};
 pub use queue::{Place, QueueFull, Turn, WaitQueue};
 pub use score::{ScoreBook, ScoreInputs};

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use crate::cooldown::CooldownBook;
 use crate::limits::{Day, Denied, LimitLedger, Limits};
+use crate::output::{OutputBook, TokenAsk};
 use crate::score::{rank, ScoreBook, ScoreInputs};
 
 /// One candidate as the planner sees it.
@@ -59,6 +60,8 @@ pub struct RoutingBooks {
     pub cooldowns: CooldownBook,
     pub scores: ScoreBook,
     pub limits: LimitLedger,
+    /// Recent completion sizes, for output reservations.
+    pub output: OutputBook,
 }
 
 fn limit_view(scopes: &[(Arc<str>, Limits)]) -> impl Iterator<Item = (&Arc<str>, Limits)> {
@@ -66,11 +69,12 @@ fn limit_view(scopes: &[(Arc<str>, Limits)]) -> impl Iterator<Item = (&Arc<str>,
 }
 
 impl RoutingBooks {
-    /// Plans a request of about `tokens` tokens over `candidates`, ordered by `strategy`.
+    /// Plans a request asking `ask` of the token limits over `candidates`, ordered by `strategy`. Each candidate is
+    /// judged on its own reservation: the prompt plus the output it usually produces ([`OutputBook`]).
     pub fn plan(
         &self,
         candidates: &[Candidate<'_>],
-        tokens: u64,
+        ask: TokenAsk,
         now: Instant,
         day: Day,
         rotation: usize,
@@ -104,6 +108,12 @@ impl RoutingBooks {
                 plan.cooling += 1;
                 free_at(until, &mut plan);
             } else {
+                let tokens = if scopes_buf.iter().all(|(_, l)| l.is_unlimited()) {
+                    // No token limit to check: skip the estimate.
+                    ask.prompt
+                } else {
+                    self.output.tokens(c.key, c.model, ask)
+                };
                 match self.limits.free_at(&scopes_buf, tokens, now, day) {
                     Ok(None) => plan.ready.push(i),
                     Ok(Some(until)) => {
@@ -148,15 +158,20 @@ impl RoutingBooks {
         plan
     }
 
-    /// Takes the candidate's limit permits for a request of `tokens`.
+    /// Takes the candidate's limit permits for a request asking `ask` (its own reservation, as planned).
     pub fn acquire(
         &self,
         candidate: &Candidate<'_>,
-        tokens: u64,
+        ask: TokenAsk,
         now: Instant,
         day: Day,
     ) -> Result<crate::limits::Permit, Denied> {
         let scopes: Vec<(&Arc<str>, Limits)> = limit_view(candidate.scopes).collect();
+        let tokens = if scopes.iter().all(|(_, l)| l.is_unlimited()) {
+            ask.prompt
+        } else {
+            self.output.tokens(candidate.key, candidate.model, ask)
+        };
         self.limits.try_acquire(&scopes, tokens, now, day)
     }
 }
@@ -226,14 +241,14 @@ mod tests {
                 priority: 0,
             })
             .collect();
-        let plan = books.plan(&cands, 10, now, day, 0, Strategy::Score);
+        let plan = books.plan(&cands, TokenAsk::exact(10), now, day, 0, Strategy::Score);
         assert_eq!(plan.ready, vec![0, 4]);
         assert_eq!((plan.cooling, plan.invalid, plan.capped), (1, 1, 1));
         assert_eq!(plan.soonest_free, Some(now + Duration::from_secs(5)));
         assert_eq!(plan.scores.len(), 5);
         let mut unfit = cands.clone();
         unfit[0].fits = false;
-        let plan = books.plan(&unfit, 10, now, day, 0, Strategy::Score);
+        let plan = books.plan(&unfit, TokenAsk::exact(10), now, day, 0, Strategy::Score);
         assert_eq!((plan.ready.clone(), plan.unfit), (vec![4], 1));
     }
 
@@ -263,7 +278,11 @@ mod tests {
                 priority: i as u32,
             })
             .collect();
-        let plan = |rotation, strategy| books.plan(&cands, 1, now, day, rotation, strategy).ready;
+        let plan = |rotation, strategy| {
+            books
+                .plan(&cands, TokenAsk::exact(1), now, day, rotation, strategy)
+                .ready
+        };
         assert_eq!(plan(0, Strategy::Failover), vec![0, 1, 2]);
         assert_eq!(plan(5, Strategy::Failover), vec![0, 1, 2]);
         assert_eq!(plan(0, Strategy::Score), vec![2, 1, 0]);

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use router::{Candidate, Day, Limits, Outcome, RoutingBooks, Strategy, WaitQueue};
+use router::{Candidate, Day, Limits, Outcome, RoutingBooks, Strategy, TokenAsk, WaitQueue};
 use tokio::time::Instant;
 
 /// xorshift64*: deterministic, no dependency.
@@ -86,7 +86,14 @@ async fn cooling_and_invalid_candidates_are_never_planned() {
                 .collect();
             let now = Instant::now();
             let rotation = rng.below(100) as usize;
-            let plan = books.plan(&candidates, 1, now, day(), rotation, Strategy::Score);
+            let plan = books.plan(
+                &candidates,
+                TokenAsk::exact(1),
+                now,
+                day(),
+                rotation,
+                Strategy::Score,
+            );
             for &i in &plan.ready {
                 let c = &candidates[i];
                 assert!(
@@ -150,7 +157,7 @@ async fn limits_are_never_exceeded_within_any_window() {
             tokio::time::advance(Duration::from_millis(rng.below(3000))).await;
             let now = Instant::now();
             let tokens = 1 + rng.below(tpm / 2);
-            if let Ok(permit) = books.acquire(&candidate, tokens, now, day()) {
+            if let Ok(permit) = books.acquire(&candidate, TokenAsk::exact(tokens), now, day()) {
                 granted.push((now, tokens));
                 // Sometimes the request never left (refund) or used fewer tokens (reconcile).
                 match rng.below(5) {

@@ -92,6 +92,9 @@ pub struct ChunkSignal {
     pub error: bool,
     /// The payload was not JSON.
     pub malformed: bool,
+    /// Bytes of output in the event: the raw (JSON-escaped) text of its content, refusal, reasoning and tool-call
+    /// values, without their quotes. About four bytes make a token.
+    pub output_bytes: usize,
     pub usage: Option<Usage>,
 }
 
@@ -125,6 +128,15 @@ struct Delta<'a> {
     reasoning_content: Option<&'a RawValue>,
     #[serde(borrow, default)]
     reasoning: Option<&'a RawValue>,
+}
+
+/// The length of a value's text as it is written (a string without its quotes).
+fn raw_len(v: Option<&RawValue>) -> usize {
+    match v.map(|v| v.get().trim()) {
+        None | Some("null") => 0,
+        Some(t) if t.len() >= 2 && t.starts_with('"') => t.len() - 2,
+        Some(t) => t.len(),
+    }
 }
 
 fn meaningful(v: Option<&RawValue>) -> bool {
@@ -161,6 +173,11 @@ pub fn inspect_chunk(data: &[u8]) -> ChunkSignal {
                 || meaningful(delta.tool_calls)
                 || meaningful(delta.reasoning_content)
                 || meaningful(delta.reasoning);
+            signal.output_bytes += raw_len(delta.content)
+                + raw_len(delta.refusal)
+                + raw_len(delta.tool_calls)
+                + raw_len(delta.reasoning_content)
+                + raw_len(delta.reasoning);
         }
         signal.finished |= meaningful(choice.finish_reason);
     }
@@ -248,5 +265,18 @@ mod tests {
         assert!(inspect_chunk(b" [DONE] ").done);
         assert!(inspect_chunk(br#"{"error":{"message":"boom"}}"#).error);
         assert!(inspect_chunk(b"not json").malformed);
+    }
+
+    #[test]
+    fn output_bytes_are_the_written_text_of_the_deltas() {
+        let s = inspect_chunk(
+            br#"{"choices":[{"delta":{"content":"hello \"x\""},"finish_reason":null}]}"#,
+        );
+        assert_eq!(s.output_bytes, r#"hello \"x\""#.len());
+        let s = inspect_chunk(br#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#);
+        assert_eq!(s.output_bytes, 0);
+        let s =
+            inspect_chunk(br#"{"choices":[{"delta":{"reasoning_content":"abc","content":"de"}}]}"#);
+        assert_eq!(s.output_bytes, 5);
     }
 }

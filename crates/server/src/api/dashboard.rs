@@ -561,9 +561,14 @@ async fn routing(
         })
         .collect();
     let rotation = state.rotation.load(std::sync::atomic::Ordering::Relaxed);
-    let plan = state
-        .books
-        .plan(&candidates, 1, now, day, rotation, strategy);
+    let plan = state.books.plan(
+        &candidates,
+        router::TokenAsk::exact(1),
+        now,
+        day,
+        rotation,
+        strategy,
+    );
     let rows: Vec<Value> = routes
         .iter()
         .enumerate()

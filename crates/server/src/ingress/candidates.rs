@@ -100,9 +100,6 @@ pub(crate) fn resolve_routes(
     Ok((routes, priorities, Strategy::Score))
 }
 
-/// Output tokens reserved against token limits when the request sets no `max_tokens`.
-const DEFAULT_OUTPUT_RESERVE: u64 = 1024;
-
 /// The chat candidates with their fit: the context window must hold the prompt and the requested output. For
 /// `auto`, capabilities the request needs (tools, vision, JSON) are required too; for a named model they are the
 /// caller's call (the catalog may lag behind the provider).
@@ -159,7 +156,10 @@ pub(crate) fn chat_route_set(
         fits,
         priorities,
         strategy,
-        tokens: prompt_tokens + view.max_tokens.unwrap_or(DEFAULT_OUTPUT_RESERVE),
+        ask: router::TokenAsk {
+            prompt: prompt_tokens,
+            max_output: view.max_tokens,
+        },
     })
 }
 

@@ -37,7 +37,7 @@ pub(crate) async fn embeddings(
         routes,
         priorities,
         strategy,
-        tokens: estimate,
+        ask: router::TokenAsk::exact(estimate),
     };
     let meta = request_meta(
         caller,

@@ -86,8 +86,9 @@ pub struct RouteSet {
     /// Per route: its model's position in the profile (0 outside profiles).
     pub priorities: Vec<u32>,
     pub strategy: Strategy,
-    /// Tokens to reserve against the keys' token limits (prompt estimate plus output allowance).
-    pub tokens: u64,
+    /// What the request asks of the keys' token limits (prompt estimate, output bound); each candidate reserves
+    /// the prompt plus its own output estimate (`router::OutputBook`).
+    pub ask: router::TokenAsk,
 }
 
 /// Runs a request over its candidates: plan, take limit permits, attempt in score order; when nothing may run now,
@@ -147,14 +148,14 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
             .collect();
         let plan = state
             .books
-            .plan(&candidates, set.tokens, now, day, rotation, set.strategy);
+            .plan(&candidates, set.ask, now, day, rotation, set.strategy);
         let may_run = turn.is_some() || !state.queue.has_waiters(&lane);
         if !plan.ready.is_empty() && may_run {
             for &i in &plan.ready {
                 if guard.attempts as usize >= state.config.max_attempts {
                     break;
                 }
-                let Ok(permit) = state.books.acquire(&candidates[i], set.tokens, now, day) else {
+                let Ok(permit) = state.books.acquire(&candidates[i], set.ask, now, day) else {
                     // Taken by a concurrent request since planning; the next candidate may be free.
                     continue;
                 };
@@ -248,6 +249,7 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                                 .books
                                 .limits
                                 .reconcile(&permit, u.prompt_tokens + u.completion_tokens);
+                            state.queue.wake_all();
                         }
                         guard.served = Some((key.clone(), model.clone()));
                         let response = success_response(
@@ -301,6 +303,7 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                     && failure.status.is_none()
                 {
                     state.books.limits.refund(&permit);
+                    state.queue.wake_all();
                 }
                 let cooldown = on_failure(&state, &tenant.user_id, &key, model, &failure);
                 if cooldown.is_some() {

@@ -61,11 +61,19 @@ impl RequestGuard {
             &meta.gateway_key_id,
             input_tokens.unwrap_or(0) + output_tokens.unwrap_or(0),
         );
-        if let (Some(permit), Some(u)) = (self.permit.take(), c.usage) {
-            self.state
-                .books
-                .limits
-                .reconcile(&permit, u.prompt_tokens + u.completion_tokens);
+        let books = &self.state.books;
+        if let (Some(permit), Some(input), Some(output)) =
+            (self.permit.take(), input_tokens, output_tokens)
+        {
+            // A stream's reservation becomes what it used (reported, or estimated from its text); what it frees
+            // may let a queued request run now rather than at the next window roll.
+            books.limits.reconcile(&permit, input + output);
+            self.state.queue.wake_all();
+        }
+        if let (true, Some((key, model)), Some(output)) =
+            (c.status == "success", &self.served, output_tokens)
+        {
+            books.output.record(&key.id, model, output);
         }
         self.state.events.finished(
             &meta.tenant.user_id,

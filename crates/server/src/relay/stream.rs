@@ -118,17 +118,32 @@ pub(super) struct StreamWatch {
     pub(super) finished: bool,
     pub(super) usage: Option<Usage>,
     pub(super) output_events: u64,
+    /// Bytes of output text relayed (see `wire::ChunkSignal::output_bytes`); after the commit point, events that are
+    /// not parsed count their length minus the envelope learned from the parsed ones.
+    pub(super) output_bytes: u64,
+    /// Bytes of an output event that are not output (ids, model, JSON structure), from the last parsed one.
+    pub(super) envelope: Option<usize>,
 }
 
+/// Bytes per token of the output estimate when the upstream reports no usage.
+const BYTES_PER_TOKEN: u64 = 4;
+
 impl StreamWatch {
+    /// Output tokens of the stream as far as the text says: for streams whose upstream reports no usage.
+    pub(super) fn estimated_output_tokens(&self) -> u64 {
+        self.output_bytes.div_ceil(BYTES_PER_TOKEN)
+    }
+
     /// Before the commit point: every event is parsed.
     pub(super) fn inspect_fully(&mut self, chunk: &[u8]) -> wire::ChunkSignal {
         let mut total = wire::ChunkSignal::default();
-        let (done, finished, usage, output_events) = (
+        let (done, finished, usage, output_events, output_bytes, envelope) = (
             &mut self.done,
             &mut self.finished,
             &mut self.usage,
             &mut self.output_events,
+            &mut self.output_bytes,
+            &mut self.envelope,
         );
         self.splitter.push(chunk, |event| {
             let s = inspect_chunk(event);
@@ -139,6 +154,8 @@ impl StreamWatch {
             }
             if s.output {
                 *output_events += 1;
+                *output_bytes += s.output_bytes as u64;
+                *envelope = Some(event.len().saturating_sub(s.output_bytes));
             }
             total.output |= s.output;
             total.error |= s.error;
@@ -148,11 +165,13 @@ impl StreamWatch {
 
     /// After the commit point: only events that can carry usage or a finish are parsed; the rest are counted.
     pub(super) fn observe(&mut self, chunk: &[u8]) {
-        let (done, finished, usage, output_events) = (
+        let (done, finished, usage, output_events, output_bytes, envelope) = (
             &mut self.done,
             &mut self.finished,
             &mut self.usage,
             &mut self.output_events,
+            &mut self.output_bytes,
+            &mut self.envelope,
         );
         self.splitter.push(chunk, |event| {
             if event == b"[DONE]" {
@@ -167,9 +186,12 @@ impl StreamWatch {
                 }
                 if s.output {
                     *output_events += 1;
+                    *output_bytes += s.output_bytes as u64;
                 }
             } else {
                 *output_events += 1;
+                // Not parsed (the hot path): the event's length less the envelope of a parsed output event.
+                *output_bytes += event.len().saturating_sub(envelope.unwrap_or(event.len())) as u64;
             }
         });
     }
@@ -332,7 +354,7 @@ impl RelayBody {
             http_status: 200,
             error: error.map(|e| (e.code, e.message)),
             usage: self.watch.usage,
-            output_estimate: Some(self.watch.output_events),
+            output_estimate: Some(self.watch.estimated_output_tokens()),
             ttfb: Some(self.ttfb),
         });
         event

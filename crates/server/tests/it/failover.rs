@@ -353,3 +353,46 @@ async fn redirects_are_reported_not_followed_and_fail_over() {
         assert_eq!(status, 200, "{body}");
     }
 }
+
+#[tokio::test]
+async fn token_limited_keys_reserve_what_answers_really_use_once_learned() {
+    // A 1,200-TPM key answering slowly. Without `max_tokens`, a request used to reserve 1,024 output tokens: two
+    // at once did not fit. Once the key's real answer sizes are known, the reservation follows them.
+    let gw = start(&[("slow300", &["m"])]).await;
+    let keys = gw.store.provider_keys_of(&gw.user_id).await.unwrap();
+    let patch = store::ProviderKeyPatch {
+        limits: Some(store::KeyLimits {
+            tpm: Some(1_200),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    gw.store
+        .update_provider_key(&gw.user_id, &keys[0].id, &patch)
+        .await
+        .unwrap();
+    gw.state.reload().await.unwrap();
+    let burst = |n: usize| {
+        let gw = &gw;
+        async move {
+            let requests =
+                (0..n).map(|_| async { gw.chat(simple_chat("m")).send().await.unwrap().status() });
+            futures_util::future::join_all(requests).await
+        }
+    };
+    // Nothing learned yet: of two concurrent requests one is refused (the queue timeout is zero here).
+    let first = burst(2).await;
+    assert_eq!(
+        first.iter().filter(|s| s.as_u16() == 200).count(),
+        1,
+        "{first:?}"
+    );
+    // Learn the key's answer size (the mock's answers are a few tokens), one request at a time.
+    for _ in 0..4 {
+        assert_eq!(gw.chat_json(simple_chat("m")).await.0, 200);
+    }
+    // Now five fit at once within the same minute's 1,200 tokens.
+    let learned = burst(5).await;
+    assert!(learned.iter().all(|s| s.as_u16() == 200), "{learned:?}");
+    gw.stop().await;
+}

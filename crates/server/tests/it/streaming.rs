@@ -204,3 +204,20 @@ async fn a_key_that_breaks_streams_after_the_commit_point_loses_its_traffic() {
     assert!(broken <= 1, "{broken} of 12 streams broke");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_stream_without_usage_is_counted_from_its_text_not_its_delta_count() {
+    let gw = start_with(stream_config(), &[("chunks40", &["m"])]).await;
+    let body = serde_json::json!({
+        "model": "m", "stream": true, "messages": [{ "role": "user", "content": "Say hello" }]
+    });
+    let events = sse_events(gw.chat(body).send().await.unwrap()).await;
+    let text = contents(&events);
+    assert_eq!(text.len(), 230, "{text}");
+    let user = gw.user_id.clone();
+    let store = gw.stop().await;
+    let rows = store.recent_requests(&user, 1).await.unwrap();
+    let output = rows[0]["output_tokens"].as_u64().unwrap();
+    // 230 bytes of text are about 58 tokens; the 40 deltas were what used to be recorded.
+    assert!((52..=64).contains(&output), "output_tokens {output}");
+}
