@@ -11,7 +11,9 @@ import json
 import statistics
 import sys
 
-TARGET_ORDER = ["direct", "nginx", "gateway"]
+TARGET_ORDER = ["direct", "nginx", "gateway", "responses", "messages"]
+# The translated surfaces, compared with chat completions through the same gateway (target: at most 15% more CPU).
+SURFACES = ["responses", "messages"]
 MODE_TITLE = {"plain": "Non-streaming", "stream": "Streaming (SSE)"}
 MODE_SHORT = {"plain": "non-streaming", "stream": "streaming"}
 REPEATABLE_META = {"note", "failed"}
@@ -183,6 +185,25 @@ def summary(rows, meta, levels):
     return lines
 
 
+def surfaces_summary(rows, levels):
+    agg = Agg(rows)
+    present = [s for s in SURFACES if any(r["target"] == s for r in rows)]
+    if not present or not any(r["target"] == "gateway" for r in rows):
+        return []
+    out = ["| phase | chat µs/req | " + " | ".join(f"{s} µs/req | {s} / chat" for s in present) + " |",
+           "|---|---:|" + "---:|---:|" * len(present)]
+    for mode in ("plain", "stream"):
+        for conc in levels[1:] or levels:
+            chat = agg.mean("gateway", mode, conc, "cpu_us")
+            cells = [f"{MODE_SHORT[mode]} c={conc}", fmt(chat, 1)]
+            for s in present:
+                v, best = agg.mean(s, mode, conc, "cpu_us"), agg.best(s, mode, conc, "cpu_us")
+                cells.append(f"{fmt(v, 1)} ({fmt(best, 1)})")
+                cells.append(fmt(div(v, chat), 2) + "×" if div(v, chat) is not None else "n/a")
+            out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
@@ -260,6 +281,15 @@ def main():
     ]
     md += summary(rows, meta, levels)
     md.append("")
+    surface_lines = surfaces_summary(rows, levels)
+    if surface_lines:
+        md += [
+            "## Translated surfaces vs chat completions (same gateway)",
+            "",
+            "Gateway CPU per request through `/v1/responses` and `/v1/messages` against `/v1/chat/completions`, "
+            "mean of the runs (best run in parentheses). Target: translation adds at most 15% CPU per request.",
+            "",
+        ] + surface_lines + [""]
 
     problems = []
     for r in rows:

@@ -4,6 +4,8 @@
 #   direct   the mock upstream (crates/mock-provider) on its own
 #   nginx    Debian nginx reverse-proxying to the mock (keep-alive upstream, no buffering)
 #   gateway  `freellmapi serve` routing to the mock as a custom OpenAI-compatible provider
+#   responses  the same gateway through POST /v1/responses (OpenAI Responses, translated to chat and back)
+#   messages   the same gateway through POST /v1/messages (Anthropic Messages, translated to chat and back)
 #
 # Everything listens on 127.0.0.1, every process is started by this script and killed on
 # exit, and every load run is bounded in time. See bench/README.md.
@@ -12,7 +14,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT_DIR="$ROOT/bench/out"
 
-TARGETS="direct,nginx,gateway"
+TARGETS="direct,nginx,gateway,responses,messages"
 DURATION=10
 WARMUP=2
 RUNS=2
@@ -24,13 +26,17 @@ BUILD=1
 GATEWAY_KEY="freellmapi-bench-0123456789abcdef0123456789abcdef"
 BODY='{"model":"mock-model","messages":[{"role":"user","content":"Say hello"}]}'
 BODY_STREAM='{"model":"mock-model","messages":[{"role":"user","content":"Say hello"}],"stream":true}'
+RESPONSES_BODY='{"model":"mock-model","input":"Say hello"}'
+RESPONSES_BODY_STREAM='{"model":"mock-model","input":"Say hello","stream":true}'
+MESSAGES_BODY='{"model":"mock-model","max_tokens":256,"messages":[{"role":"user","content":"Say hello"}]}'
+MESSAGES_BODY_STREAM='{"model":"mock-model","max_tokens":256,"messages":[{"role":"user","content":"Say hello"}],"stream":true}'
 
 usage() {
     cat <<EOF
 usage: bench/run.sh [--targets direct,nginx,gateway] [--duration SECS] [--warmup SECS]
                     [--runs N] [--concurrency 1,16,128] [--keep-tmp] [--no-build]
 
-  --targets      comma-separated subset of direct,nginx,gateway (default: all three)
+  --targets      comma-separated subset of direct,nginx,gateway,responses,messages (default: all)
   --duration     measured seconds per phase (default 10)
   --warmup       discarded warm-up seconds per phase (default 2)
   --runs         repetitions of every phase per target (default 2)
@@ -80,9 +86,11 @@ done
 IFS=',' read -r -a TARGET_LIST <<<"$TARGETS"
 [ "${#TARGET_LIST[@]}" -ge 1 ] || die "--targets is empty"
 for t in "${TARGET_LIST[@]}"; do
-    case "$t" in direct|nginx|gateway) ;; *) die "unknown target: $t" ;; esac
+    case "$t" in direct|nginx|gateway|responses|messages) ;; *) die "unknown target: $t" ;; esac
 done
 has_target() { [[ ",$TARGETS," == *",$1,"* ]]; }
+# Whether any target runs the gateway (chat completions or a translated surface).
+needs_gateway() { has_target gateway || has_target responses || has_target messages; }
 
 for tool in curl python3 timeout; do
     command -v "$tool" >/dev/null || die "$tool is required"
@@ -106,7 +114,7 @@ fi
 cd "$ROOT"
 if [ "$BUILD" = 1 ]; then
     PKGS=(-p mock-provider -p bench-load)
-    has_target gateway && [ -z "${FREELLMAPI_BIN:-}" ] && PKGS+=(-p freellmapi)
+    needs_gateway && [ -z "${FREELLMAPI_BIN:-}" ] && PKGS+=(-p freellmapi)
     log "cargo build --release ${PKGS[*]}"
     cargo build --release "${PKGS[@]}" >&2
 fi
@@ -115,7 +123,7 @@ LOAD_BIN="$ROOT/target/release/bench-load"
 GATEWAY_BIN="${FREELLMAPI_BIN:-$ROOT/target/release/freellmapi}"
 [ -x "$MOCK_BIN" ] || die "$MOCK_BIN missing (build it, or drop --no-build)"
 [ -x "$LOAD_BIN" ] || die "$LOAD_BIN missing (build it, or drop --no-build)"
-if has_target gateway; then
+if needs_gateway; then
     [ -x "$GATEWAY_BIN" ] || die "$GATEWAY_BIN missing (cargo build --release -p freellmapi)"
 fi
 if has_target nginx && ! command -v nginx >/dev/null; then
@@ -278,8 +286,19 @@ TARGET_URL=""
 TARGET_LOG=""
 LOAD_HEADERS=()   # extra bench-load arguments (auth header)
 CURL_HEADERS=()
+# The workload of the target's surface: request bodies and what ends a complete stream.
+TARGET_BODY=$BODY
+TARGET_BODY_STREAM=$BODY_STREAM
+TARGET_STREAM_END="[DONE]"
+
+chat_surface() {
+    TARGET_BODY=$BODY
+    TARGET_BODY_STREAM=$BODY_STREAM
+    TARGET_STREAM_END="[DONE]"
+}
 
 start_direct() {
+    chat_surface
     TARGET_PID=""
     TARGET_URL="http://127.0.0.1:$MOCK_PORT/ok/v1/chat/completions"
     TARGET_LOG="$WORK/mock.log"
@@ -289,6 +308,7 @@ start_direct() {
 
 start_nginx() {
     [ -n "$NGINX_BIN" ] || { log "nginx is not installed"; return 1; }
+    chat_surface
     local dir="$WORK/nginx" port
     port=$(free_port)
     mkdir -p "$dir/tmp"
@@ -348,6 +368,7 @@ EOF
 }
 
 start_gateway() {
+    chat_surface
     local dir="$WORK/gateway" port
     port=$(free_port)
     mkdir -p "$dir/data"
@@ -377,12 +398,29 @@ EOF
         || { tail -n 40 "$dir/gateway.log" >&2 || true; log "gateway did not answer GET /api/ping with 200 within 20 s"; return 1; }
 }
 
+# The gateway through its translated surfaces: same process settings, same mock, another wire format.
+start_responses() {
+    start_gateway || return 1
+    TARGET_URL=${TARGET_URL%/chat/completions}/responses
+    TARGET_BODY=$RESPONSES_BODY
+    TARGET_BODY_STREAM=$RESPONSES_BODY_STREAM
+    TARGET_STREAM_END="response.completed"
+}
+
+start_messages() {
+    start_gateway || return 1
+    TARGET_URL=${TARGET_URL%/chat/completions}/messages
+    TARGET_BODY=$MESSAGES_BODY
+    TARGET_BODY_STREAM=$MESSAGES_BODY_STREAM
+    TARGET_STREAM_END="message_stop"
+}
+
 # One non-streaming and one streaming request through the target must succeed.
 smoke_test() {
     local code mode body
     for mode in plain stream; do
-        body=$BODY
-        [ "$mode" = stream ] && body=$BODY_STREAM
+        body=$TARGET_BODY
+        [ "$mode" = stream ] && body=$TARGET_BODY_STREAM
         code=$(curl -s -o "$WORK/smoke.out" -w '%{http_code}' --max-time 10 -X POST \
             -H 'Content-Type: application/json' "${CURL_HEADERS[@]+"${CURL_HEADERS[@]}"}" \
             -d "$body" "$TARGET_URL" || true)
@@ -392,8 +430,8 @@ smoke_test() {
             echo >&2
             return 1
         fi
-        if [ "$mode" = stream ] && ! grep -q '\[DONE\]' "$WORK/smoke.out"; then
-            log "smoke test (stream) did not end with data: [DONE]"
+        if [ "$mode" = stream ] && ! grep -qF "$TARGET_STREAM_END" "$WORK/smoke.out"; then
+            log "smoke test (stream) did not end with $TARGET_STREAM_END"
             return 1
         fi
     done
@@ -402,10 +440,11 @@ smoke_test() {
 # run_phase TARGET RUN MODE CONCURRENCY: one bench-load invocation, appends one JSON line.
 run_phase() {
     local target=$1 run=$2 mode=$3 conc=$4 before="null" after="null" ticks="null" load rc=0 body stream_flag=()
-    body=$BODY
+    body=$TARGET_BODY
     if [ "$mode" = stream ]; then
-        body=$BODY_STREAM
+        body=$TARGET_BODY_STREAM
         stream_flag=(--stream)
+        [ "$TARGET_STREAM_END" != "[DONE]" ] && stream_flag+=(--stream-end "$TARGET_STREAM_END")
     fi
     [ -n "$TARGET_PID" ] && before=$(cpu_ticks "$TARGET_PID")
     local mock_before sys_before child_before mock_after sys_after child_after
@@ -491,7 +530,7 @@ for target in "${TARGET_LIST[@]}"; do
     fi
     case "$target" in
         nginx) meta nginx_access_log_lines "$(wc -l <"$WORK/nginx/access.log" 2>/dev/null || echo 0)" ;;
-        gateway) meta gateway_log_lines "$(wc -l <"$WORK/gateway/gateway.log" 2>/dev/null || echo 0)" ;;
+        gateway|responses|messages) meta "${target}_log_lines" "$(wc -l <"$WORK/gateway/gateway.log" 2>/dev/null || echo 0)" ;;
     esac
     TARGET_PID=""
 done

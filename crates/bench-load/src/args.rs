@@ -10,7 +10,7 @@ use serde_json::Value;
 
 pub const USAGE: &str = "\
 usage: bench-load --url http://127.0.0.1:PORT/PATH --concurrency N --duration-secs S
-                  [--warmup-secs W] [--stream] [--header 'Name: value']...
+                  [--warmup-secs W] [--stream [--stream-end MARKER]] [--header 'Name: value']...
                   [--body-file PATH | --body JSON] [--label TEXT] [--threads N]
        bench-load --rate R (--url URL | --upstream URL... | --upstreams-file PATH)
                   --duration-secs S [--max-in-flight M] [--tries N] [--timeout-secs T]
@@ -82,6 +82,8 @@ pub struct Args {
     pub duration: Duration,
     pub warmup: Duration,
     pub stream: bool,
+    /// What marks a complete stream (`--stream-end`, default `[DONE]`).
+    pub stream_end: Option<String>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Bytes,
     pub label: String,
@@ -94,6 +96,7 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Command, String>
     let mut duration = None;
     let mut warmup = Duration::ZERO;
     let mut stream = false;
+    let mut stream_end = None;
     let mut headers = Vec::new();
     let mut body: Option<Vec<u8>> = None;
     let mut label = String::new();
@@ -138,6 +141,13 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Command, String>
                     return Err("--stream takes no value".to_owned());
                 }
                 stream = true;
+            }
+            "--stream-end" => {
+                let marker = value("--stream-end")?;
+                if marker.is_empty() || marker.len() > 64 {
+                    return Err("--stream-end needs 1 to 64 bytes".to_owned());
+                }
+                stream_end = Some(marker);
             }
             "--header" | "-H" => headers.push(parse_header(&value("--header")?)?),
             "--body" => {
@@ -260,6 +270,7 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Command, String>
         duration,
         warmup,
         stream,
+        stream_end,
         headers,
         body,
         label,

@@ -41,6 +41,10 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(20);
 /// Bytes of the body tail kept to check that an SSE stream ended with `[DONE]`.
 const TAIL: usize = 32;
 
+/// A marker other than `[DONE]` that ends a complete stream (`--stream-end`, for the Responses and Messages
+/// surfaces), searched anywhere in the body; set once at start-up.
+static STREAM_END: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
 pub(crate) type Sender = SendRequest<Full<Bytes>>;
 
 fn main() -> ExitCode {
@@ -62,6 +66,9 @@ fn real_main() -> Result<(), String> {
         }
         Err(err) => return Err(format!("{err}\n{}", args::USAGE)),
     };
+    if let Some(marker) = &args.stream_end {
+        let _ = STREAM_END.set(marker.as_bytes().to_vec());
+    }
     let runtime = if args.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -231,6 +238,8 @@ pub(crate) async fn exchange(
     let mut body = resp.into_body();
     let mut first_byte = None;
     let mut tail: Vec<u8> = Vec::with_capacity(TAIL * 2);
+    let marker = STREAM_END.get().map(Vec::as_slice);
+    let mut marker_seen = false;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| format!("body: {e}"))?;
         let Some(data) = frame.data_ref() else {
@@ -242,7 +251,12 @@ pub(crate) async fn exchange(
         if first_byte.is_none() {
             first_byte = Some(started.elapsed());
         }
-        if stream {
+        if let (true, Some(marker), false) = (stream, marker, marker_seen) {
+            // The last bytes of the previous chunk, then this one: a marker cut between chunks is found too.
+            tail.extend_from_slice(data);
+            marker_seen = tail.windows(marker.len()).any(|w| w == marker);
+            tail.drain(..tail.len().saturating_sub(marker.len()));
+        } else if stream && marker.is_none() {
             tail.extend_from_slice(&data[data.len().saturating_sub(TAIL)..]);
             if tail.len() > TAIL {
                 tail.drain(..tail.len() - TAIL);
@@ -256,7 +270,10 @@ pub(crate) async fn exchange(
         headers,
         first_byte: first_byte.unwrap_or(total),
         total,
-        done_seen: tail.windows(6).any(|w| w == b"[DONE]"),
+        done_seen: match marker {
+            Some(_) => marker_seen,
+            None => tail.windows(6).any(|w| w == b"[DONE]"),
+        },
     })
 }
 
