@@ -23,11 +23,22 @@
 //!   deltas for a block already closed are dropped (no provider interleaves calls in practice), and a delta that
 //!   repeats the whole accumulated arguments (valid JSON) is skipped, as some providers re-send them at the end.
 
-use serde_json::{json, Map, Value};
+//!
+//! Performance: nothing here builds a `serde_json::Value`. Requests are read into a borrowed tree ([`J`]: strings
+//! borrowed from the body unless escaped, objects as small vectors, tool schemas and `tool_use` inputs kept as raw
+//! JSON text) and the chat body is written straight to bytes. Answers and stream chunks are read with lenient,
+//! borrowing visitors (any JSON value reads; a field of an unexpected type reads as absent, as `Value` indexing
+//! did) and every output is written by hand, keys in the order `Value` (a sorted map) used to print them.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Range;
+
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::{ChatRequest, RequestError};
-
-type Obj = Map<String, Value>;
 
 /// What the answer needs to know about the request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,6 +52,617 @@ pub struct MessageContext {
     pub dropped_blocks: u32,
     /// Names of server tools (`web_search_…`, `bash_…`, …) dropped from `tools`.
     pub dropped_tools: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Writing JSON by hand.
+
+/// `s` as a JSON string, escaped exactly as serde_json escapes it.
+fn esc(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let b = s.as_bytes();
+    out.reserve(b.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let short: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x20.. => continue,
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            _ => {
+                out.extend_from_slice(&b[start..i]);
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(c >> 4)]);
+                out.push(HEX[usize::from(c & 0xf)]);
+                start = i + 1;
+                continue;
+            }
+        };
+        out.extend_from_slice(&b[start..i]);
+        out.extend_from_slice(short);
+        start = i + 1;
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
+}
+
+fn num(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Raw JSON text without whitespace between tokens (as a parsed value would print), borrowed when it has none.
+fn compact(raw: &str) -> Cow<'_, str> {
+    let b = raw.as_bytes();
+    let (mut in_str, mut escaped) = (false, false);
+    let mut out: Option<Vec<u8>> = None;
+    for (i, &c) in b.iter().enumerate() {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_str = false;
+            }
+        } else if c == b'"' {
+            in_str = true;
+        } else if matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+            out.get_or_insert_with(|| b[..i].to_vec());
+            continue;
+        }
+        if let Some(o) = &mut out {
+            o.push(c);
+        }
+    }
+    match out {
+        None => Cow::Borrowed(raw),
+        Some(o) => Cow::Owned(String::from_utf8_lossy(&o).into_owned()),
+    }
+}
+
+fn put(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(s.as_bytes());
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Lenient, borrowing readers for chat answers and stream chunks.
+
+/// An object key as bytes (not checked for UTF-8 twice), borrowed unless it has escapes.
+struct Key<'a>(Cow<'a, [u8]>);
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Borrowed(v)))
+    }
+    fn visit_bytes<E>(self, v: &[u8]) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Owned(v.to_vec())))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Borrowed(v.as_bytes())))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Owned(v.as_bytes().to_vec())))
+    }
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Visits every scalar as the default value, sequences consumed and ignored.
+macro_rules! scalars_as_default {
+    () => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+    };
+}
+
+/// Parses JSON text checked for UTF-8 once up front (serde_json then skips checking each string). Bytes that are
+/// not UTF-8 fail as `serde_json::Value` parsing fails on them.
+fn from_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, serde_json::Error> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Err(e) => Err(e),
+            Ok(_) => serde_json::from_slice(bytes),
+        },
+    }
+}
+
+fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// A struct read from any JSON value: an object fills the named fields (last duplicate wins, others ignored),
+/// anything else reads as the default (`is_obj` false).
+macro_rules! lenient {
+    ($name:ident { $($key:literal => $field:ident : $ty:ty,)* }) => {
+        #[derive(Default)]
+        struct $name<'a> {
+            #[allow(dead_code)]
+            is_obj: bool,
+            $($field: $ty,)*
+            _borrow: PhantomData<&'a ()>,
+        }
+
+        impl<'de> Deserialize<'de> for $name<'de> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = $name<'de>;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str("any JSON value")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                        let mut s = $name::default();
+                        s.is_obj = true;
+                        while let Some(k) = map.next_key::<Key<'de>>()? {
+                            match &*k.0 {
+                                $(k if k == $key.as_bytes() => s.$field = map.next_value()?,)*
+                                _ => {
+                                    map.next_value::<IgnoredAny>()?;
+                                }
+                            }
+                        }
+                        Ok(s)
+                    }
+                    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                        skip_seq(seq)?;
+                        Ok($name::default())
+                    }
+                    scalars_as_default!();
+                }
+                d.deserialize_any(V)
+            }
+        }
+    };
+}
+
+/// A scalar field: a string (borrowed unless escaped), an unsigned integer, or anything else.
+#[derive(Default)]
+enum Sc<'a> {
+    Str(Cow<'a, str>),
+    U(u64),
+    #[default]
+    Other,
+}
+
+impl Sc<'_> {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Sc::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    fn as_u64(&self) -> Option<u64> {
+        match self {
+            Sc::U(n) => Some(*n),
+            _ => None,
+        }
+    }
+    /// A non-empty string.
+    fn text(&self) -> Option<&str> {
+        self.as_str().filter(|s| !s.is_empty())
+    }
+}
+
+impl<'de> Deserialize<'de> for Sc<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Sc<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Sc::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Sc::Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Sc::Str(Cow::Owned(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Sc::U(v))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Sc::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Sc::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Sc::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Sc::Other)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Sc::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                skip_seq(seq)?;
+                Ok(Sc::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                skip_map(map)?;
+                Ok(Sc::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Tool-call `arguments`: a string, or an object (kept as its compact JSON text), or anything else (none).
+#[derive(Default)]
+enum Args<'a> {
+    Str(Cow<'a, str>),
+    Obj(String),
+    #[default]
+    Other,
+}
+
+impl Args<'_> {
+    fn text(&self) -> &str {
+        match self {
+            Args::Str(s) => s,
+            Args::Obj(s) => s,
+            Args::Other => "",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Args<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Args<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Args::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Args::Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Args::Str(Cow::Owned(v)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                // Rare (some providers send an object): normalised as serde_json prints a Value.
+                let v = serde_json::Value::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(Args::Obj(v.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                skip_seq(seq)?;
+                Ok(Args::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Args::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Args::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Args::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Args::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Args::Other)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Args::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An array field: its elements, or empty for anything else.
+struct LVec<T>(Vec<T>);
+
+impl<T> Default for LVec<T> {
+    fn default() -> Self {
+        LVec(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for LVec<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = LVec<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+                while let Some(x) = seq.next_element()? {
+                    v.push(x);
+                }
+                Ok(LVec(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                skip_map(map)?;
+                Ok(LVec::default())
+            }
+            scalars_as_default!();
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// Chat `message.content`: a string, the concatenated `text` of an array of parts, or anything else.
+#[derive(Default)]
+enum Content<'a> {
+    Str(Cow<'a, str>),
+    Parts(String),
+    #[default]
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Content<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Content<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Content::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Content::Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Content::Str(Cow::Owned(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut text = String::new();
+                while let Some(part) = seq.next_element::<TextPart>()? {
+                    if let Some(t) = part.text.as_str() {
+                        text.push_str(t);
+                    }
+                }
+                Ok(Content::Parts(text))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                skip_map(map)?;
+                Ok(Content::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Content::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Content::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Content::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Content::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Content::Other)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Content::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+lenient!(TextPart { "text" => text: Sc<'a>, });
+lenient!(ErrObj { "type" => kind: Sc<'a>, "message" => message: Sc<'a>, });
+lenient!(Details { "cached_tokens" => cached: Sc<'a>, });
+lenient!(UsageIn {
+    "prompt_tokens" => prompt: Sc<'a>,
+    "completion_tokens" => completion: Sc<'a>,
+    "prompt_tokens_details" => details: Details<'a>,
+});
+lenient!(Function { "name" => name: Sc<'a>, "arguments" => arguments: Args<'a>, });
+lenient!(Call { "id" => id: Sc<'a>, "index" => index: Sc<'a>, "function" => function: Function<'a>, });
+lenient!(Delta {
+    "reasoning_content" => reasoning_content: Sc<'a>,
+    "reasoning" => reasoning: Sc<'a>,
+    "content" => content: Sc<'a>,
+    "refusal" => refusal: Sc<'a>,
+    "tool_calls" => tool_calls: LVec<Call<'a>>,
+});
+lenient!(StreamChoice {
+    "index" => index: Sc<'a>,
+    "delta" => delta: Delta<'a>,
+    "finish_reason" => finish_reason: Sc<'a>,
+});
+lenient!(Chunk {
+    "error" => error: ErrObj<'a>,
+    "usage" => usage: UsageIn<'a>,
+    "choices" => choices: LVec<StreamChoice<'a>>,
+});
+lenient!(AnswerMessage {
+    "content" => content: Content<'a>,
+    "refusal" => refusal: Sc<'a>,
+    "reasoning_content" => reasoning_content: Sc<'a>,
+    "reasoning" => reasoning: Sc<'a>,
+    "tool_calls" => tool_calls: LVec<Call<'a>>,
+});
+lenient!(AnswerChoice {
+    "message" => message: AnswerMessage<'a>,
+    "finish_reason" => finish_reason: Sc<'a>,
+});
+lenient!(Answer {
+    "error" => error: ErrObj<'a>,
+    "choices" => choices: LVec<AnswerChoice<'a>>,
+    "usage" => usage: UsageIn<'a>,
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Requests: a borrowed JSON tree.
+
+/// A JSON value borrowed from the request body. The values of `input` and `input_schema` keys stay raw JSON text
+/// (passed through as they came).
+enum J<'a> {
+    Null,
+    Bool(bool),
+    U(u64),
+    I(i64),
+    F(f64),
+    Str(Cow<'a, str>),
+    Arr(Vec<J<'a>>),
+    Obj(Obj<'a>),
+    Raw(&'a RawValue),
+}
+
+/// An object's members in order; lookups take the last of duplicate keys (as a parsed map would).
+struct Obj<'a>(Vec<(Cow<'a, [u8]>, J<'a>)>);
+
+impl<'a> Obj<'a> {
+    fn get(&self, key: &str) -> Option<&J<'a>> {
+        let key = key.as_bytes();
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| **k == *key)
+            .map(|(_, v)| v)
+    }
+}
+
+impl<'de> Deserialize<'de> for J<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JVisitor)
+    }
+}
+
+struct JVisitor;
+
+impl<'de> Visitor<'de> for JVisitor {
+    type Value = J<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(J::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(J::I(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(J::U(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(J::F(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(J::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(J::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(J::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(J::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(J::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        J::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(x) = seq.next_element()? {
+            v.push(x);
+        }
+        Ok(J::Arr(v))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).min(16));
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            let v = if *k == *b"input" || *k == *b"input_schema" {
+                J::Raw(map.next_value::<&'de RawValue>()?)
+            } else {
+                map.next_value::<J<'de>>()?
+            };
+            members.push((k, v));
+        }
+        Ok(J::Obj(Obj(members)))
+    }
+}
+
+/// A request field's path, rendered only for errors: `messages[2].content[0].source`.
+#[derive(Clone, Copy)]
+enum P<'p> {
+    Root(&'static str),
+    Key(&'p P<'p>, &'static str),
+    Idx(&'p P<'p>, usize),
+}
+
+impl fmt::Display for P<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            P::Root(s) => f.write_str(s),
+            P::Key(p, k) => write!(f, "{p}.{k}"),
+            P::Idx(p, i) => write!(f, "{p}[{i}]"),
+        }
+    }
 }
 
 fn missing(param: &str) -> RequestError {
@@ -63,54 +685,112 @@ fn unsupported(param: &str, message: &str) -> RequestError {
     RequestError::invalid("unsupported_content", param, message)
 }
 
-fn parse_root(body: &[u8]) -> Result<Obj, RequestError> {
+fn parse_root(body: &[u8]) -> Result<Obj<'_>, RequestError> {
     let invalid = |message: String| RequestError {
         status: 400,
         code: "invalid_json",
         param: None,
         message,
     };
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(o)) => Ok(o),
+    match from_json::<J>(body) {
+        Ok(J::Obj(o)) => Ok(o),
         Ok(_) => Err(invalid("request body must be a JSON object".into())),
         Err(e) => Err(invalid(format!("request body is not valid JSON: {e}"))),
     }
 }
 
-fn req_str<'a>(o: &'a Obj, key: &str, p: &str) -> Result<&'a str, RequestError> {
+fn req_str<'a>(o: &'a Obj<'a>, key: &str, p: &P) -> Result<&'a str, RequestError> {
     match o.get(key) {
-        Some(Value::String(s)) => Ok(s),
-        None | Some(Value::Null) => Err(missing(&format!("{p}.{key}"))),
+        Some(J::Str(s)) => Ok(s),
+        None | Some(J::Null) => Err(missing(&format!("{p}.{key}"))),
         Some(_) => Err(wrong_type(&format!("{p}.{key}"), "a string")),
     }
 }
 
-fn opt_str<'a>(o: &'a Obj, key: &str, p: &str) -> Result<Option<&'a str>, RequestError> {
+fn opt_str<'a>(o: &'a Obj<'a>, key: &str, p: &P) -> Result<Option<&'a str>, RequestError> {
     match o.get(key) {
-        Some(Value::String(s)) => Ok(Some(s)),
-        None | Some(Value::Null) => Ok(None),
-        Some(_) => Err(wrong_type(&join_param(p, key), "a string")),
-    }
-}
-
-fn join_param(p: &str, key: &str) -> String {
-    if p.is_empty() {
-        key.to_string()
-    } else {
-        format!("{p}.{key}")
+        Some(J::Str(s)) => Ok(Some(s)),
+        None | Some(J::Null) => Ok(None),
+        Some(_) => Err(wrong_type(&format!("{p}.{key}"), "a string")),
     }
 }
 
 /// A content block as an object with its `type`.
-fn block<'a>(b: &'a Value, p: &str) -> Result<(&'a Obj, &'a str), RequestError> {
-    let Value::Object(o) = b else {
-        return Err(wrong_type(p, "an object"));
+fn block<'a>(b: &'a J<'a>, p: &P) -> Result<(&'a Obj<'a>, &'a str), RequestError> {
+    let J::Obj(o) = b else {
+        return Err(wrong_type(&p.to_string(), "an object"));
     };
     match o.get("type") {
-        Some(Value::String(t)) => Ok((o, t)),
-        None | Some(Value::Null) => Err(missing(&format!("{p}.type"))),
+        Some(J::Str(t)) => Ok((o, t)),
+        None | Some(J::Null) => Err(missing(&format!("{p}.type"))),
         Some(_) => Err(wrong_type(&format!("{p}.type"), "a string")),
     }
+}
+
+/// Appends `s` to a `\n`-joined text, borrowing while there is one part.
+fn join_line<'a>(acc: &mut Option<Cow<'a, str>>, s: Cow<'a, str>) {
+    match acc {
+        None => *acc = Some(s),
+        Some(c) => {
+            let o = c.to_mut();
+            o.push('\n');
+            o.push_str(&s);
+        }
+    }
+}
+
+/// The chat request, borrowed from the parsed Messages request, written by [`write_chat`].
+struct Chat<'a> {
+    model: &'a str,
+    messages: Vec<Msg<'a>>,
+    max_tokens: Option<u64>,
+    stream: bool,
+    temperature: Option<&'a J<'a>>,
+    top_p: Option<&'a J<'a>>,
+    stop: Option<&'a [J<'a>]>,
+    user: Option<&'a str>,
+    reasoning_effort: Option<&'static str>,
+    parallel_tool_calls_off: bool,
+    tools: Vec<Tool<'a>>,
+    tool_choice: Option<ToolChoice<'a>>,
+}
+
+enum Msg<'a> {
+    System(Cow<'a, str>),
+    User(Cow<'a, str>),
+    UserParts(Vec<Part<'a>>),
+    Assistant {
+        content: Option<Cow<'a, str>>,
+        calls: Vec<ToolCall<'a>>,
+    },
+    Tool {
+        id: &'a str,
+        content: Cow<'a, str>,
+    },
+}
+
+enum Part<'a> {
+    Text(Cow<'a, str>),
+    Image(Cow<'a, str>),
+}
+
+struct ToolCall<'a> {
+    id: &'a str,
+    name: &'a str,
+    /// JSON text of the `input`.
+    arguments: Cow<'a, str>,
+}
+
+struct Tool<'a> {
+    name: &'a str,
+    description: Option<&'a str>,
+    /// JSON text of the schema.
+    parameters: Cow<'a, str>,
+}
+
+enum ToolChoice<'a> {
+    Mode(&'static str),
+    Function(&'a str),
 }
 
 /// Parses a Messages request into the chat-completions request for the relay.
@@ -123,179 +803,186 @@ pub fn parse(
     body: &[u8],
     message_id: String,
 ) -> Result<(ChatRequest, MessageContext), RequestError> {
-    let (chat, ctx) = convert(&parse_root(body)?, message_id)?;
+    let root = parse_root(body)?;
+    let (chat, ctx) = convert(&root, message_id)?;
+    let mut out = Vec::with_capacity(body.len() + 64);
+    write_chat(&chat, &mut out);
     let request = ChatRequest {
-        body: Value::Object(chat).to_string().into_bytes(),
+        body: out,
         model: ctx.model.clone(),
         stream: ctx.stream,
     };
     Ok((request, ctx))
 }
 
-fn convert(root: &Obj, message_id: String) -> Result<(Obj, MessageContext), RequestError> {
-    let model = match root.get("model") {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-        Some(Value::String(_)) => {
-            return Err(bad_value("model", "`model` must not be empty".into()))
-        }
-        None | Some(Value::Null) => return Err(missing("model")),
+fn convert<'a>(
+    root: &'a Obj<'a>,
+    message_id: String,
+) -> Result<(Chat<'a>, MessageContext), RequestError> {
+    let model: &str = match root.get("model") {
+        Some(J::Str(s)) if !s.trim().is_empty() => s,
+        Some(J::Str(_)) => return Err(bad_value("model", "`model` must not be empty".into())),
+        None | Some(J::Null) => return Err(missing("model")),
         Some(_) => return Err(wrong_type("model", "a string")),
     };
     let stream = match root.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
+        None | Some(J::Null) => false,
+        Some(J::Bool(b)) => *b,
         Some(_) => return Err(wrong_type("stream", "a boolean")),
     };
     let mut ctx = MessageContext {
         message_id,
-        model: model.clone(),
+        model: model.to_string(),
         stream,
         ..MessageContext::default()
     };
-    let mut chat = Obj::new();
-    chat.insert("model".into(), Value::String(model));
 
     let mut messages = Vec::new();
     match root.get("system") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) => push_system(&mut messages, s.clone()),
-        Some(Value::Array(blocks)) => {
-            let text = text_blocks(blocks, "system", &mut ctx)?;
+        None | Some(J::Null) => {}
+        Some(J::Str(s)) => push_system(&mut messages, Cow::Borrowed(s)),
+        Some(J::Arr(blocks)) => {
+            let text = text_blocks(blocks, &P::Root("system"), &mut ctx)?;
             push_system(&mut messages, text);
         }
         Some(_) => return Err(wrong_type("system", "a string or an array of text blocks")),
     }
     let history = match root.get("messages") {
-        Some(Value::Array(a)) if !a.is_empty() => a,
-        Some(Value::Array(_)) => {
+        Some(J::Arr(a)) if !a.is_empty() => a,
+        Some(J::Arr(_)) => {
             return Err(bad_value(
                 "messages",
                 "`messages` must contain at least one message".into(),
             ))
         }
-        None | Some(Value::Null) => return Err(missing("messages")),
+        None | Some(J::Null) => return Err(missing("messages")),
         Some(_) => return Err(wrong_type("messages", "an array")),
     };
+    messages.reserve(history.len());
+    let mp = P::Root("messages");
     for (i, m) in history.iter().enumerate() {
-        convert_message(m, &format!("messages[{i}]"), &mut messages, &mut ctx)?;
+        convert_message(m, &P::Idx(&mp, i), &mut messages, &mut ctx)?;
     }
-    if !messages.iter().any(|m| m["role"] != "system") {
+    if messages.iter().all(|m| matches!(m, Msg::System(_))) {
         return Err(bad_value(
             "messages",
             "no message has content that can be forwarded".into(),
         ));
     }
-    chat.insert("messages".into(), Value::Array(messages));
 
-    match root.get("max_tokens") {
-        None | Some(Value::Null) => {}
-        Some(Value::Number(n)) if n.as_u64().is_some() => {
-            chat.insert("max_tokens".into(), Value::Number(n.clone()));
-        }
+    let max_tokens = match root.get("max_tokens") {
+        None | Some(J::Null) => None,
+        Some(J::U(n)) => Some(*n),
         Some(_) => return Err(wrong_type("max_tokens", "a non-negative integer")),
-    }
-    if stream {
-        chat.insert("stream".into(), Value::Bool(true));
-        chat.insert("stream_options".into(), json!({"include_usage": true}));
-    }
-    for key in ["temperature", "top_p"] {
-        match root.get(key) {
-            None | Some(Value::Null) => {}
-            Some(v @ Value::Number(_)) => {
-                chat.insert(key.into(), v.clone());
-            }
-            Some(_) => return Err(wrong_type(key, "a number")),
-        }
-    }
-    match root.get("stop_sequences") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(a)) => {
+    };
+    let number = |key: &'static str| match root.get(key) {
+        None | Some(J::Null) => Ok(None),
+        Some(v @ (J::U(_) | J::I(_) | J::F(_))) => Ok(Some(v)),
+        Some(_) => Err(wrong_type(key, "a number")),
+    };
+    let temperature = number("temperature")?;
+    let top_p = number("top_p")?;
+    let stop = match root.get("stop_sequences") {
+        None | Some(J::Null) => None,
+        Some(J::Arr(a)) => {
             for (k, s) in a.iter().enumerate() {
-                if !s.is_string() {
+                if !matches!(s, J::Str(_)) {
                     return Err(wrong_type(&format!("stop_sequences[{k}]"), "a string"));
                 }
             }
-            if !a.is_empty() {
-                chat.insert("stop".into(), Value::Array(a.clone()));
-            }
+            (!a.is_empty()).then_some(a.as_slice())
         }
         Some(_) => return Err(wrong_type("stop_sequences", "an array of strings")),
-    }
-    if let Some(Value::Object(meta)) = root.get("metadata") {
-        if let Some(user) = opt_str(meta, "user_id", "metadata")? {
-            chat.insert("user".into(), Value::String(user.into()));
-        }
-    }
-    if let Some(effort) = reasoning_effort(root)? {
-        chat.insert("reasoning_effort".into(), Value::String(effort.into()));
-    }
+    };
+    let user = match root.get("metadata") {
+        Some(J::Obj(meta)) => opt_str(meta, "user_id", &P::Root("metadata"))?,
+        _ => None,
+    };
+    let reasoning_effort = reasoning_effort(root)?;
+    let mut chat = Chat {
+        model,
+        messages,
+        max_tokens,
+        stream,
+        temperature,
+        top_p,
+        stop,
+        user,
+        reasoning_effort,
+        parallel_tool_calls_off: false,
+        tools: Vec::new(),
+        tool_choice: None,
+    };
     convert_tools(root, &mut chat, &mut ctx)?;
     Ok((chat, ctx))
 }
 
-fn push_system(messages: &mut Vec<Value>, text: String) {
+fn push_system<'a>(messages: &mut Vec<Msg<'a>>, text: Cow<'a, str>) {
     if !text.is_empty() {
-        messages.push(json!({"role": "system", "content": text}));
+        messages.push(Msg::System(text));
     }
 }
 
 /// The text of `system`-like block arrays: text blocks joined by `\n`, anything else dropped and counted.
-fn text_blocks(
-    blocks: &[Value],
-    p: &str,
+fn text_blocks<'a>(
+    blocks: &'a [J<'a>],
+    p: &P,
     ctx: &mut MessageContext,
-) -> Result<String, RequestError> {
-    let mut parts = Vec::new();
+) -> Result<Cow<'a, str>, RequestError> {
+    let mut text = None;
     for (j, b) in blocks.iter().enumerate() {
-        let bp = format!("{p}[{j}]");
+        let bp = P::Idx(p, j);
         match block(b, &bp)? {
-            (o, "text") => parts.push(req_str(o, "text", &bp)?),
+            (o, "text") => join_line(&mut text, Cow::Borrowed(req_str(o, "text", &bp)?)),
             _ => ctx.dropped_blocks += 1,
         }
     }
-    Ok(parts.join("\n"))
+    Ok(text.unwrap_or_default())
 }
 
-fn convert_message(
-    m: &Value,
-    p: &str,
-    out: &mut Vec<Value>,
+fn convert_message<'a>(
+    m: &'a J<'a>,
+    p: &P,
+    out: &mut Vec<Msg<'a>>,
     ctx: &mut MessageContext,
 ) -> Result<(), RequestError> {
-    let Value::Object(m) = m else {
-        return Err(wrong_type(p, "an object"));
+    let J::Obj(m) = m else {
+        return Err(wrong_type(&p.to_string(), "an object"));
     };
     let role = req_str(m, "role", p)?;
-    let cp = format!("{p}.content");
-    let content = m.get("content").unwrap_or(&Value::Null);
-    if !matches!(content, Value::String(_) | Value::Array(_) | Value::Null) {
-        return Err(wrong_type(&cp, "a string or an array of content blocks"));
-    }
-    let blocks = content.as_array().map(Vec::as_slice).unwrap_or_default();
+    let cp = P::Key(p, "content");
+    let content = m.get("content").unwrap_or(&J::Null);
+    let (text, blocks): (Option<&str>, &[J]) = match content {
+        J::Str(s) => (Some(s), &[]),
+        J::Arr(a) => (None, a),
+        J::Null => (None, &[]),
+        _ => {
+            return Err(wrong_type(
+                &cp.to_string(),
+                "a string or an array of content blocks",
+            ))
+        }
+    };
     match role {
         "system" => {
-            let text = match content.as_str() {
-                Some(s) => s.to_string(),
+            let text = match text {
+                Some(s) => Cow::Borrowed(s),
                 None => text_blocks(blocks, &cp, ctx)?,
             };
             push_system(out, text);
         }
-        "user" => {
-            if let Some(s) = content.as_str() {
-                out.push(json!({"role": "user", "content": s}));
-            } else {
-                user_blocks(blocks, &cp, out, ctx)?;
-            }
-        }
-        "assistant" => {
-            if let Some(s) = content.as_str() {
-                if !s.is_empty() {
-                    out.push(json!({"role": "assistant", "content": s}));
-                }
-            } else {
-                assistant_blocks(blocks, &cp, out, ctx)?;
-            }
-        }
+        "user" => match text {
+            Some(s) => out.push(Msg::User(Cow::Borrowed(s))),
+            None => user_blocks(blocks, &cp, out, ctx)?,
+        },
+        "assistant" => match text {
+            Some("") => {}
+            Some(s) => out.push(Msg::Assistant {
+                content: Some(Cow::Borrowed(s)),
+                calls: Vec::new(),
+            }),
+            None => assistant_blocks(blocks, &cp, out, ctx)?,
+        },
         other => {
             return Err(bad_value(
                 &format!("{p}.role"),
@@ -306,19 +993,19 @@ fn convert_message(
     Ok(())
 }
 
-fn user_blocks(
-    blocks: &[Value],
-    cp: &str,
-    out: &mut Vec<Value>,
+fn user_blocks<'a>(
+    blocks: &'a [J<'a>],
+    cp: &P,
+    out: &mut Vec<Msg<'a>>,
     ctx: &mut MessageContext,
 ) -> Result<(), RequestError> {
     let mut parts = Vec::new();
     for (j, b) in blocks.iter().enumerate() {
-        let bp = format!("{cp}[{j}]");
+        let bp = P::Idx(cp, j);
         match block(b, &bp)? {
-            (o, "text") => parts.push(text_part(req_str(o, "text", &bp)?)),
-            (o, "image") => parts.push(image_part(o, &bp)?),
-            (o, "document") => parts.push(text_part(&document_text(o, &bp, ctx)?)),
+            (o, "text") => parts.push(Part::Text(Cow::Borrowed(req_str(o, "text", &bp)?))),
+            (o, "image") => parts.push(Part::Image(image_url(o, &bp)?)),
+            (o, "document") => parts.push(Part::Text(Cow::Owned(document_text(o, &bp, ctx)?))),
             // Tool messages go first, in order, before the rest of this user message.
             (o, "tool_result") => out.push(tool_result(o, &bp, ctx)?),
             (_, "thinking" | "redacted_thinking") => {}
@@ -328,57 +1015,61 @@ fn user_blocks(
     if parts.is_empty() {
         return Ok(());
     }
-    let content = if parts.iter().all(|p| p["type"] == "text") {
-        let texts: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
-        Value::String(texts.join("\n"))
+    if parts.iter().all(|p| matches!(p, Part::Text(_))) {
+        let mut text = None;
+        for p in parts {
+            if let Part::Text(t) = p {
+                join_line(&mut text, t);
+            }
+        }
+        out.push(Msg::User(text.unwrap_or_default()));
     } else {
-        Value::Array(parts)
-    };
-    out.push(json!({"role": "user", "content": content}));
+        out.push(Msg::UserParts(parts));
+    }
     Ok(())
 }
 
-fn text_part(text: &str) -> Value {
-    json!({"type": "text", "text": text})
-}
-
-fn image_part(o: &Obj, p: &str) -> Result<Value, RequestError> {
-    let sp = format!("{p}.source");
-    let Some(Value::Object(source)) = o.get("source") else {
-        return Err(wrong_type(&sp, "an object"));
+fn image_url<'a>(o: &'a Obj<'a>, p: &P) -> Result<Cow<'a, str>, RequestError> {
+    let sp = P::Key(p, "source");
+    let Some(J::Obj(source)) = o.get("source") else {
+        return Err(wrong_type(&sp.to_string(), "an object"));
     };
-    let url = match req_str(source, "type", &sp)? {
-        "base64" => format!(
+    Ok(match req_str(source, "type", &sp)? {
+        "base64" => Cow::Owned(format!(
             "data:{};base64,{}",
             req_str(source, "media_type", &sp)?,
             req_str(source, "data", &sp)?
-        ),
-        "url" => req_str(source, "url", &sp)?.to_string(),
+        )),
+        "url" => Cow::Borrowed(req_str(source, "url", &sp)?),
         other => {
             return Err(unsupported(
                 &format!("{sp}.type"),
                 &format!("image source type `{other}` is not supported; send `base64` or `url`"),
             ))
         }
-    };
-    Ok(json!({"type": "image_url", "image_url": {"url": url}}))
+    })
 }
 
-fn document_text(o: &Obj, p: &str, ctx: &mut MessageContext) -> Result<String, RequestError> {
-    let sp = format!("{p}.source");
-    let Some(Value::Object(source)) = o.get("source") else {
-        return Err(wrong_type(&sp, "an object"));
+fn document_text(o: &Obj, p: &P, ctx: &mut MessageContext) -> Result<String, RequestError> {
+    let sp = P::Key(p, "source");
+    let Some(J::Obj(source)) = o.get("source") else {
+        return Err(wrong_type(&sp.to_string(), "an object"));
     };
     let body = match req_str(source, "type", &sp)? {
         "text" => req_str(source, "data", &sp)?.to_string(),
         "content" => match source.get("content") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Array(blocks)) => text_blocks(blocks, &format!("{sp}.content"), ctx)?,
-            _ => return Err(wrong_type(&format!("{sp}.content"), "a string or an array of blocks")),
+            Some(J::Str(s)) => s.to_string(),
+            Some(J::Arr(blocks)) => text_blocks(blocks, &P::Key(&sp, "content"), ctx)?.into_owned(),
+            _ => {
+                return Err(wrong_type(
+                    &format!("{sp}.content"),
+                    "a string or an array of blocks",
+                ))
+            }
         },
         _ => {
             return Err(unsupported(
-                p,
+                &p.to_string(),
                 "PDF and file documents are not supported by the upstream models; send the text instead",
             ))
         }
@@ -389,84 +1080,98 @@ fn document_text(o: &Obj, p: &str, ctx: &mut MessageContext) -> Result<String, R
     })
 }
 
-fn tool_result(o: &Obj, p: &str, ctx: &mut MessageContext) -> Result<Value, RequestError> {
+fn tool_result<'a>(
+    o: &'a Obj<'a>,
+    p: &P,
+    ctx: &mut MessageContext,
+) -> Result<Msg<'a>, RequestError> {
     let id = req_str(o, "tool_use_id", p)?;
-    let cp = format!("{p}.content");
-    let mut text = match o.get("content") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(blocks)) => {
-            let mut parts = Vec::new();
+    let cp = P::Key(p, "content");
+    let text: Cow<str> = match o.get("content") {
+        None | Some(J::Null) => Cow::Borrowed(""),
+        Some(J::Str(s)) => Cow::Borrowed(s),
+        Some(J::Arr(blocks)) => {
+            let mut text = None;
             for (k, b) in blocks.iter().enumerate() {
-                let bp = format!("{cp}[{k}]");
+                let bp = P::Idx(&cp, k);
                 match block(b, &bp)? {
-                    (o, "text") => parts.push(req_str(o, "text", &bp)?.to_string()),
-                    (_, "image") => parts.push("[image omitted]".to_string()),
-                    (o, "document") => parts.push(document_text(o, &bp, ctx)?),
+                    (o, "text") => join_line(&mut text, Cow::Borrowed(req_str(o, "text", &bp)?)),
+                    (_, "image") => join_line(&mut text, Cow::Borrowed("[image omitted]")),
+                    (o, "document") => {
+                        join_line(&mut text, Cow::Owned(document_text(o, &bp, ctx)?))
+                    }
                     _ => ctx.dropped_blocks += 1,
                 }
             }
-            parts.join("\n")
+            text.unwrap_or_default()
         }
-        Some(_) => return Err(wrong_type(&cp, "a string or an array of content blocks")),
+        Some(_) => {
+            return Err(wrong_type(
+                &cp.to_string(),
+                "a string or an array of content blocks",
+            ))
+        }
     };
-    if o.get("is_error") == Some(&Value::Bool(true)) {
-        text.insert_str(0, "[tool error] ");
-    }
-    Ok(json!({"role": "tool", "tool_call_id": id, "content": text}))
+    let content = if matches!(o.get("is_error"), Some(J::Bool(true))) {
+        Cow::Owned(format!("[tool error] {text}"))
+    } else {
+        text
+    };
+    Ok(Msg::Tool { id, content })
 }
 
-fn assistant_blocks(
-    blocks: &[Value],
-    cp: &str,
-    out: &mut Vec<Value>,
+fn assistant_blocks<'a>(
+    blocks: &'a [J<'a>],
+    cp: &P,
+    out: &mut Vec<Msg<'a>>,
     ctx: &mut MessageContext,
 ) -> Result<(), RequestError> {
-    let mut texts = Vec::new();
+    let mut text = None;
     let mut calls = Vec::new();
     for (j, b) in blocks.iter().enumerate() {
-        let bp = format!("{cp}[{j}]");
+        let bp = P::Idx(cp, j);
         match block(b, &bp)? {
-            (o, "text") => texts.push(req_str(o, "text", &bp)?),
+            (o, "text") => join_line(&mut text, Cow::Borrowed(req_str(o, "text", &bp)?)),
             (o, "tool_use") => {
-                let input = o.get("input").cloned().unwrap_or_else(|| json!({}));
-                calls.push(json!({
-                    "id": req_str(o, "id", &bp)?,
-                    "type": "function",
-                    "function": {"name": req_str(o, "name", &bp)?, "arguments": input.to_string()},
-                }));
+                let arguments = match o.get("input") {
+                    Some(J::Raw(r)) => compact(r.get()),
+                    _ => Cow::Borrowed("{}"),
+                };
+                let id = req_str(o, "id", &bp)?;
+                let name = req_str(o, "name", &bp)?;
+                calls.push(ToolCall {
+                    id,
+                    name,
+                    arguments,
+                });
             }
             (_, "thinking" | "redacted_thinking") => {}
             _ => ctx.dropped_blocks += 1,
         }
     }
-    let text = texts.join("\n");
-    let mut msg = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { Value::String(text) }});
-    if !calls.is_empty() {
-        msg["tool_calls"] = Value::Array(calls);
-    } else if msg["content"].is_null() {
-        return Ok(());
+    let content = text.filter(|t| !t.is_empty());
+    if content.is_some() || !calls.is_empty() {
+        out.push(Msg::Assistant { content, calls });
     }
-    out.push(msg);
     Ok(())
 }
 
 fn reasoning_effort(root: &Obj) -> Result<Option<&'static str>, RequestError> {
-    if let Some(Value::Object(cfg)) = root.get("output_config") {
-        match opt_str(cfg, "effort", "output_config")? {
+    if let Some(J::Obj(cfg)) = root.get("output_config") {
+        match opt_str(cfg, "effort", &P::Root("output_config"))? {
             Some("low") => return Ok(Some("low")),
             Some("medium") => return Ok(Some("medium")),
             Some("high" | "max") => return Ok(Some("high")),
             _ => {}
         }
     }
-    let Some(Value::Object(thinking)) = root.get("thinking") else {
+    let Some(J::Obj(thinking)) = root.get("thinking") else {
         return Ok(None);
     };
-    Ok(match opt_str(thinking, "type", "thinking")? {
-        Some("enabled") => match thinking.get("budget_tokens").and_then(Value::as_u64) {
-            Some(n) if n < 4096 => Some("low"),
-            Some(n) if n >= 16384 => Some("high"),
+    Ok(match opt_str(thinking, "type", &P::Root("thinking"))? {
+        Some("enabled") => match thinking.get("budget_tokens") {
+            Some(J::U(n)) if *n < 4096 => Some("low"),
+            Some(J::U(n)) if *n >= 16384 => Some("high"),
             _ => Some("medium"),
         },
         Some("adaptive") => Some("medium"),
@@ -474,16 +1179,23 @@ fn reasoning_effort(root: &Obj) -> Result<Option<&'static str>, RequestError> {
     })
 }
 
-fn convert_tools(root: &Obj, chat: &mut Obj, ctx: &mut MessageContext) -> Result<(), RequestError> {
+const EMPTY_SCHEMA: &str = r#"{"properties":{},"type":"object"}"#;
+
+fn convert_tools<'a>(
+    root: &'a Obj<'a>,
+    chat: &mut Chat<'a>,
+    ctx: &mut MessageContext,
+) -> Result<(), RequestError> {
     let mut tools = Vec::new();
-    let mut names = Vec::new();
     match root.get("tools") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(list)) => {
+        None | Some(J::Null) => {}
+        Some(J::Arr(list)) => {
+            tools.reserve(list.len());
+            let tsp = P::Root("tools");
             for (k, t) in list.iter().enumerate() {
-                let tp = format!("tools[{k}]");
-                let Value::Object(t) = t else {
-                    return Err(wrong_type(&tp, "an object"));
+                let tp = P::Idx(&tsp, k);
+                let J::Obj(t) = t else {
+                    return Err(wrong_type(&tp.to_string(), "an object"));
                 };
                 let name = req_str(t, "name", &tp)?;
                 match opt_str(t, "type", &tp)? {
@@ -493,38 +1205,40 @@ fn convert_tools(root: &Obj, chat: &mut Obj, ctx: &mut MessageContext) -> Result
                         continue;
                     }
                 }
-                let mut function = json!({"name": name});
-                if let Some(d) = opt_str(t, "description", &tp)? {
-                    function["description"] = Value::String(d.into());
-                }
-                function["parameters"] = match t.get("input_schema") {
-                    Some(s @ Value::Object(_)) => s.clone(),
-                    None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
+                let description = opt_str(t, "description", &tp)?;
+                let parameters = match t.get("input_schema") {
+                    None | Some(J::Null) => Cow::Borrowed(EMPTY_SCHEMA),
+                    Some(J::Raw(r)) if r.get().starts_with('{') => compact(r.get()),
+                    Some(J::Raw(r)) if r.get() == "null" => Cow::Borrowed(EMPTY_SCHEMA),
                     Some(_) => return Err(wrong_type(&format!("{tp}.input_schema"), "an object")),
                 };
-                names.push(name);
-                tools.push(json!({"type": "function", "function": function}));
+                tools.push(Tool {
+                    name,
+                    description,
+                    parameters,
+                });
             }
         }
         Some(_) => return Err(wrong_type("tools", "an array")),
     }
     let forced_unsupported =
         |message: String| RequestError::invalid("unsupported_tool", "tool_choice", message);
+    let tcp = P::Root("tool_choice");
     let choice = match root.get("tool_choice") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(tc)) => {
-            let choice = match req_str(tc, "type", "tool_choice")? {
-                "auto" => json!("auto"),
-                "none" => json!("none"),
+        None | Some(J::Null) => None,
+        Some(J::Obj(tc)) => {
+            let choice = match req_str(tc, "type", &tcp)? {
+                "auto" => ToolChoice::Mode("auto"),
+                "none" => ToolChoice::Mode("none"),
                 "any" if tools.is_empty() && !ctx.dropped_tools.is_empty() => {
                     return Err(forced_unsupported(
                         "`tool_choice` `any` needs a custom tool; server tools are not supported"
                             .into(),
                     ))
                 }
-                "any" => json!("required"),
+                "any" => ToolChoice::Mode("required"),
                 "tool" => {
-                    let name = req_str(tc, "name", "tool_choice")?;
+                    let name = req_str(tc, "name", &tcp)?;
                     if ctx.dropped_tools.iter().any(|d| d == name) {
                         return Err(RequestError::invalid(
                             "unsupported_tool",
@@ -534,13 +1248,13 @@ fn convert_tools(root: &Obj, chat: &mut Obj, ctx: &mut MessageContext) -> Result
                             ),
                         ));
                     }
-                    if !names.contains(&name) {
+                    if !tools.iter().any(|t| t.name == name) {
                         return Err(bad_value(
                             "tool_choice.name",
                             format!("no tool named `{name}` in `tools`"),
                         ));
                     }
-                    json!({"type": "function", "function": {"name": name}})
+                    ToolChoice::Function(name)
                 }
                 other => {
                     return Err(bad_value(
@@ -549,21 +1263,195 @@ fn convert_tools(root: &Obj, chat: &mut Obj, ctx: &mut MessageContext) -> Result
                     ))
                 }
             };
-            if tc.get("disable_parallel_tool_use") == Some(&Value::Bool(true)) && !tools.is_empty()
+            if matches!(tc.get("disable_parallel_tool_use"), Some(J::Bool(true)))
+                && !tools.is_empty()
             {
-                chat.insert("parallel_tool_calls".into(), Value::Bool(false));
+                chat.parallel_tool_calls_off = true;
             }
             Some(choice)
         }
         Some(_) => return Err(wrong_type("tool_choice", "an object")),
     };
     if !tools.is_empty() {
-        chat.insert("tools".into(), Value::Array(tools));
-        if let Some(choice) = choice {
-            chat.insert("tool_choice".into(), choice);
-        }
+        chat.tools = tools;
+        chat.tool_choice = choice;
     }
     Ok(())
+}
+
+fn write_number(out: &mut Vec<u8>, v: &J) {
+    match v {
+        J::U(n) => num(out, *n),
+        J::I(n) => put(out, &n.to_string()),
+        // Written as serde_json writes an f64; a Vec never fails.
+        J::F(f) => out.extend_from_slice(&serde_json::to_vec(f).unwrap_or_default()),
+        _ => put(out, "null"),
+    }
+}
+
+fn write_message(out: &mut Vec<u8>, m: &Msg) {
+    match m {
+        Msg::System(s) => {
+            put(out, r#"{"content":"#);
+            esc(out, s);
+            put(out, r#","role":"system"}"#);
+        }
+        Msg::User(s) => {
+            put(out, r#"{"content":"#);
+            esc(out, s);
+            put(out, r#","role":"user"}"#);
+        }
+        Msg::UserParts(parts) => {
+            put(out, r#"{"content":["#);
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                match p {
+                    Part::Text(t) => {
+                        put(out, r#"{"text":"#);
+                        esc(out, t);
+                        put(out, r#","type":"text"}"#);
+                    }
+                    Part::Image(url) => {
+                        put(out, r#"{"image_url":{"url":"#);
+                        esc(out, url);
+                        put(out, r#"},"type":"image_url"}"#);
+                    }
+                }
+            }
+            put(out, r#"],"role":"user"}"#);
+        }
+        Msg::Assistant { content, calls } => {
+            put(out, r#"{"content":"#);
+            match content {
+                Some(s) => esc(out, s),
+                None => put(out, "null"),
+            }
+            put(out, r#","role":"assistant""#);
+            if !calls.is_empty() {
+                put(out, r#","tool_calls":["#);
+                for (i, c) in calls.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    put(out, r#"{"function":{"arguments":"#);
+                    esc(out, &c.arguments);
+                    put(out, r#","name":"#);
+                    esc(out, c.name);
+                    put(out, r#"},"id":"#);
+                    esc(out, c.id);
+                    put(out, r#","type":"function"}"#);
+                }
+                out.push(b']');
+            }
+            out.push(b'}');
+        }
+        Msg::Tool { id, content } => {
+            put(out, r#"{"content":"#);
+            esc(out, content);
+            put(out, r#","role":"tool","tool_call_id":"#);
+            esc(out, id);
+            out.push(b'}');
+        }
+    }
+}
+
+/// Writes the chat body (keys sorted, as before); returns where its `messages` and `tools` arrays are.
+fn write_chat(c: &Chat, out: &mut Vec<u8>) -> (Range<usize>, Range<usize>) {
+    out.push(b'{');
+    if let Some(n) = c.max_tokens {
+        put(out, r#""max_tokens":"#);
+        num(out, n);
+        out.push(b',');
+    }
+    put(out, r#""messages":"#);
+    let start = out.len();
+    out.push(b'[');
+    for (i, m) in c.messages.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_message(out, m);
+    }
+    out.push(b']');
+    let messages = start..out.len();
+    put(out, r#","model":"#);
+    esc(out, c.model);
+    if c.parallel_tool_calls_off {
+        put(out, r#","parallel_tool_calls":false"#);
+    }
+    if let Some(effort) = c.reasoning_effort {
+        put(out, r#","reasoning_effort":"#);
+        esc(out, effort);
+    }
+    if let Some(stop) = c.stop {
+        put(out, r#","stop":["#);
+        for (i, s) in stop.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            if let J::Str(s) = s {
+                esc(out, s);
+            }
+        }
+        out.push(b']');
+    }
+    if c.stream {
+        put(
+            out,
+            r#","stream":true,"stream_options":{"include_usage":true}"#,
+        );
+    }
+    if let Some(t) = c.temperature {
+        put(out, r#","temperature":"#);
+        write_number(out, t);
+    }
+    if let Some(choice) = &c.tool_choice {
+        put(out, r#","tool_choice":"#);
+        match choice {
+            ToolChoice::Mode(m) => esc(out, m),
+            ToolChoice::Function(name) => {
+                put(out, r#"{"function":{"name":"#);
+                esc(out, name);
+                put(out, r#"},"type":"function"}"#);
+            }
+        }
+    }
+    let mut tools = 0..0;
+    if !c.tools.is_empty() {
+        put(out, r#","tools":"#);
+        let start = out.len();
+        out.push(b'[');
+        for (i, t) in c.tools.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            put(out, r#"{"function":{"#);
+            if let Some(d) = t.description {
+                put(out, r#""description":"#);
+                esc(out, d);
+                out.push(b',');
+            }
+            put(out, r#""name":"#);
+            esc(out, t.name);
+            put(out, r#","parameters":"#);
+            put(out, &t.parameters);
+            put(out, r#"},"type":"function"}"#);
+        }
+        out.push(b']');
+        tools = start..out.len();
+    }
+    if let Some(t) = c.top_p {
+        put(out, r#","top_p":"#);
+        write_number(out, t);
+    }
+    if let Some(user) = c.user {
+        put(out, r#","user":"#);
+        esc(out, user);
+    }
+    out.push(b'}');
+    (messages, tools)
 }
 
 /// Tokens estimated the way the gateway estimates a chat request: about four bytes of JSON per token, inline
@@ -586,13 +1474,15 @@ fn estimate_json_tokens(text: &str) -> u64 {
 /// `count_tokens`: the estimated `input_tokens` of a Messages request — its translated messages (system, text,
 /// tool_use input, tool_result content, images) and tool definitions, counted as the relay estimates a request.
 pub fn count_tokens(body: &[u8]) -> Result<u64, RequestError> {
-    let (chat, _) = convert(&parse_root(body)?, String::new())?;
-    let messages = chat
-        .get("messages")
-        .map(Value::to_string)
+    let root = parse_root(body)?;
+    let (chat, _) = convert(&root, String::new())?;
+    let mut out = Vec::with_capacity(body.len() + 64);
+    let (messages, tools) = write_chat(&chat, &mut out);
+    let messages = out
+        .get(messages)
+        .and_then(|m| std::str::from_utf8(m).ok())
         .unwrap_or_default();
-    let tools = chat.get("tools").map(Value::to_string).unwrap_or_default();
-    Ok(estimate_json_tokens(&messages) + (tools.len() as u64).div_ceil(4))
+    Ok(estimate_json_tokens(messages) + (tools.len() as u64).div_ceil(4))
 }
 
 /// "opus" | "sonnet" | "haiku" for Claude model names (`claude-opus-4-1-20250805`, `claude-3-5-haiku-latest`,
@@ -622,11 +1512,20 @@ pub fn error_type_for_status(status: u16) -> &'static str {
     }
 }
 
+/// `{"error":{"message":…,"type":…},"type":"error"}`.
+fn write_error(out: &mut Vec<u8>, kind: &str, message: &str) {
+    put(out, r#"{"error":{"message":"#);
+    esc(out, message);
+    put(out, r#","type":"#);
+    esc(out, kind);
+    put(out, r#"},"type":"error"}"#);
+}
+
 /// Anthropic error body `{"type":"error","error":{"type","message"}}` for an HTTP status.
 pub fn error_body(status: u16, message: &str) -> Vec<u8> {
-    json!({"type": "error", "error": {"type": error_type_for_status(status), "message": message}})
-        .to_string()
-        .into_bytes()
+    let mut out = Vec::with_capacity(message.len() + 64);
+    write_error(&mut out, error_type_for_status(status), message);
+    out
 }
 
 /// [`error_body`] for a refused request, the offending field named in the message (Anthropic has no `param`).
@@ -647,25 +1546,22 @@ fn stop_reason(finish: Option<&str>, tool_calls: bool) -> &'static str {
     }
 }
 
-/// `input_tokens` (without cache reads) and `cache_read_input_tokens` from a chat `usage` object.
-fn usage_of(u: &Value) -> (u64, u64, u64) {
-    let prompt = u["prompt_tokens"].as_u64().unwrap_or(0);
-    let cached = u["prompt_tokens_details"]["cached_tokens"]
-        .as_u64()
-        .unwrap_or(0)
-        .min(prompt);
-    (prompt, u["completion_tokens"].as_u64().unwrap_or(0), cached)
+/// `prompt_tokens`, `completion_tokens` and cached prompt tokens from a chat `usage` object.
+fn usage_of(u: &UsageIn) -> (u64, u64, u64) {
+    let prompt = u.prompt.as_u64().unwrap_or(0);
+    let cached = u.details.cached.as_u64().unwrap_or(0).min(prompt);
+    (prompt, u.completion.as_u64().unwrap_or(0), cached)
 }
 
-fn tool_id(id: Option<&str>, ctx: &MessageContext, n: usize) -> String {
+fn tool_id<'a>(id: Option<&'a str>, ctx: &MessageContext, n: usize) -> Cow<'a, str> {
     match id {
-        Some(id) if !id.is_empty() => id.to_string(),
+        Some(id) if !id.is_empty() => Cow::Borrowed(id),
         _ => {
             let stem = ctx
                 .message_id
                 .strip_prefix("msg_")
                 .unwrap_or(&ctx.message_id);
-            format!("toolu_{stem}_{n}")
+            Cow::Owned(format!("toolu_{stem}_{n}"))
         }
     }
 }
@@ -679,90 +1575,145 @@ fn split_think(content: &str) -> Option<(&str, &str)> {
     })
 }
 
+/// `"usage":{…}` of Messages answers and `message_delta`.
+fn write_usage(out: &mut Vec<u8>, input: u64, output: u64, cached: u64) {
+    put(
+        out,
+        r#""usage":{"cache_creation_input_tokens":0,"cache_read_input_tokens":"#,
+    );
+    num(out, cached);
+    put(out, r#","input_tokens":"#);
+    num(out, input);
+    put(out, r#","output_tokens":"#);
+    num(out, output);
+    out.push(b'}');
+}
+
 /// Turns a `chat.completion` body into a Messages `message`.
 pub fn chat_to_messages_response(chat: &[u8], ctx: &MessageContext) -> Result<Vec<u8>, String> {
-    let v: Value =
-        serde_json::from_slice(chat).map_err(|e| format!("upstream answer is not JSON: {e}"))?;
-    if let Some(err) = v.get("error").filter(|e| e.is_object()) {
-        return Err(err["message"]
+    let v: Answer = from_json(chat).map_err(|e| format!("upstream answer is not JSON: {e}"))?;
+    if v.error.is_obj {
+        return Err(v
+            .error
+            .message
             .as_str()
             .unwrap_or("upstream error")
             .to_string());
     }
-    let choice = v["choices"]
-        .get(0)
+    let choice = v
+        .choices
+        .0
+        .first()
         .ok_or("upstream answer has no choices")?;
-    let msg = &choice["message"];
-    let mut text = match &msg["content"] {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
-        _ => String::new(),
+    let msg = &choice.message;
+    let mut text: &str = match &msg.content {
+        Content::Str(s) => s,
+        Content::Parts(s) => s,
+        Content::Other => "",
     };
     if text.is_empty() {
-        text = msg["refusal"].as_str().unwrap_or_default().to_string();
+        text = msg.refusal.as_str().unwrap_or_default();
     }
-    let mut reasoning = ["reasoning_content", "reasoning"]
-        .iter()
-        .find_map(|k| msg[k].as_str().filter(|s| !s.is_empty()))
-        .map(str::to_string);
+    let mut reasoning = msg.reasoning_content.text().or(msg.reasoning.text());
     if reasoning.is_none() {
-        if let Some((thought, rest)) = split_think(&text) {
-            reasoning = Some(thought.to_string());
-            text = rest.to_string();
+        if let Some((thought, rest)) = split_think(text) {
+            reasoning = Some(thought);
+            text = rest;
         }
     }
-    let mut content = Vec::new();
+    let calls = &msg.tool_calls.0;
+    let mut out = Vec::with_capacity(text.len() + 320);
+    put(&mut out, r#"{"content":["#);
+    let mut first = true;
+    let mut sep = |out: &mut Vec<u8>| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+    };
     if let Some(r) = reasoning.filter(|r| !r.is_empty()) {
-        content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
+        sep(&mut out);
+        put(&mut out, r#"{"signature":"","thinking":"#);
+        esc(&mut out, r);
+        put(&mut out, r#","type":"thinking"}"#);
     }
     if !text.is_empty() {
-        content.push(json!({"type": "text", "text": text}));
+        sep(&mut out);
+        put(&mut out, r#"{"text":"#);
+        esc(&mut out, text);
+        put(&mut out, r#","type":"text"}"#);
     }
-    let calls = msg["tool_calls"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
     for (n, call) in calls.iter().enumerate() {
-        let f = &call["function"];
-        let input = match &f["arguments"] {
-            Value::String(s) => serde_json::from_str::<Value>(s)
+        let f = &call.function;
+        let input = match &f.arguments {
+            Args::Str(s) => serde_json::from_str::<&RawValue>(s)
                 .ok()
-                .filter(Value::is_object),
-            obj @ Value::Object(_) => Some(obj.clone()),
-            _ => None,
+                .map(RawValue::get)
+                .filter(|r| r.starts_with('{'))
+                .map(compact),
+            Args::Obj(s) => Some(Cow::Borrowed(s.as_str())),
+            Args::Other => None,
         };
-        content.push(json!({
-            "type": "tool_use",
-            "id": tool_id(call["id"].as_str(), ctx, n),
-            "name": f["name"].as_str().unwrap_or_default(),
-            "input": input.unwrap_or_else(|| json!({})),
-        }));
+        sep(&mut out);
+        put(&mut out, r#"{"id":"#);
+        esc(&mut out, &tool_id(call.id.as_str(), ctx, n));
+        put(&mut out, r#","input":"#);
+        put(&mut out, input.as_deref().unwrap_or("{}"));
+        put(&mut out, r#","name":"#);
+        esc(&mut out, f.name.as_str().unwrap_or_default());
+        put(&mut out, r#","type":"tool_use"}"#);
     }
-    let (prompt, completion, cached) = usage_of(&v["usage"]);
-    let body = json!({
-        "id": ctx.message_id,
-        "type": "message",
-        "role": "assistant",
-        "model": ctx.model,
-        "content": content,
-        "stop_reason": stop_reason(choice["finish_reason"].as_str(), !calls.is_empty()),
-        "stop_sequence": null,
-        "usage": {
-            "input_tokens": prompt - cached,
-            "output_tokens": completion,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": cached,
-        },
-    });
-    Ok(body.to_string().into_bytes())
+    let (prompt, completion, cached) = usage_of(&v.usage);
+    put(&mut out, r#"],"id":"#);
+    esc(&mut out, &ctx.message_id);
+    put(&mut out, r#","model":"#);
+    esc(&mut out, &ctx.model);
+    put(&mut out, r#","role":"assistant","stop_reason":"#);
+    esc(
+        &mut out,
+        stop_reason(choice.finish_reason.as_str(), !calls.is_empty()),
+    );
+    put(&mut out, r#","stop_sequence":null,"type":"message","#);
+    write_usage(&mut out, prompt - cached, completion, cached);
+    out.push(b'}');
+    Ok(out)
 }
 
-fn sse(out: &mut Vec<u8>, event: &str, data: &Value) {
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(event.as_bytes());
-    out.extend_from_slice(b"\ndata: ");
-    out.extend_from_slice(data.to_string().as_bytes());
-    out.extend_from_slice(b"\n\n");
+// ---------------------------------------------------------------------------------------------------------------
+// Stream events, written straight into the output.
+
+fn event_start(out: &mut Vec<u8>, event: &str) {
+    put(out, "event: ");
+    put(out, event);
+    put(out, "\ndata: ");
+}
+
+fn event_end(out: &mut Vec<u8>) {
+    put(out, "\n\n");
+}
+
+/// `content_block_delta` whose delta is `{"<field>": s, "type": kind}`.
+fn delta_event(out: &mut Vec<u8>, index: u32, kind: &str, field: &str, s: &str) {
+    out.reserve(s.len() + 112);
+    put(out, "event: content_block_delta\ndata: {\"delta\":{\"");
+    put(out, field);
+    put(out, "\":");
+    esc(out, s);
+    put(out, ",\"type\":\"");
+    put(out, kind);
+    put(out, "\"},\"index\":");
+    num(out, u64::from(index));
+    put(out, ",\"type\":\"content_block_delta\"}\n\n");
+}
+
+/// `content_block_start`, the block written by `block`.
+fn block_start_event(out: &mut Vec<u8>, index: u32, block: impl FnOnce(&mut Vec<u8>)) {
+    event_start(out, "content_block_start");
+    put(out, r#"{"content_block":"#);
+    block(out);
+    put(out, r#","index":"#);
+    num(out, u64::from(index));
+    put(out, r#","type":"content_block_start"}"#);
+    event_end(out);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -837,27 +1788,19 @@ impl MessagesStreamEncoder {
             return;
         }
         self.started = true;
-        let message = json!({
-            "id": self.ctx.message_id,
-            "type": "message",
-            "role": "assistant",
-            "model": self.ctx.model,
-            "content": [],
-            "stop_reason": null,
-            "stop_sequence": null,
-            "usage": {
-                "input_tokens": self.input_estimate,
-                "output_tokens": 0,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-            },
-        });
-        sse(
+        event_start(out, "message_start");
+        put(out, r#"{"message":{"content":[],"id":"#);
+        esc(out, &self.ctx.message_id);
+        put(out, r#","model":"#);
+        esc(out, &self.ctx.model);
+        put(
             out,
-            "message_start",
-            &json!({"type": "message_start", "message": message}),
+            r#","role":"assistant","stop_reason":null,"stop_sequence":null,"type":"message","#,
         );
-        sse(out, "ping", &json!({"type": "ping"}));
+        write_usage(out, self.input_estimate, 0, 0);
+        put(out, r#"},"type":"message_start"}"#);
+        event_end(out);
+        put(out, "event: ping\ndata: {\"type\":\"ping\"}\n\n");
     }
 
     /// Feeds one chat SSE payload: a `chat.completion.chunk`, `[DONE]`, or the gateway's terminal `{"error":…}`.
@@ -871,64 +1814,53 @@ impl MessagesStreamEncoder {
             self.finish(out);
             return;
         }
-        let Ok(v) = serde_json::from_slice::<Value>(data) else {
+        let Ok(v) = from_json::<Chunk>(data) else {
             return;
         };
-        if let Some(err) = v.get("error").filter(|e| e.is_object()) {
-            let kind = match err["type"].as_str().unwrap_or_default() {
+        if v.error.is_obj {
+            let kind = match v.error.kind.as_str().unwrap_or_default() {
                 "rate_limit_error" | "service_unavailable" | "provider_error" => "overloaded_error",
                 _ => "api_error",
             };
-            let message = err["message"].as_str().unwrap_or("upstream error");
-            sse(
-                out,
-                "error",
-                &json!({"type": "error", "error": {"type": kind, "message": message}}),
-            );
+            let message = v.error.message.as_str().unwrap_or("upstream error");
+            event_start(out, "error");
+            write_error(out, kind, message);
+            event_end(out);
             self.ended = true;
             return;
         }
-        if v["usage"].is_object() {
-            let (prompt, completion, cached) = usage_of(&v["usage"]);
+        if v.usage.is_obj {
+            let (prompt, completion, cached) = usage_of(&v.usage);
             self.usage = Some(wire::Usage {
                 prompt_tokens: prompt,
                 completion_tokens: completion,
             });
             self.cached = cached;
         }
-        let choices = v["choices"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        for choice in choices
+        for choice in v
+            .choices
+            .0
             .iter()
-            .filter(|c| c["index"].as_u64().unwrap_or(0) == 0)
+            .filter(|c| c.index.as_u64().unwrap_or(0) == 0)
         {
-            self.delta(&choice["delta"], out);
-            if let Some(reason) = choice["finish_reason"].as_str() {
+            self.delta(&choice.delta, out);
+            if let Some(reason) = choice.finish_reason.as_str() {
                 self.finish_reason = Some(reason.to_string());
             }
         }
     }
 
-    fn delta(&mut self, d: &Value, out: &mut Vec<u8>) {
-        let reasoning = ["reasoning_content", "reasoning"]
-            .iter()
-            .find_map(|k| d[k].as_str().filter(|s| !s.is_empty()));
-        if let Some(r) = reasoning {
+    fn delta(&mut self, d: &Delta, out: &mut Vec<u8>) {
+        if let Some(r) = d.reasoning_content.text().or(d.reasoning.text()) {
             self.thinking(r, out);
         }
-        if let Some(c) = d["content"].as_str().filter(|s| !s.is_empty()) {
+        if let Some(c) = d.content.text() {
             self.content(c, out);
         }
-        if let Some(r) = d["refusal"].as_str().filter(|s| !s.is_empty()) {
+        if let Some(r) = d.refusal.text() {
             self.text(r, out);
         }
-        for call in d["tool_calls"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
+        for call in &d.tool_calls.0 {
             self.tool_delta(call, out);
         }
     }
@@ -936,16 +1868,26 @@ impl MessagesStreamEncoder {
     fn content(&mut self, c: &str, out: &mut Vec<u8>) {
         const OPEN: &str = "<think>";
         const CLOSE: &str = "</think>";
-        match std::mem::replace(&mut self.think, Think::Text { trim: false }) {
-            Think::Text { trim } => {
-                let s = if trim { c.trim_start() } else { c };
-                self.think = Think::Text {
-                    trim: trim && s.is_empty(),
-                };
-                if !s.is_empty() {
-                    self.text(s, out);
+        match &mut self.think {
+            // The common case, without moving state around.
+            Think::Text { trim: false } => {
+                if !c.is_empty() {
+                    self.text(c, out);
                 }
+                return;
             }
+            Think::Text { trim: true } => {
+                let s = c.trim_start();
+                if s.is_empty() {
+                    return;
+                }
+                self.think = Think::Text { trim: false };
+                return self.text(s, out);
+            }
+            _ => {}
+        }
+        match std::mem::replace(&mut self.think, Think::Text { trim: false }) {
+            Think::Text { .. } => {}
             Think::Detect(mut buf) => {
                 buf.push_str(c);
                 let t = buf.trim_start();
@@ -985,62 +1927,42 @@ impl MessagesStreamEncoder {
         }
     }
 
-    fn new_block(&mut self, out: &mut Vec<u8>, content_block: Value) -> u32 {
+    /// Closes the open block and numbers the next.
+    fn begin_block(&mut self, out: &mut Vec<u8>) -> u32 {
         self.close(out);
         let index = self.next_index;
         self.next_index += 1;
-        sse(
-            out,
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": index, "content_block": content_block}),
-        );
         index
-    }
-
-    fn block_delta(&mut self, out: &mut Vec<u8>, index: u32, delta: Value, bytes: usize) {
-        self.output_bytes += bytes as u64;
-        sse(
-            out,
-            "content_block_delta",
-            &json!({"type": "content_block_delta", "index": index, "delta": delta}),
-        );
     }
 
     fn thinking(&mut self, s: &str, out: &mut Vec<u8>) {
         let index = match self.open {
             Open::Thinking(i) => i,
             _ => {
-                let i = self.new_block(
-                    out,
-                    json!({"type": "thinking", "thinking": "", "signature": ""}),
-                );
+                let i = self.begin_block(out);
+                block_start_event(out, i, |out| {
+                    put(out, r#"{"signature":"","thinking":"","type":"thinking"}"#)
+                });
                 self.open = Open::Thinking(i);
                 i
             }
         };
-        self.block_delta(
-            out,
-            index,
-            json!({"type": "thinking_delta", "thinking": s}),
-            s.len(),
-        );
+        self.output_bytes += s.len() as u64;
+        delta_event(out, index, "thinking_delta", "thinking", s);
     }
 
     fn text(&mut self, s: &str, out: &mut Vec<u8>) {
         let index = match self.open {
             Open::Text(i) => i,
             _ => {
-                let i = self.new_block(out, json!({"type": "text", "text": ""}));
+                let i = self.begin_block(out);
+                block_start_event(out, i, |out| put(out, r#"{"text":"","type":"text"}"#));
                 self.open = Open::Text(i);
                 i
             }
         };
-        self.block_delta(
-            out,
-            index,
-            json!({"type": "text_delta", "text": s}),
-            s.len(),
-        );
+        self.output_bytes += s.len() as u64;
+        delta_event(out, index, "text_delta", "text", s);
     }
 
     /// The slot of the tool call a delta belongs to: by `index`, unless it carries a different `id` (some
@@ -1069,16 +1991,11 @@ impl MessagesStreamEncoder {
         })
     }
 
-    fn tool_delta(&mut self, call: &Value, out: &mut Vec<u8>) {
-        let id = call["id"].as_str().filter(|s| !s.is_empty());
-        let f = &call["function"];
-        let name = f["name"].as_str().filter(|s| !s.is_empty());
-        let args = match &f["arguments"] {
-            Value::String(s) => s.clone(),
-            obj @ Value::Object(_) => obj.to_string(),
-            _ => String::new(),
-        };
-        let slot = self.slot_for(call["index"].as_u64(), id);
+    fn tool_delta(&mut self, call: &Call, out: &mut Vec<u8>) {
+        let id = call.id.text();
+        let name = call.function.name.text();
+        let args = call.function.arguments.text();
+        let slot = self.slot_for(call.index.as_u64(), id);
         let t = &mut self.tools[slot];
         if t.closed {
             return;
@@ -1091,53 +2008,47 @@ impl MessagesStreamEncoder {
         }
         let repeat = !t.args.is_empty()
             && args == t.args
-            && serde_json::from_str::<serde::de::IgnoredAny>(&t.args).is_ok();
+            && serde_json::from_str::<IgnoredAny>(&t.args).is_ok();
         if args.is_empty() || repeat {
             if !t.started && t.name.is_some() && t.id.is_some() {
                 self.start_tool(slot, out);
             }
             return;
         }
+        t.args.push_str(args);
         if t.started {
-            t.args.push_str(&args);
             if let Open::Tool(index, open) = self.open {
                 if open != slot {
                     return;
                 }
-                self.block_delta(
-                    out,
-                    index,
-                    json!({"type": "input_json_delta", "partial_json": args}),
-                    args.len(),
-                );
+                self.output_bytes += args.len() as u64;
+                delta_event(out, index, "input_json_delta", "partial_json", args);
             }
-        } else {
-            t.args.push_str(&args);
-            if t.name.is_some() {
-                self.start_tool(slot, out);
-            }
+        } else if t.name.is_some() {
+            self.start_tool(slot, out);
         }
     }
 
     /// Opens the block of a named tool call, sending the arguments buffered so far.
     fn start_tool(&mut self, slot: usize, out: &mut Vec<u8>) {
-        let id = tool_id(self.tools[slot].id.as_deref(), &self.ctx, slot);
-        let name = self.tools[slot].name.clone().unwrap_or_default();
-        let index = self.new_block(
-            out,
-            json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
-        );
+        let index = self.begin_block(out);
+        let Some(t) = self.tools.get_mut(slot) else {
+            return;
+        };
+        let id = tool_id(t.id.as_deref(), &self.ctx, slot);
+        let name = t.name.as_deref().unwrap_or_default();
+        block_start_event(out, index, |out| {
+            put(out, r#"{"id":"#);
+            esc(out, &id);
+            put(out, r#","input":{},"name":"#);
+            esc(out, name);
+            put(out, r#","type":"tool_use"}"#);
+        });
         self.open = Open::Tool(index, slot);
-        let t = &mut self.tools[slot];
         t.started = true;
         if !t.args.is_empty() {
-            let args = t.args.clone();
-            self.block_delta(
-                out,
-                index,
-                json!({"type": "input_json_delta", "partial_json": args}),
-                args.len(),
-            );
+            self.output_bytes += t.args.len() as u64;
+            delta_event(out, index, "input_json_delta", "partial_json", &t.args);
         }
     }
 
@@ -1145,12 +2056,7 @@ impl MessagesStreamEncoder {
         let index = match self.open {
             Open::None => return,
             Open::Thinking(i) => {
-                self.block_delta(
-                    out,
-                    i,
-                    json!({"type": "signature_delta", "signature": ""}),
-                    0,
-                );
+                delta_event(out, i, "signature_delta", "signature", "");
                 i
             }
             Open::Text(i) => i,
@@ -1162,11 +2068,9 @@ impl MessagesStreamEncoder {
             }
         };
         self.open = Open::None;
-        sse(
-            out,
-            "content_block_stop",
-            &json!({"type": "content_block_stop", "index": index}),
-        );
+        put(out, "event: content_block_stop\ndata: {\"index\":");
+        num(out, u64::from(index));
+        put(out, ",\"type\":\"content_block_stop\"}\n\n");
     }
 
     /// Closes the open block and ends the message (`message_delta`, `message_stop`); once, and not after an error.
@@ -1195,18 +2099,17 @@ impl MessagesStreamEncoder {
             ),
             None => (self.input_estimate, self.output_bytes.div_ceil(4)),
         };
-        let delta = json!({
-            "type": "message_delta",
-            "delta": {"stop_reason": stop_reason(self.finish_reason.as_deref(), tool_calls), "stop_sequence": null},
-            "usage": {
-                "input_tokens": input,
-                "output_tokens": output,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": self.cached,
-            },
-        });
-        sse(out, "message_delta", &delta);
-        sse(out, "message_stop", &json!({"type": "message_stop"}));
+        event_start(out, "message_delta");
+        put(out, r#"{"delta":{"stop_reason":"#);
+        esc(out, stop_reason(self.finish_reason.as_deref(), tool_calls));
+        put(out, r#","stop_sequence":null},"type":"message_delta","#);
+        write_usage(out, input, output, self.cached);
+        out.push(b'}');
+        event_end(out);
+        put(
+            out,
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        );
         self.ended = true;
     }
 
@@ -1219,6 +2122,7 @@ impl MessagesStreamEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     fn chat_of(req: &Value) -> Value {
         let (chat, _) = parse(req.to_string().as_bytes(), "msg_1".into()).unwrap();
