@@ -1,0 +1,950 @@
+//! Request direction: a Messages request → the chat-completions request; `count_tokens`.
+
+use std::borrow::Cow;
+
+use serde::de::{Deserialize, MapAccess};
+use serde_json::value::RawValue;
+
+use super::*;
+use crate::{ChatRequest, RequestError};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Requests: a borrowed JSON tree.
+
+/// A JSON value borrowed from the request body. The values of `input` and `input_schema` keys stay raw JSON text
+/// (passed through as they came).
+pub(super) enum J<'a> {
+    Null,
+    Bool(bool),
+    U(u64),
+    I(i64),
+    F(f64),
+    Str(Cow<'a, str>),
+    Arr(Vec<J<'a>>),
+    Obj(Obj<'a>),
+    Raw(&'a RawValue),
+}
+
+/// An object's members in order; lookups take the last of duplicate keys (as a parsed map would).
+pub(super) struct Obj<'a>(Vec<(Cow<'a, [u8]>, J<'a>)>);
+
+impl<'a> Obj<'a> {
+    pub(super) fn get(&self, key: &str) -> Option<&J<'a>> {
+        let key = key.as_bytes();
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| **k == *key)
+            .map(|(_, v)| v)
+    }
+}
+
+impl<'de> Deserialize<'de> for J<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JVisitor)
+    }
+}
+
+pub(super) struct JVisitor;
+
+impl<'de> Visitor<'de> for JVisitor {
+    type Value = J<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(J::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(J::I(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(J::U(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(J::F(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(J::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(J::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(J::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(J::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(J::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        J::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(x) = seq.next_element()? {
+            v.push(x);
+        }
+        Ok(J::Arr(v))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).min(16));
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            let v = if *k == *b"input" || *k == *b"input_schema" {
+                J::Raw(map.next_value::<&'de RawValue>()?)
+            } else {
+                map.next_value::<J<'de>>()?
+            };
+            members.push((k, v));
+        }
+        Ok(J::Obj(Obj(members)))
+    }
+}
+
+/// A request field's path, rendered only for errors: `messages[2].content[0].source`.
+#[derive(Clone, Copy)]
+pub(super) enum P<'p> {
+    Root(&'static str),
+    Key(&'p P<'p>, &'static str),
+    Idx(&'p P<'p>, usize),
+}
+
+impl fmt::Display for P<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            P::Root(s) => f.write_str(s),
+            P::Key(p, k) => write!(f, "{p}.{k}"),
+            P::Idx(p, i) => write!(f, "{p}[{i}]"),
+        }
+    }
+}
+
+pub(super) fn missing(param: &str) -> RequestError {
+    RequestError::invalid(
+        "missing_required_parameter",
+        param,
+        format!("`{param}` is required"),
+    )
+}
+
+pub(super) fn wrong_type(param: &str, what: &str) -> RequestError {
+    RequestError::invalid("invalid_type", param, format!("`{param}` must be {what}"))
+}
+
+pub(super) fn bad_value(param: &str, message: String) -> RequestError {
+    RequestError::invalid("invalid_value", param, message)
+}
+
+pub(super) fn unsupported(param: &str, message: &str) -> RequestError {
+    RequestError::invalid("unsupported_content", param, message)
+}
+
+pub(super) fn parse_root(body: &[u8]) -> Result<Obj<'_>, RequestError> {
+    let invalid = |message: String| RequestError {
+        status: 400,
+        code: "invalid_json",
+        param: None,
+        message,
+    };
+    match from_json::<J>(body) {
+        Ok(J::Obj(o)) => Ok(o),
+        Ok(_) => Err(invalid("request body must be a JSON object".into())),
+        Err(e) => Err(invalid(format!("request body is not valid JSON: {e}"))),
+    }
+}
+
+pub(super) fn req_str<'a>(o: &'a Obj<'a>, key: &str, p: &P) -> Result<&'a str, RequestError> {
+    match o.get(key) {
+        Some(J::Str(s)) => Ok(s),
+        None | Some(J::Null) => Err(missing(&format!("{p}.{key}"))),
+        Some(_) => Err(wrong_type(&format!("{p}.{key}"), "a string")),
+    }
+}
+
+pub(super) fn opt_str<'a>(
+    o: &'a Obj<'a>,
+    key: &str,
+    p: &P,
+) -> Result<Option<&'a str>, RequestError> {
+    match o.get(key) {
+        Some(J::Str(s)) => Ok(Some(s)),
+        None | Some(J::Null) => Ok(None),
+        Some(_) => Err(wrong_type(&format!("{p}.{key}"), "a string")),
+    }
+}
+
+/// A content block as an object with its `type`.
+pub(super) fn block<'a>(b: &'a J<'a>, p: &P) -> Result<(&'a Obj<'a>, &'a str), RequestError> {
+    let J::Obj(o) = b else {
+        return Err(wrong_type(&p.to_string(), "an object"));
+    };
+    match o.get("type") {
+        Some(J::Str(t)) => Ok((o, t)),
+        None | Some(J::Null) => Err(missing(&format!("{p}.type"))),
+        Some(_) => Err(wrong_type(&format!("{p}.type"), "a string")),
+    }
+}
+
+/// Appends `s` to a `\n`-joined text, borrowing while there is one part.
+pub(super) fn join_line<'a>(acc: &mut Option<Cow<'a, str>>, s: Cow<'a, str>) {
+    match acc {
+        None => *acc = Some(s),
+        Some(c) => {
+            let o = c.to_mut();
+            o.push('\n');
+            o.push_str(&s);
+        }
+    }
+}
+
+/// The chat request, borrowed from the parsed Messages request, written by [`write_chat`].
+pub(super) struct Chat<'a> {
+    pub(super) model: &'a str,
+    pub(super) messages: Vec<Msg<'a>>,
+    pub(super) max_tokens: Option<u64>,
+    pub(super) stream: bool,
+    pub(super) temperature: Option<&'a J<'a>>,
+    pub(super) top_p: Option<&'a J<'a>>,
+    pub(super) stop: Option<&'a [J<'a>]>,
+    pub(super) user: Option<&'a str>,
+    pub(super) reasoning_effort: Option<&'static str>,
+    pub(super) parallel_tool_calls_off: bool,
+    pub(super) tools: Vec<Tool<'a>>,
+    pub(super) tool_choice: Option<ToolChoice<'a>>,
+}
+
+pub(super) enum Msg<'a> {
+    System(Cow<'a, str>),
+    User(Cow<'a, str>),
+    UserParts(Vec<Part<'a>>),
+    Assistant {
+        content: Option<Cow<'a, str>>,
+        calls: Vec<ToolCall<'a>>,
+    },
+    Tool {
+        id: &'a str,
+        content: Cow<'a, str>,
+    },
+}
+
+pub(super) enum Part<'a> {
+    Text(Cow<'a, str>),
+    Image(Cow<'a, str>),
+}
+
+pub(super) struct ToolCall<'a> {
+    pub(super) id: &'a str,
+    pub(super) name: &'a str,
+    /// JSON text of the `input`.
+    pub(super) arguments: Cow<'a, str>,
+}
+
+pub(super) struct Tool<'a> {
+    pub(super) name: &'a str,
+    pub(super) description: Option<&'a str>,
+    /// JSON text of the schema.
+    pub(super) parameters: Cow<'a, str>,
+}
+
+pub(super) enum ToolChoice<'a> {
+    Mode(&'static str),
+    Function(&'a str),
+}
+
+/// Parses a Messages request into the chat-completions request for the relay.
+pub fn messages_to_chat_request(body: &[u8]) -> Result<ChatRequest, RequestError> {
+    parse(body, String::new()).map(|(chat, _)| chat)
+}
+
+/// Parses a Messages request once: the chat request and what the answer needs.
+pub fn parse(
+    body: &[u8],
+    message_id: String,
+) -> Result<(ChatRequest, MessageContext), RequestError> {
+    let root = parse_root(body)?;
+    let (chat, ctx) = convert(&root, message_id)?;
+    let mut out = Vec::with_capacity(body.len() + 64);
+    write_chat(&chat, &mut out);
+    let request = ChatRequest {
+        body: out,
+        model: ctx.model.clone(),
+        stream: ctx.stream,
+    };
+    Ok((request, ctx))
+}
+
+pub(super) fn convert<'a>(
+    root: &'a Obj<'a>,
+    message_id: String,
+) -> Result<(Chat<'a>, MessageContext), RequestError> {
+    let model: &str = match root.get("model") {
+        Some(J::Str(s)) if !s.trim().is_empty() => s,
+        Some(J::Str(_)) => return Err(bad_value("model", "`model` must not be empty".into())),
+        None | Some(J::Null) => return Err(missing("model")),
+        Some(_) => return Err(wrong_type("model", "a string")),
+    };
+    let stream = match root.get("stream") {
+        None | Some(J::Null) => false,
+        Some(J::Bool(b)) => *b,
+        Some(_) => return Err(wrong_type("stream", "a boolean")),
+    };
+    let mut ctx = MessageContext {
+        message_id,
+        model: model.to_string(),
+        stream,
+        ..MessageContext::default()
+    };
+
+    let mut messages = Vec::new();
+    match root.get("system") {
+        None | Some(J::Null) => {}
+        Some(J::Str(s)) => push_system(&mut messages, Cow::Borrowed(s)),
+        Some(J::Arr(blocks)) => {
+            let text = text_blocks(blocks, &P::Root("system"), &mut ctx)?;
+            push_system(&mut messages, text);
+        }
+        Some(_) => return Err(wrong_type("system", "a string or an array of text blocks")),
+    }
+    let history = match root.get("messages") {
+        Some(J::Arr(a)) if !a.is_empty() => a,
+        Some(J::Arr(_)) => {
+            return Err(bad_value(
+                "messages",
+                "`messages` must contain at least one message".into(),
+            ))
+        }
+        None | Some(J::Null) => return Err(missing("messages")),
+        Some(_) => return Err(wrong_type("messages", "an array")),
+    };
+    messages.reserve(history.len());
+    let mp = P::Root("messages");
+    for (i, m) in history.iter().enumerate() {
+        convert_message(m, &P::Idx(&mp, i), &mut messages, &mut ctx)?;
+    }
+    if messages.iter().all(|m| matches!(m, Msg::System(_))) {
+        return Err(bad_value(
+            "messages",
+            "no message has content that can be forwarded".into(),
+        ));
+    }
+
+    let max_tokens = match root.get("max_tokens") {
+        None | Some(J::Null) => None,
+        Some(J::U(n)) => Some(*n),
+        Some(_) => return Err(wrong_type("max_tokens", "a non-negative integer")),
+    };
+    let number = |key: &'static str| match root.get(key) {
+        None | Some(J::Null) => Ok(None),
+        Some(v @ (J::U(_) | J::I(_) | J::F(_))) => Ok(Some(v)),
+        Some(_) => Err(wrong_type(key, "a number")),
+    };
+    let temperature = number("temperature")?;
+    let top_p = number("top_p")?;
+    let stop = match root.get("stop_sequences") {
+        None | Some(J::Null) => None,
+        Some(J::Arr(a)) => {
+            for (k, s) in a.iter().enumerate() {
+                if !matches!(s, J::Str(_)) {
+                    return Err(wrong_type(&format!("stop_sequences[{k}]"), "a string"));
+                }
+            }
+            (!a.is_empty()).then_some(a.as_slice())
+        }
+        Some(_) => return Err(wrong_type("stop_sequences", "an array of strings")),
+    };
+    let user = match root.get("metadata") {
+        Some(J::Obj(meta)) => opt_str(meta, "user_id", &P::Root("metadata"))?,
+        _ => None,
+    };
+    let reasoning_effort = reasoning_effort(root)?;
+    let mut chat = Chat {
+        model,
+        messages,
+        max_tokens,
+        stream,
+        temperature,
+        top_p,
+        stop,
+        user,
+        reasoning_effort,
+        parallel_tool_calls_off: false,
+        tools: Vec::new(),
+        tool_choice: None,
+    };
+    convert_tools(root, &mut chat, &mut ctx)?;
+    Ok((chat, ctx))
+}
+
+pub(super) fn push_system<'a>(messages: &mut Vec<Msg<'a>>, text: Cow<'a, str>) {
+    if !text.is_empty() {
+        messages.push(Msg::System(text));
+    }
+}
+
+/// The text of `system`-like block arrays: text blocks joined by `\n`, anything else dropped and counted.
+pub(super) fn text_blocks<'a>(
+    blocks: &'a [J<'a>],
+    p: &P,
+    ctx: &mut MessageContext,
+) -> Result<Cow<'a, str>, RequestError> {
+    let mut text = None;
+    for (j, b) in blocks.iter().enumerate() {
+        let bp = P::Idx(p, j);
+        match block(b, &bp)? {
+            (o, "text") => join_line(&mut text, Cow::Borrowed(req_str(o, "text", &bp)?)),
+            _ => ctx.dropped_blocks += 1,
+        }
+    }
+    Ok(text.unwrap_or_default())
+}
+
+pub(super) fn convert_message<'a>(
+    m: &'a J<'a>,
+    p: &P,
+    out: &mut Vec<Msg<'a>>,
+    ctx: &mut MessageContext,
+) -> Result<(), RequestError> {
+    let J::Obj(m) = m else {
+        return Err(wrong_type(&p.to_string(), "an object"));
+    };
+    let role = req_str(m, "role", p)?;
+    let cp = P::Key(p, "content");
+    let content = m.get("content").unwrap_or(&J::Null);
+    let (text, blocks): (Option<&str>, &[J]) = match content {
+        J::Str(s) => (Some(s), &[]),
+        J::Arr(a) => (None, a),
+        J::Null => (None, &[]),
+        _ => {
+            return Err(wrong_type(
+                &cp.to_string(),
+                "a string or an array of content blocks",
+            ))
+        }
+    };
+    match role {
+        "system" => {
+            let text = match text {
+                Some(s) => Cow::Borrowed(s),
+                None => text_blocks(blocks, &cp, ctx)?,
+            };
+            push_system(out, text);
+        }
+        "user" => match text {
+            Some(s) => out.push(Msg::User(Cow::Borrowed(s))),
+            None => user_blocks(blocks, &cp, out, ctx)?,
+        },
+        "assistant" => match text {
+            Some("") => {}
+            Some(s) => out.push(Msg::Assistant {
+                content: Some(Cow::Borrowed(s)),
+                calls: Vec::new(),
+            }),
+            None => assistant_blocks(blocks, &cp, out, ctx)?,
+        },
+        other => {
+            return Err(bad_value(
+                &format!("{p}.role"),
+                format!("unknown role `{other}`; expected `user` or `assistant`"),
+            ))
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn user_blocks<'a>(
+    blocks: &'a [J<'a>],
+    cp: &P,
+    out: &mut Vec<Msg<'a>>,
+    ctx: &mut MessageContext,
+) -> Result<(), RequestError> {
+    let mut parts = Vec::new();
+    for (j, b) in blocks.iter().enumerate() {
+        let bp = P::Idx(cp, j);
+        match block(b, &bp)? {
+            (o, "text") => parts.push(Part::Text(Cow::Borrowed(req_str(o, "text", &bp)?))),
+            (o, "image") => parts.push(Part::Image(image_url(o, &bp)?)),
+            (o, "document") => parts.push(Part::Text(Cow::Owned(document_text(o, &bp, ctx)?))),
+            // Tool messages go first, in order, before the rest of this user message.
+            (o, "tool_result") => out.push(tool_result(o, &bp, ctx)?),
+            (_, "thinking" | "redacted_thinking") => {}
+            _ => ctx.dropped_blocks += 1,
+        }
+    }
+    if parts.is_empty() {
+        return Ok(());
+    }
+    if parts.iter().all(|p| matches!(p, Part::Text(_))) {
+        let mut text = None;
+        for p in parts {
+            if let Part::Text(t) = p {
+                join_line(&mut text, t);
+            }
+        }
+        out.push(Msg::User(text.unwrap_or_default()));
+    } else {
+        out.push(Msg::UserParts(parts));
+    }
+    Ok(())
+}
+
+pub(super) fn image_url<'a>(o: &'a Obj<'a>, p: &P) -> Result<Cow<'a, str>, RequestError> {
+    let sp = P::Key(p, "source");
+    let Some(J::Obj(source)) = o.get("source") else {
+        return Err(wrong_type(&sp.to_string(), "an object"));
+    };
+    Ok(match req_str(source, "type", &sp)? {
+        "base64" => Cow::Owned(format!(
+            "data:{};base64,{}",
+            req_str(source, "media_type", &sp)?,
+            req_str(source, "data", &sp)?
+        )),
+        "url" => Cow::Borrowed(req_str(source, "url", &sp)?),
+        other => {
+            return Err(unsupported(
+                &format!("{sp}.type"),
+                &format!("image source type `{other}` is not supported; send `base64` or `url`"),
+            ))
+        }
+    })
+}
+
+pub(super) fn document_text(
+    o: &Obj,
+    p: &P,
+    ctx: &mut MessageContext,
+) -> Result<String, RequestError> {
+    let sp = P::Key(p, "source");
+    let Some(J::Obj(source)) = o.get("source") else {
+        return Err(wrong_type(&sp.to_string(), "an object"));
+    };
+    let body = match req_str(source, "type", &sp)? {
+        "text" => req_str(source, "data", &sp)?.to_string(),
+        "content" => match source.get("content") {
+            Some(J::Str(s)) => s.to_string(),
+            Some(J::Arr(blocks)) => text_blocks(blocks, &P::Key(&sp, "content"), ctx)?.into_owned(),
+            _ => {
+                return Err(wrong_type(
+                    &format!("{sp}.content"),
+                    "a string or an array of blocks",
+                ))
+            }
+        },
+        _ => {
+            return Err(unsupported(
+                &p.to_string(),
+                "PDF and file documents are not supported by the upstream models; send the text instead",
+            ))
+        }
+    };
+    Ok(match opt_str(o, "title", p)? {
+        Some(title) if !title.is_empty() => format!("{title}\n\n{body}"),
+        _ => body,
+    })
+}
+
+pub(super) fn tool_result<'a>(
+    o: &'a Obj<'a>,
+    p: &P,
+    ctx: &mut MessageContext,
+) -> Result<Msg<'a>, RequestError> {
+    let id = req_str(o, "tool_use_id", p)?;
+    let cp = P::Key(p, "content");
+    let text: Cow<str> = match o.get("content") {
+        None | Some(J::Null) => Cow::Borrowed(""),
+        Some(J::Str(s)) => Cow::Borrowed(s),
+        Some(J::Arr(blocks)) => {
+            let mut text = None;
+            for (k, b) in blocks.iter().enumerate() {
+                let bp = P::Idx(&cp, k);
+                match block(b, &bp)? {
+                    (o, "text") => join_line(&mut text, Cow::Borrowed(req_str(o, "text", &bp)?)),
+                    (_, "image") => join_line(&mut text, Cow::Borrowed("[image omitted]")),
+                    (o, "document") => {
+                        join_line(&mut text, Cow::Owned(document_text(o, &bp, ctx)?))
+                    }
+                    _ => ctx.dropped_blocks += 1,
+                }
+            }
+            text.unwrap_or_default()
+        }
+        Some(_) => {
+            return Err(wrong_type(
+                &cp.to_string(),
+                "a string or an array of content blocks",
+            ))
+        }
+    };
+    let content = if matches!(o.get("is_error"), Some(J::Bool(true))) {
+        Cow::Owned(format!("[tool error] {text}"))
+    } else {
+        text
+    };
+    Ok(Msg::Tool { id, content })
+}
+
+pub(super) fn assistant_blocks<'a>(
+    blocks: &'a [J<'a>],
+    cp: &P,
+    out: &mut Vec<Msg<'a>>,
+    ctx: &mut MessageContext,
+) -> Result<(), RequestError> {
+    let mut text = None;
+    let mut calls = Vec::new();
+    for (j, b) in blocks.iter().enumerate() {
+        let bp = P::Idx(cp, j);
+        match block(b, &bp)? {
+            (o, "text") => join_line(&mut text, Cow::Borrowed(req_str(o, "text", &bp)?)),
+            (o, "tool_use") => {
+                let arguments = match o.get("input") {
+                    Some(J::Raw(r)) => compact(r.get()),
+                    _ => Cow::Borrowed("{}"),
+                };
+                let id = req_str(o, "id", &bp)?;
+                let name = req_str(o, "name", &bp)?;
+                calls.push(ToolCall {
+                    id,
+                    name,
+                    arguments,
+                });
+            }
+            (_, "thinking" | "redacted_thinking") => {}
+            _ => ctx.dropped_blocks += 1,
+        }
+    }
+    let content = text.filter(|t| !t.is_empty());
+    if content.is_some() || !calls.is_empty() {
+        out.push(Msg::Assistant { content, calls });
+    }
+    Ok(())
+}
+
+pub(super) fn reasoning_effort(root: &Obj) -> Result<Option<&'static str>, RequestError> {
+    if let Some(J::Obj(cfg)) = root.get("output_config") {
+        match opt_str(cfg, "effort", &P::Root("output_config"))? {
+            Some("low") => return Ok(Some("low")),
+            Some("medium") => return Ok(Some("medium")),
+            Some("high" | "max") => return Ok(Some("high")),
+            _ => {}
+        }
+    }
+    let Some(J::Obj(thinking)) = root.get("thinking") else {
+        return Ok(None);
+    };
+    Ok(match opt_str(thinking, "type", &P::Root("thinking"))? {
+        Some("enabled") => match thinking.get("budget_tokens") {
+            Some(J::U(n)) if *n < 4096 => Some("low"),
+            Some(J::U(n)) if *n >= 16384 => Some("high"),
+            _ => Some("medium"),
+        },
+        Some("adaptive") => Some("medium"),
+        _ => None,
+    })
+}
+
+pub(super) const EMPTY_SCHEMA: &str = r#"{"properties":{},"type":"object"}"#;
+
+pub(super) fn convert_tools<'a>(
+    root: &'a Obj<'a>,
+    chat: &mut Chat<'a>,
+    ctx: &mut MessageContext,
+) -> Result<(), RequestError> {
+    let mut tools = Vec::new();
+    match root.get("tools") {
+        None | Some(J::Null) => {}
+        Some(J::Arr(list)) => {
+            tools.reserve(list.len());
+            let tsp = P::Root("tools");
+            for (k, t) in list.iter().enumerate() {
+                let tp = P::Idx(&tsp, k);
+                let J::Obj(t) = t else {
+                    return Err(wrong_type(&tp.to_string(), "an object"));
+                };
+                let name = req_str(t, "name", &tp)?;
+                match opt_str(t, "type", &tp)? {
+                    None | Some("custom") => {}
+                    Some(_) => {
+                        ctx.dropped_tools.push(name.to_string());
+                        continue;
+                    }
+                }
+                let description = opt_str(t, "description", &tp)?;
+                let parameters = match t.get("input_schema") {
+                    None | Some(J::Null) => Cow::Borrowed(EMPTY_SCHEMA),
+                    Some(J::Raw(r)) if r.get().starts_with('{') => compact(r.get()),
+                    Some(J::Raw(r)) if r.get() == "null" => Cow::Borrowed(EMPTY_SCHEMA),
+                    Some(_) => return Err(wrong_type(&format!("{tp}.input_schema"), "an object")),
+                };
+                tools.push(Tool {
+                    name,
+                    description,
+                    parameters,
+                });
+            }
+        }
+        Some(_) => return Err(wrong_type("tools", "an array")),
+    }
+    let forced_unsupported =
+        |message: String| RequestError::invalid("unsupported_tool", "tool_choice", message);
+    let tcp = P::Root("tool_choice");
+    let choice = match root.get("tool_choice") {
+        None | Some(J::Null) => None,
+        Some(J::Obj(tc)) => {
+            let choice = match req_str(tc, "type", &tcp)? {
+                "auto" => ToolChoice::Mode("auto"),
+                "none" => ToolChoice::Mode("none"),
+                "any" if tools.is_empty() && !ctx.dropped_tools.is_empty() => {
+                    return Err(forced_unsupported(
+                        "`tool_choice` `any` needs a custom tool; server tools are not supported"
+                            .into(),
+                    ))
+                }
+                "any" => ToolChoice::Mode("required"),
+                "tool" => {
+                    let name = req_str(tc, "name", &tcp)?;
+                    if ctx.dropped_tools.iter().any(|d| d == name) {
+                        return Err(RequestError::invalid(
+                            "unsupported_tool",
+                            "tool_choice.name",
+                            format!(
+                                "`{name}` is a server tool, which the gateway does not support"
+                            ),
+                        ));
+                    }
+                    if !tools.iter().any(|t| t.name == name) {
+                        return Err(bad_value(
+                            "tool_choice.name",
+                            format!("no tool named `{name}` in `tools`"),
+                        ));
+                    }
+                    ToolChoice::Function(name)
+                }
+                other => {
+                    return Err(bad_value(
+                        "tool_choice.type",
+                        format!("unknown tool_choice type `{other}`"),
+                    ))
+                }
+            };
+            if matches!(tc.get("disable_parallel_tool_use"), Some(J::Bool(true)))
+                && !tools.is_empty()
+            {
+                chat.parallel_tool_calls_off = true;
+            }
+            Some(choice)
+        }
+        Some(_) => return Err(wrong_type("tool_choice", "an object")),
+    };
+    if !tools.is_empty() {
+        chat.tools = tools;
+        chat.tool_choice = choice;
+    }
+    Ok(())
+}
+
+pub(super) fn write_number(out: &mut Vec<u8>, v: &J) {
+    match v {
+        J::U(n) => num(out, *n),
+        J::I(n) => put(out, &n.to_string()),
+        // Written as serde_json writes an f64; a Vec never fails.
+        J::F(f) => out.extend_from_slice(&serde_json::to_vec(f).unwrap_or_default()),
+        _ => put(out, "null"),
+    }
+}
+
+pub(super) fn write_message(out: &mut Vec<u8>, m: &Msg) {
+    match m {
+        Msg::System(s) => {
+            put(out, r#"{"content":"#);
+            esc(out, s);
+            put(out, r#","role":"system"}"#);
+        }
+        Msg::User(s) => {
+            put(out, r#"{"content":"#);
+            esc(out, s);
+            put(out, r#","role":"user"}"#);
+        }
+        Msg::UserParts(parts) => {
+            put(out, r#"{"content":["#);
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                match p {
+                    Part::Text(t) => {
+                        put(out, r#"{"text":"#);
+                        esc(out, t);
+                        put(out, r#","type":"text"}"#);
+                    }
+                    Part::Image(url) => {
+                        put(out, r#"{"image_url":{"url":"#);
+                        esc(out, url);
+                        put(out, r#"},"type":"image_url"}"#);
+                    }
+                }
+            }
+            put(out, r#"],"role":"user"}"#);
+        }
+        Msg::Assistant { content, calls } => {
+            put(out, r#"{"content":"#);
+            match content {
+                Some(s) => esc(out, s),
+                None => put(out, "null"),
+            }
+            put(out, r#","role":"assistant""#);
+            if !calls.is_empty() {
+                put(out, r#","tool_calls":["#);
+                for (i, c) in calls.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    put(out, r#"{"function":{"arguments":"#);
+                    esc(out, &c.arguments);
+                    put(out, r#","name":"#);
+                    esc(out, c.name);
+                    put(out, r#"},"id":"#);
+                    esc(out, c.id);
+                    put(out, r#","type":"function"}"#);
+                }
+                out.push(b']');
+            }
+            out.push(b'}');
+        }
+        Msg::Tool { id, content } => {
+            put(out, r#"{"content":"#);
+            esc(out, content);
+            put(out, r#","role":"tool","tool_call_id":"#);
+            esc(out, id);
+            out.push(b'}');
+        }
+    }
+}
+
+/// Writes the chat body (keys sorted, as before); returns where its `messages` and `tools` arrays are.
+pub(super) fn write_chat(c: &Chat, out: &mut Vec<u8>) -> (Range<usize>, Range<usize>) {
+    out.push(b'{');
+    if let Some(n) = c.max_tokens {
+        put(out, r#""max_tokens":"#);
+        num(out, n);
+        out.push(b',');
+    }
+    put(out, r#""messages":"#);
+    let start = out.len();
+    out.push(b'[');
+    for (i, m) in c.messages.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_message(out, m);
+    }
+    out.push(b']');
+    let messages = start..out.len();
+    put(out, r#","model":"#);
+    esc(out, c.model);
+    if c.parallel_tool_calls_off {
+        put(out, r#","parallel_tool_calls":false"#);
+    }
+    if let Some(effort) = c.reasoning_effort {
+        put(out, r#","reasoning_effort":"#);
+        esc(out, effort);
+    }
+    if let Some(stop) = c.stop {
+        put(out, r#","stop":["#);
+        for (i, s) in stop.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            if let J::Str(s) = s {
+                esc(out, s);
+            }
+        }
+        out.push(b']');
+    }
+    if c.stream {
+        put(
+            out,
+            r#","stream":true,"stream_options":{"include_usage":true}"#,
+        );
+    }
+    if let Some(t) = c.temperature {
+        put(out, r#","temperature":"#);
+        write_number(out, t);
+    }
+    if let Some(choice) = &c.tool_choice {
+        put(out, r#","tool_choice":"#);
+        match choice {
+            ToolChoice::Mode(m) => esc(out, m),
+            ToolChoice::Function(name) => {
+                put(out, r#"{"function":{"name":"#);
+                esc(out, name);
+                put(out, r#"},"type":"function"}"#);
+            }
+        }
+    }
+    let mut tools = 0..0;
+    if !c.tools.is_empty() {
+        put(out, r#","tools":"#);
+        let start = out.len();
+        out.push(b'[');
+        for (i, t) in c.tools.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            put(out, r#"{"function":{"#);
+            if let Some(d) = t.description {
+                put(out, r#""description":"#);
+                esc(out, d);
+                out.push(b',');
+            }
+            put(out, r#""name":"#);
+            esc(out, t.name);
+            put(out, r#","parameters":"#);
+            put(out, &t.parameters);
+            put(out, r#"},"type":"function"}"#);
+        }
+        out.push(b']');
+        tools = start..out.len();
+    }
+    if let Some(t) = c.top_p {
+        put(out, r#","top_p":"#);
+        write_number(out, t);
+    }
+    if let Some(user) = c.user {
+        put(out, r#","user":"#);
+        esc(out, user);
+    }
+    out.push(b'}');
+    (messages, tools)
+}
+
+/// Tokens estimated the way the gateway estimates a chat request: about four bytes of JSON per token, inline
+/// images (`data:` URLs) a fixed 1000 tokens each.
+pub(super) fn estimate_json_tokens(text: &str) -> u64 {
+    const IMAGE_TOKENS: u64 = 1000;
+    let mut bytes = text.len() as u64;
+    let mut images = 0u64;
+    let mut rest = text;
+    while let Some(start) = rest.find("\"data:") {
+        let after = &rest[start + 1..];
+        let end = after.find('"').unwrap_or(after.len());
+        bytes = bytes.saturating_sub(end as u64);
+        images += 1;
+        rest = &after[end..];
+    }
+    bytes.div_ceil(4) + images * IMAGE_TOKENS
+}
+
+/// `count_tokens`: the estimated `input_tokens` of a Messages request — its translated messages (system, text,
+/// tool_use input, tool_result content, images) and tool definitions, counted as the relay estimates a request.
+pub fn count_tokens(body: &[u8]) -> Result<u64, RequestError> {
+    let root = parse_root(body)?;
+    let (chat, _) = convert(&root, String::new())?;
+    let mut out = Vec::with_capacity(body.len() + 64);
+    let (messages, tools) = write_chat(&chat, &mut out);
+    let messages = out
+        .get(messages)
+        .and_then(|m| std::str::from_utf8(m).ok())
+        .unwrap_or_default();
+    Ok(estimate_json_tokens(messages) + (tools.len() as u64).div_ceil(4))
+}
