@@ -110,13 +110,15 @@ async fn a_healthy_check_puts_an_invalid_key_back() {
         .as_str()
         .unwrap()
         .to_owned();
-    // Wait for the verdict to be stored (it is persisted in the background).
-    for _ in 0..100 {
-        if keys(&gw, &cookie).await[0]["status"] == "invalid" {
+    // Wait for the verdict to be stored (it is persisted in the background; `status` is the live mark, shown at
+    // once, `status_reason` is the stored row's).
+    for _ in 0..200 {
+        if !keys(&gw, &cookie).await[0]["status_reason"].is_null() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    assert_eq!(keys(&gw, &cookie).await[0]["status"], "invalid");
     assert!(gw.state.books.cooldowns.is_invalid(&id));
     let (status, body) = post(&gw, &cookie, &format!("/api/keys/{id}/check")).await;
     assert_eq!(status, 200, "{body}");
