@@ -7,6 +7,8 @@
 //! Direction is in the names: `*_to_chat_request`, `chat_to_*_response`, and a `*StreamEncoder` fed the payload of
 //! each chat SSE event (`data:` value, `[DONE]` included, and the gateway's terminal `{"error":…}` event).
 
+mod chat;
+mod json;
 pub mod messages;
 pub mod responses;
 

@@ -68,13 +68,6 @@ pub(super) fn stop_reason(finish: Option<&str>, tool_calls: bool) -> &'static st
     }
 }
 
-/// `prompt_tokens`, `completion_tokens` and cached prompt tokens from a chat `usage` object.
-pub(super) fn usage_of(u: &UsageIn) -> (u64, u64, u64) {
-    let prompt = u.prompt.as_u64().unwrap_or(0);
-    let cached = u.details.cached.as_u64().unwrap_or(0).min(prompt);
-    (prompt, u.completion.as_u64().unwrap_or(0), cached)
-}
-
 pub(super) fn tool_id<'a>(id: Option<&'a str>, ctx: &MessageContext, n: usize) -> Cow<'a, str> {
     match id {
         Some(id) if !id.is_empty() => Cow::Borrowed(id),
@@ -86,15 +79,6 @@ pub(super) fn tool_id<'a>(id: Option<&'a str>, ctx: &MessageContext, n: usize) -
             Cow::Owned(format!("toolu_{stem}_{n}"))
         }
     }
-}
-
-/// A leading `<think>…</think>` split off content: (thinking, rest). No closing tag: all of it is thinking.
-pub(super) fn split_think(content: &str) -> Option<(&str, &str)> {
-    let body = content.trim_start().strip_prefix("<think>")?;
-    Some(match body.find("</think>") {
-        Some(end) => (&body[..end], body[end + "</think>".len()..].trim_start()),
-        None => (body, ""),
-    })
 }
 
 /// `"usage":{…}` of Messages answers and `message_delta`.

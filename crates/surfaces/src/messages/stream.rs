@@ -49,17 +49,6 @@ pub(super) enum Open {
     Tool(u32, usize),
 }
 
-/// Where a leading `<think>` tag stands in streamed content.
-#[derive(Debug)]
-pub(super) enum Think {
-    /// Content so far could still open with `<think>`.
-    Detect(String),
-    /// Inside the tag; holds a tail that might be the start of `</think>`.
-    Inside(String),
-    /// Plain text; `trim` drops whitespace right after `</think>`.
-    Text { trim: bool },
-}
-
 #[derive(Debug, Default)]
 pub(super) struct StreamTool {
     pub(super) chat_index: Option<u64>,
@@ -80,7 +69,7 @@ pub struct MessagesStreamEncoder {
     ended: bool,
     next_index: u32,
     open: Open,
-    think: Think,
+    think: ThinkSplit,
     tools: Vec<StreamTool>,
     finish_reason: Option<String>,
     usage: Option<wire::Usage>,
@@ -97,7 +86,7 @@ impl MessagesStreamEncoder {
             ended: false,
             next_index: 0,
             open: Open::None,
-            think: Think::Detect(String::new()),
+            think: ThinkSplit::default(),
             tools: Vec::new(),
             finish_reason: None,
             usage: None,
@@ -190,64 +179,22 @@ impl MessagesStreamEncoder {
     }
 
     pub(super) fn content(&mut self, c: &str, out: &mut Vec<u8>) {
-        const OPEN: &str = "<think>";
-        const CLOSE: &str = "</think>";
-        match &mut self.think {
+        if self.think.is_plain() {
             // The common case, without moving state around.
-            Think::Text { trim: false } => {
-                if !c.is_empty() {
-                    self.text(c, out);
-                }
-                return;
+            if !c.is_empty() {
+                self.text(c, out);
             }
-            Think::Text { trim: true } => {
-                let s = c.trim_start();
-                if s.is_empty() {
-                    return;
-                }
-                self.think = Think::Text { trim: false };
-                return self.text(s, out);
-            }
-            _ => {}
+            return;
         }
-        match std::mem::replace(&mut self.think, Think::Text { trim: false }) {
-            Think::Text { .. } => {}
-            Think::Detect(mut buf) => {
-                buf.push_str(c);
-                let t = buf.trim_start();
-                if let Some(rest) = t.strip_prefix(OPEN) {
-                    let rest = rest.to_string();
-                    self.think = Think::Inside(String::new());
-                    self.content(&rest, out);
-                } else if OPEN.starts_with(t) {
-                    self.think = Think::Detect(buf);
-                } else {
-                    self.text(&buf, out);
-                }
-            }
-            Think::Inside(mut held) => {
-                held.push_str(c);
-                if let Some(end) = held.find(CLOSE) {
-                    if end > 0 {
-                        self.thinking(&held[..end], out);
-                    }
-                    let rest = held[end + CLOSE.len()..].to_string();
-                    self.think = Think::Text { trim: true };
-                    if !rest.is_empty() {
-                        self.content(&rest, out);
-                    }
-                } else {
-                    let keep = (1..CLOSE.len())
-                        .rev()
-                        .find(|&k| held.ends_with(&CLOSE[..k]))
-                        .unwrap_or(0);
-                    let tail = held.split_off(held.len() - keep);
-                    if !held.is_empty() {
-                        self.thinking(&held, out);
-                    }
-                    self.think = Think::Inside(tail);
-                }
-            }
+        let mut think = std::mem::take(&mut self.think);
+        think.push(c, &mut |piece, s| self.piece(piece, s, out));
+        self.think = think;
+    }
+
+    fn piece(&mut self, piece: Piece, s: &str, out: &mut Vec<u8>) {
+        match piece {
+            Piece::Thinking => self.thinking(s, out),
+            Piece::Text => self.text(s, out),
         }
     }
 
@@ -403,11 +350,9 @@ impl MessagesStreamEncoder {
             return;
         }
         self.start(out);
-        match std::mem::replace(&mut self.think, Think::Text { trim: false }) {
-            Think::Detect(buf) if !buf.is_empty() => self.text(&buf, out),
-            Think::Inside(held) if !held.is_empty() => self.thinking(&held, out),
-            _ => {}
-        }
+        let mut think = std::mem::take(&mut self.think);
+        think.finish(&mut |piece, s| self.piece(piece, s, out));
+        self.think = think;
         for slot in 0..self.tools.len() {
             let t = &self.tools[slot];
             if !t.started && t.name.is_some() {
