@@ -11,7 +11,8 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::json::*;
 
-/// The chat request, borrowed from the parsed Messages request, written by [`write_chat`].
+/// The chat request, borrowed from a surface's parsed request, written by [`write_chat`].
+#[derive(Default)]
 pub(crate) struct Chat<'a> {
     pub(crate) model: &'a str,
     pub(crate) messages: Vec<Msg<'a>>,
@@ -25,6 +26,16 @@ pub(crate) struct Chat<'a> {
     pub(crate) parallel_tool_calls_off: bool,
     pub(crate) tools: Vec<Tool<'a>>,
     pub(crate) tool_choice: Option<ToolChoice<'a>>,
+    pub(crate) frequency_penalty: Option<&'a J<'a>>,
+    pub(crate) presence_penalty: Option<&'a J<'a>>,
+    pub(crate) seed: Option<&'a J<'a>>,
+    pub(crate) response_format: Option<ResponseFormat<'a>>,
+}
+
+pub(crate) enum ResponseFormat<'a> {
+    JsonObject,
+    /// A JSON schema (its JSON text) the answer must follow.
+    JsonSchema(Cow<'a, str>),
 }
 
 pub(crate) enum Msg<'a> {
@@ -36,7 +47,7 @@ pub(crate) enum Msg<'a> {
         calls: Vec<ToolCall<'a>>,
     },
     Tool {
-        id: &'a str,
+        id: Cow<'a, str>,
         content: Cow<'a, str>,
     },
 }
@@ -47,7 +58,7 @@ pub(crate) enum Part<'a> {
 }
 
 pub(crate) struct ToolCall<'a> {
-    pub(crate) id: &'a str,
+    pub(crate) id: Cow<'a, str>,
     pub(crate) name: &'a str,
     /// JSON text of the `input`.
     pub(crate) arguments: Cow<'a, str>,
@@ -126,7 +137,7 @@ pub(crate) fn write_message(out: &mut Vec<u8>, m: &Msg) {
                     put(out, r#","name":"#);
                     esc(out, c.name);
                     put(out, r#"},"id":"#);
-                    esc(out, c.id);
+                    esc(out, &c.id);
                     put(out, r#","type":"function"}"#);
                 }
                 out.push(b']');
@@ -146,6 +157,11 @@ pub(crate) fn write_message(out: &mut Vec<u8>, m: &Msg) {
 /// Writes the chat body (keys sorted, as before); returns where its `messages` and `tools` arrays are.
 pub(crate) fn write_chat(c: &Chat, out: &mut Vec<u8>) -> (Range<usize>, Range<usize>) {
     out.push(b'{');
+    if let Some(v) = c.frequency_penalty {
+        put(out, r#""frequency_penalty":"#);
+        write_number(out, v);
+        out.push(b',');
+    }
     if let Some(n) = c.max_tokens {
         put(out, r#""max_tokens":"#);
         num(out, n);
@@ -167,9 +183,31 @@ pub(crate) fn write_chat(c: &Chat, out: &mut Vec<u8>) -> (Range<usize>, Range<us
     if c.parallel_tool_calls_off {
         put(out, r#","parallel_tool_calls":false"#);
     }
+    if let Some(v) = c.presence_penalty {
+        put(out, r#","presence_penalty":"#);
+        write_number(out, v);
+    }
     if let Some(effort) = c.reasoning_effort {
         put(out, r#","reasoning_effort":"#);
         esc(out, effort);
+    }
+    match &c.response_format {
+        None => {}
+        Some(ResponseFormat::JsonObject) => {
+            put(out, r#","response_format":{"type":"json_object"}"#);
+        }
+        Some(ResponseFormat::JsonSchema(schema)) => {
+            put(
+                out,
+                r#","response_format":{"json_schema":{"name":"response","schema":"#,
+            );
+            put(out, schema);
+            put(out, r#"},"type":"json_schema"}"#);
+        }
+    }
+    if let Some(v) = c.seed {
+        put(out, r#","seed":"#);
+        write_number(out, v);
     }
     if let Some(stop) = c.stop {
         put(out, r#","stop":["#);

@@ -17,7 +17,7 @@ use wire::{ApiError, ErrorType};
 use crate::error::error_response;
 
 const ALLOWED_METHODS: &str = "GET, POST, PATCH, PUT, DELETE, OPTIONS";
-const ALLOWED_HEADERS: &str = "authorization, content-type, x-request-id, x-api-key";
+const ALLOWED_HEADERS: &str = "authorization, content-type, x-request-id, x-api-key, x-goog-api-key, anthropic-version, anthropic-beta";
 
 /// `scheme://host[:port]` of an origin or URL, lowercase, without path or trailing slash; `None` if it has none.
 pub fn origin_of(url: &str) -> Option<String> {
@@ -116,7 +116,7 @@ pub async fn protect(
 ) -> Response {
     let path = request.uri().path();
     let is_api = path == "/api" || path.starts_with("/api/");
-    let is_v1 = path == "/v1" || path.starts_with("/v1/");
+    let is_v1 = path == "/v1" || path.starts_with("/v1/") || path.starts_with("/v1beta/");
     if !is_api && !is_v1 {
         return next.run(request).await;
     }

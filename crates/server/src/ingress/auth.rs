@@ -1,5 +1,5 @@
 //! Who is calling `/v1`: the client-address limit, then the gateway key (SHA-256 of the bearer token, or of
-//! `x-api-key`) found in the in-memory snapshot, then its own limits. No database access. Also the request id and the
+//! `x-api-key` or `x-goog-api-key`) found in the in-memory snapshot, then its own limits. No database access. Also the request id and the
 //! [`RequestMeta`] every surface hands to the relay.
 
 use std::net::SocketAddr;
@@ -35,6 +35,7 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     }
     headers
         .get("x-api-key")
+        .or_else(|| headers.get("x-goog-api-key"))
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
 }

@@ -176,3 +176,27 @@ fn describe_needs(needs: wire::Needs) -> String {
     }
     parts.join(", ")
 }
+
+/// The model to route a vendor's model name to (Claude Code's `claude-sonnet-…`, Gemini CLI's `gemini-2.5-pro`)
+/// when the caller has no model or profile by that name: the profile `<vendor>-<family>` (`claude-opus`,
+/// `gemini-flash`) if it exists, else the profile `<vendor>`, else `auto`. `None` when the name is the caller's own
+/// or not the vendor's (`family` is `None`); a family of `"other"` skips the per-family profile.
+pub(crate) fn vendor_target(
+    tenant: &Tenant,
+    model: &str,
+    vendor: &str,
+    family: Option<&str>,
+) -> Option<String> {
+    if tenant.models.contains_key(model) || tenant.profiles.contains_key(model) {
+        return None;
+    }
+    let family = family?;
+    let per_family = (family != "other").then(|| format!("{vendor}-{family}"));
+    Some(
+        per_family
+            .into_iter()
+            .chain(std::iter::once(vendor.to_owned()))
+            .find(|p| tenant.profiles.contains_key(p.as_str()))
+            .unwrap_or_else(|| "auto".to_owned()),
+    )
+}

@@ -14,10 +14,10 @@ use surfaces::messages::{self as codec, MessagesStreamEncoder};
 use wire::ApiError;
 
 use super::auth::{authenticated_body, Caller};
+use super::candidates::vendor_target;
 use super::chat::plan_chat;
 use super::translate::{take_apart, translated_stream, with_json_body, RelayAnswer};
 use crate::relay;
-use crate::runtime::snapshot::Tenant;
 use crate::runtime::state::AppState;
 
 /// An error in Anthropic's shape, with `Retry-After` when the gateway gave one.
@@ -37,21 +37,6 @@ fn from_api_error(e: &ApiError) -> Response {
         e.status,
         codec::error_body(e.status, &e.message),
         e.retry_after_secs,
-    )
-}
-
-/// The model to route a Claude name to, when the caller has nothing by that name (see the module doc).
-fn claude_target(tenant: &Tenant, model: &str) -> Option<String> {
-    if tenant.models.contains_key(model) || tenant.profiles.contains_key(model) {
-        return None;
-    }
-    let family = codec::claude_family(model)?;
-    let named = [format!("claude-{family}"), "claude".to_owned()];
-    Some(
-        named
-            .into_iter()
-            .find(|p| tenant.profiles.contains_key(p.as_str()))
-            .unwrap_or_else(|| "auto".to_owned()),
     )
 }
 
@@ -87,7 +72,8 @@ pub(crate) async fn create(
         tracing::debug!(tools = ?ctx.dropped_tools, blocks = ctx.dropped_blocks, "messages: server tools or blocks no upstream can use were dropped");
     }
     let mut chat_body = Bytes::from(chat.body);
-    if let Some(target) = claude_target(&caller.tenant, &chat.model) {
+    let family = codec::claude_family(&chat.model);
+    if let Some(target) = vendor_target(&caller.tenant, &chat.model, "claude", family) {
         chat_body = match relay::with_model(&chat_body, &target) {
             Ok(b) => b,
             Err(_) => {

@@ -1,4 +1,4 @@
-//! `/v1`: the inference surfaces. Each handler authenticates from the snapshot ([`auth`]), reads the body once
+//! `/v1` (and Gemini's `/v1beta`): the inference surfaces. Each handler authenticates from the snapshot ([`auth`]), reads the body once
 //! ([`body`]), turns its request into the internal chat-completions request, finds the candidates ([`candidates`])
 //! and hands over to [`crate::relay`] — the one attempt loop every surface shares.
 
@@ -7,6 +7,7 @@ pub mod body;
 pub mod candidates;
 pub mod chat;
 pub mod embeddings;
+pub mod gemini;
 pub mod messages;
 pub mod models;
 pub mod responses;
@@ -35,6 +36,12 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/models", get(models::list_models))
         .route("/v1/models/{*id}", get(models::get_model))
         .route("/v1/{*rest}", axum::routing::any(unknown_endpoint))
+        .route("/v1beta/models", get(gemini::list_models))
+        .route(
+            "/v1beta/models/{target}",
+            post(gemini::call).get(gemini::get_model),
+        )
+        .route("/v1beta/{*rest}", axum::routing::any(unknown_endpoint))
 }
 
 async fn unknown_endpoint(request: Request) -> impl IntoResponse {

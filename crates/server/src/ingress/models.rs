@@ -39,17 +39,7 @@ pub(crate) async fn list_models(
 /// The model list in Anthropic's shape (`GET /v1/models` with an `anthropic-version` header), built from the
 /// prebuilt OpenAI list: the same ids, in the same order, on one page.
 fn anthropic_model_list(openai_list: &[u8]) -> Bytes {
-    #[derive(serde::Deserialize)]
-    struct List {
-        data: Vec<Entry>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        id: String,
-    }
-    let ids: Vec<String> = serde_json::from_slice::<List>(openai_list)
-        .map(|l| l.data.into_iter().map(|e| e.id).collect())
-        .unwrap_or_default();
+    let ids = model_ids(openai_list);
     let data: Vec<serde_json::Value> = ids
         .iter()
         .map(|id| {
@@ -62,6 +52,21 @@ fn anthropic_model_list(openai_list: &[u8]) -> Bytes {
         "data": data, "has_more": false, "first_id": ids.first(), "last_id": ids.last(),
     });
     Bytes::from(body.to_string())
+}
+
+/// The ids of a prebuilt OpenAI model list, in order (for the other surfaces' list shapes).
+pub(crate) fn model_ids(openai_list: &[u8]) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct List {
+        data: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        id: String,
+    }
+    serde_json::from_slice::<List>(openai_list)
+        .map(|l| l.data.into_iter().map(|e| e.id).collect())
+        .unwrap_or_default()
 }
 
 pub(crate) async fn get_model(

@@ -45,6 +45,18 @@ impl StreamEncoder for surfaces::messages::MessagesStreamEncoder {
     }
 }
 
+impl StreamEncoder for surfaces::gemini::GeminiStreamEncoder {
+    fn start(&mut self, out: &mut Vec<u8>) {
+        self.start(out)
+    }
+    fn push(&mut self, event: &[u8], out: &mut Vec<u8>) {
+        self.push(event, out)
+    }
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        self.finish(out)
+    }
+}
+
 /// What the relay answered, taken apart for a codec.
 pub(crate) enum RelayAnswer {
     /// A complete chat completion (status 200).

@@ -124,9 +124,7 @@ pub(super) fn convert<'a>(
         stop,
         user,
         reasoning_effort,
-        parallel_tool_calls_off: false,
-        tools: Vec::new(),
-        tool_choice: None,
+        ..Chat::default()
     };
     convert_tools(root, &mut chat, &mut ctx)?;
     Ok((chat, ctx))
@@ -336,7 +334,10 @@ pub(super) fn tool_result<'a>(
     } else {
         text
     };
-    Ok(Msg::Tool { id, content })
+    Ok(Msg::Tool {
+        id: Cow::Borrowed(id),
+        content,
+    })
 }
 
 pub(super) fn assistant_blocks<'a>(
@@ -359,7 +360,7 @@ pub(super) fn assistant_blocks<'a>(
                 let id = req_str(o, "id", &bp)?;
                 let name = req_str(o, "name", &bp)?;
                 calls.push(ToolCall {
-                    id,
+                    id: Cow::Borrowed(id),
                     name,
                     arguments,
                 });
