@@ -47,13 +47,13 @@ if ! .venv/bin/python -c "import openai" 2>/dev/null; then
 fi
 .venv/bin/python tests/sdk/test_openai_sdk.py
 
-step "Agent SDKs against the gateway: openai Responses API, anthropic Messages API"
-if ! .venv/bin/python -c "import anthropic" 2>/dev/null; then
-  .venv/bin/pip install --quiet --disable-pip-version-check "anthropic>=0.40,<1"
+step "Agent SDKs against the gateway: openai Responses API, anthropic Messages API, google-genai Gemini API"
+if ! .venv/bin/python -c "import anthropic, google.genai" 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check "anthropic>=0.40,<1" "google-genai>=1.0,<2"
 fi
 .venv/bin/python tests/sdk/test_agent_sdks.py
 
-step "Real coding agents through the gateway: Codex CLI (codex exec) and Claude Code (claude -p), from npm"
+step "Real coding agents through the gateway: Codex CLI (codex exec), Claude Code (claude -p), Gemini CLI (gemini -p), from npm"
 bash tests/agents/run.sh
 
 step "Dashboard: typecheck, unit tests, production build, end-to-end in headless Chromium"

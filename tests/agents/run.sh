@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The real coding agents against a real gateway over a scripted mock upstream: Codex CLI (`codex exec`, OpenAI
-# Responses API) and Claude Code (`claude -p`, Anthropic Messages API) each get a task that needs one tool call —
+# Responses API), Claude Code (`claude -p`, Anthropic Messages API) and Gemini CLI (`gemini -p`, Gemini API) each get
+# a task that needs one tool call —
 # write a given text to a given file — and the test checks the file on disk. The gateway's first key for the model
 # stalls after its first (role) chunk, so every agent request also proves failover before the commit point on these
 # surfaces: the gateway must record `attempts: 2` for them.
@@ -13,11 +14,14 @@ ROOT=$(cd ../.. && pwd)
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/${FREELLMAPI_TEST_PROFILE:-debug}"
 CODEX_VERSION=0.171.0
 CLAUDE_VERSION=2.1.332
+GEMINI_VERSION=0.61.0
 
-if [ ! -x node_modules/.bin/codex ] || [ ! -x node_modules/.bin/claude ] \
+if [ ! -x node_modules/.bin/codex ] || [ ! -x node_modules/.bin/claude ] || [ ! -x node_modules/.bin/gemini ] \
   || ! grep -q "\"version\": \"$CODEX_VERSION\"" node_modules/@openai/codex/package.json 2>/dev/null \
-  || ! grep -q "\"version\": \"$CLAUDE_VERSION\"" node_modules/@anthropic-ai/claude-code/package.json 2>/dev/null; then
-  npm install --no-audit --no-fund --no-save --silent "@openai/codex@$CODEX_VERSION" "@anthropic-ai/claude-code@$CLAUDE_VERSION"
+  || ! grep -q "\"version\": \"$CLAUDE_VERSION\"" node_modules/@anthropic-ai/claude-code/package.json 2>/dev/null \
+  || ! grep -q "\"version\": \"$GEMINI_VERSION\"" node_modules/@google/gemini-cli/package.json 2>/dev/null; then
+  npm install --no-audit --no-fund --no-save --silent "@openai/codex@$CODEX_VERSION" \
+    "@anthropic-ai/claude-code@$CLAUDE_VERSION" "@google/gemini-cli@$GEMINI_VERSION"
 fi
 
 W=$(mktemp -d)
@@ -138,4 +142,30 @@ grep -q "Done: the file is written." "$W/claude.out" || fail "Claude Code did no
 echo "    claude -p wrote the file"
 check_requests messages "claude"
 
-echo "agents: Codex CLI $CODEX_VERSION and Claude Code $CLAUDE_VERSION completed their tasks through the gateway"
+# --- Gemini CLI over /v1beta/models/{model}:streamGenerateContent (its Gemini model name is mapped to `auto`) -----
+# `-m` names the model, so Gemini CLI skips its model-routing classifier call (a JSON-schema request the scripted
+# upstream has no answer for).
+start_gateway gemini
+mkdir -p "$W/gemini-home/.gemini" "$W/gemini-work"
+cat >"$W/gemini-home/.gemini/settings.json" <<JSON
+{
+  "security": {"auth": {"selectedType": "gemini-api-key"}, "folderTrust": {"enabled": false}},
+  "privacy": {"usageStatisticsEnabled": false},
+  "general": {"disableAutoUpdate": true, "disableUpdateNag": true},
+  "telemetry": {"enabled": false}
+}
+JSON
+(
+  cd "$W/gemini-work"
+  HOME="$W/gemini-home" GOOGLE_GEMINI_BASE_URL="$GW" GEMINI_API_KEY="$KEY" GEMINI_CLI_NO_RELAUNCH=1 \
+    timeout 180 "$OLDPWD/node_modules/.bin/gemini" -m gemini-2.5-flash --yolo \
+    -p "Write the file as asked. <<path:$W/gemini-work/hello.txt>> <<content:hello from gemini>>" \
+    </dev/null >"$W/gemini.out" 2>&1
+) || { cat "$W/gemini.out" >&2; fail "gemini -p exited with an error"; }
+[ "$(cat "$W/gemini-work/hello.txt" 2>/dev/null)" = "hello from gemini" ] \
+  || { cat "$W/gemini.out" >&2; fail "Gemini CLI did not write the file"; }
+grep -q "Done: the file is written." "$W/gemini.out" || fail "Gemini CLI did not print the final answer"
+echo "    gemini -p wrote the file"
+check_requests gemini "gemini"
+
+echo "agents: Codex CLI $CODEX_VERSION, Claude Code $CLAUDE_VERSION and Gemini CLI $GEMINI_VERSION completed their tasks through the gateway"

@@ -1,6 +1,8 @@
 """The SDKs coding agents are built on, against a real gateway process: the official `openai` SDK's Responses API
 (`client.responses.create`, streamed and not, with a function-call round trip) and the official `anthropic` SDK's
-Messages API (`messages.create`, `messages.stream`, tools with a `tool_result` round trip, `count_tokens`).
+Messages API (`messages.create`, `messages.stream`, tools with a `tool_result` round trip, `count_tokens`), and
+the official `google-genai` SDK against the Gemini surface (`generate_content`, `generate_content_stream`, a
+function-call round trip, `count_tokens`, errors).
 
 Run by scripts/test.sh after test_openai_sdk.py; reuses its gateway process (mock provider, declarative config).
 """
@@ -12,6 +14,9 @@ import unittest
 
 import anthropic
 import openai
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
 from openai import OpenAI
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -33,6 +38,7 @@ class AgentSdkTest(unittest.TestCase):
         cls.proc = GatewayProcess().__enter__()
         cls.openai = OpenAI(base_url=cls.proc.base + "/v1", api_key=GATEWAY_KEY, max_retries=0)
         cls.anthropic = anthropic.Anthropic(base_url=cls.proc.base, api_key=GATEWAY_KEY, max_retries=0)
+        cls.gemini = genai.Client(api_key=GATEWAY_KEY, http_options=genai_types.HttpOptions(base_url=cls.proc.base))
 
     @classmethod
     def tearDownClass(cls):
@@ -151,6 +157,56 @@ class AgentSdkTest(unittest.TestCase):
         bad = anthropic.Anthropic(base_url=self.proc.base, api_key="freellmapi-wrong", max_retries=0)
         with self.assertRaises(anthropic.AuthenticationError):
             bad.messages.create(model="mock-model", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+
+    # --- Gemini (google-genai) ----------------------------------------------------------------------------------
+
+    def test_gemini_generate_content(self):
+        r = self.gemini.models.generate_content(
+            model="mock-model", contents="Hello!",
+            config=genai_types.GenerateContentConfig(system_instruction="Be brief.", max_output_tokens=100),
+        )
+        self.assertEqual(r.text, "Hello from mock.")
+        self.assertEqual(r.candidates[0].finish_reason, genai_types.FinishReason.STOP)
+        self.assertGreater(r.usage_metadata.total_token_count, 0)
+
+    def test_gemini_stream(self):
+        chunks = list(self.gemini.models.generate_content_stream(model="mock-model", contents="Stream please"))
+        self.assertEqual("".join(c.text or "" for c in chunks), "tok0 tok1 tok2 tok3 tok4 ")
+        self.assertEqual(chunks[-1].candidates[0].finish_reason, genai_types.FinishReason.STOP)
+
+    def test_gemini_function_call_round_trip(self):
+        weather = genai_types.Tool(function_declarations=[genai_types.FunctionDeclaration(
+            name="get_weather", description="Weather of a city",
+            parameters_json_schema={"type": "object", "properties": {"city": {"type": "string"}}},
+        )])
+        config = genai_types.GenerateContentConfig(
+            tools=[weather],
+            automatic_function_calling=genai_types.AutomaticFunctionCallingConfig(disable=True),
+        )
+        first = self.gemini.models.generate_content(model="tool-model", contents="Weather in Paris?", config=config)
+        calls = first.function_calls
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(calls[0].name, "get_weather")
+        self.assertEqual(calls[0].args, {"city": "Paris"})
+        history = [
+            genai_types.Content(role="user", parts=[genai_types.Part(text="Weather in Paris?")]),
+            first.candidates[0].content,
+            genai_types.Content(role="user", parts=[genai_types.Part.from_function_response(
+                name="get_weather", response={"output": "sunny, 21 C"})]),
+        ]
+        second = self.gemini.models.generate_content(model="mock-model", contents=history, config=config)
+        self.assertEqual(second.text, "Hello from mock.")
+
+    def test_gemini_count_tokens_and_errors(self):
+        n = self.gemini.models.count_tokens(model="mock-model", contents="Hello there " * 50)
+        self.assertGreater(n.total_tokens, 50)
+        with self.assertRaises(genai_errors.ClientError) as caught:
+            self.gemini.models.generate_content(model="no-such-model", contents="hi")
+        self.assertEqual(caught.exception.code, 404)
+        bad = genai.Client(api_key="freellmapi-wrong", http_options=genai_types.HttpOptions(base_url=self.proc.base))
+        with self.assertRaises(genai_errors.ClientError) as caught:
+            bad.models.generate_content(model="mock-model", contents="hi")
+        self.assertEqual(caught.exception.code, 401)
 
 
 if __name__ == "__main__":
