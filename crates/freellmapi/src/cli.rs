@@ -251,6 +251,12 @@ pub struct ServeArgs {
     #[arg(long, env = "PROXY_HEALTH_TARGET")]
     pub proxy_health_target: Option<String>,
 
+    /// Extra CA certificates (PEM files, comma- or colon-separated) trusted for outbound TLS on top of the bundled
+    /// web roots and the system's (`SSL_CERT_FILE` / `SSL_CERT_DIR` are honoured too): an internal CA, a
+    /// TLS-inspecting corporate proxy.
+    #[arg(long, env = "EXTRA_CA_CERTS", default_value = "")]
+    pub extra_ca_certs: String,
+
     /// Browser origins besides the gateway's own allowed to call /api and /v1 (CORS, CSRF), comma-separated,
     /// e.g. https://dash.example.com,http://localhost:5173.
     #[arg(long, env = "DASHBOARD_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]

@@ -19,10 +19,14 @@ pub struct FindReport {
 }
 
 /// Reads one source: a file, or a list fetched directly (never through a proxy) from an http(s) URL.
-async fn read_source(source: &str, timeout: Duration) -> anyhow::Result<String> {
+async fn read_source(
+    source: &str,
+    timeout: Duration,
+    trust: &server::trust::TrustStore,
+) -> anyhow::Result<String> {
     if source.starts_with("http://") || source.starts_with("https://") {
         let shown = providers::redact_url_userinfo(source);
-        let client = server::upstream::upstream_client_builder(timeout)
+        let client = server::upstream::upstream_client_builder(timeout, trust)
             .timeout(timeout.max(Duration::from_secs(30)))
             .build()
             .context("cannot build an HTTP client")?;
@@ -53,9 +57,13 @@ pub async fn run(args: &FindArgs) -> anyhow::Result<FindReport> {
         "--country needs --geo-url (the service that tells each proxy's exit country)"
     );
     let timeout = Duration::from_millis(args.timeout_ms);
+    let extra = std::env::var("EXTRA_CA_CERTS").unwrap_or_default();
+    let trust = server::trust::TrustStore::load(&server::trust::parse_path_list(&extra))
+        .map_err(|e| anyhow::anyhow!("EXTRA_CA_CERTS: {e}"))?;
+    let trust = &trust;
     let mut text = String::new();
     for source in &args.sources {
-        text.push_str(&read_source(source, timeout).await?);
+        text.push_str(&read_source(source, timeout, trust).await?);
         text.push('\n');
     }
     let (candidates, rejected) = parse_candidates(&text);
@@ -76,6 +84,7 @@ pub async fn run(args: &FindArgs) -> anyhow::Result<FindReport> {
             .filter(|c| !c.is_empty())
             .collect(),
         connect_timeout: timeout,
+        trust: trust.clone(),
     };
     let found = find_working(candidates, &options).await;
     let output = import_format(&found);

@@ -70,8 +70,13 @@ fn proxy_config(
     })
 }
 
-fn server_config(args: &ServeArgs, proxy: ProxyConfig) -> ServerConfig {
+fn server_config(
+    args: &ServeArgs,
+    proxy: ProxyConfig,
+    trust: server::trust::TrustStore,
+) -> ServerConfig {
     ServerConfig {
+        trust,
         proxy,
         body_limit_bytes: args.request_body_limit_mb as usize * 1024 * 1024,
         upstream_timeout: Duration::from_millis(args.provider_timeout_ms),
@@ -168,6 +173,23 @@ fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Runs everything up to (not including) serving.
+/// Loads what outbound TLS trusts; a named CA file that cannot be used stops the start.
+fn trust_store(args: &ServeArgs) -> anyhow::Result<server::trust::TrustStore> {
+    let extra = server::trust::parse_path_list(&args.extra_ca_certs);
+    let trust = server::trust::TrustStore::load(&extra)
+        .map_err(|e| anyhow::anyhow!("EXTRA_CA_CERTS: {e}"))?;
+    for error in &trust.platform_errors {
+        tracing::warn!(%error, "could not read part of the system trust store (SSL_CERT_FILE / SSL_CERT_DIR)");
+    }
+    tracing::info!(
+        bundled = trust.bundled,
+        system = trust.platform,
+        extra = trust.extra,
+        "outbound TLS trust store loaded"
+    );
+    Ok(trust)
+}
+
 pub async fn prepare(args: &ServeArgs) -> anyhow::Result<Prepared> {
     if let Some(p) = args.admin_password.as_deref().filter(|p| !p.is_empty()) {
         if p.chars().count() < 8 {
@@ -184,6 +206,7 @@ pub async fn prepare(args: &ServeArgs) -> anyhow::Result<Prepared> {
         None => None,
     };
     let proxy = proxy_config(args, config_file.as_ref().map(|c| &c.proxy))?;
+    let trust = trust_store(args)?;
     let address: SocketAddr = format!("{}:{}", args.host_bind, args.port)
         .parse()
         .or_else(|_| format!("[{}]:{}", args.host_bind, args.port).parse())
@@ -222,7 +245,7 @@ pub async fn prepare(args: &ServeArgs) -> anyhow::Result<Prepared> {
             tracing::warn!(item = %item, "declared by an earlier configuration file but not this one; kept (delete it in the admin API if unwanted)");
         }
     }
-    let state = AppState::new(server_config(args, proxy), store).await?;
+    let state = AppState::new(server_config(args, proxy, trust), store).await?;
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;

@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub connections: crate::guard::listener::ConnectionLimits,
     /// A request body must arrive within this (`BODY_READ_TIMEOUT_MS`): a trickled or endless body is cut with a 408.
     pub body_read_timeout: Duration,
+    /// The certificates outbound TLS trusts: bundled and platform roots plus `EXTRA_CA_CERTS`.
+    pub trust: crate::trust::TrustStore,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +70,7 @@ impl Default for ServerConfig {
             context_handoff: false,
             proxy: crate::proxy::ProxyConfig::default(),
             dashboard_origins: Vec::new(),
+            trust: crate::trust::TrustStore::platform(),
             allow_private_provider_urls: true,
             model_refresh: None,
             connections: crate::guard::listener::ConnectionLimits::default(),

@@ -22,6 +22,7 @@ pub mod ingress;
 pub mod proxy;
 pub mod relay;
 pub mod runtime;
+pub mod trust;
 pub mod upstream;
 
 use axum::Router;

@@ -44,13 +44,18 @@ impl std::fmt::Debug for DirectClient {
 impl DirectClient {
     /// TCP_NODELAY, `connect_timeout` per connection attempt, idle connections kept 90 s. Names resolve through the
     /// URL guard (`allow_private`: whether loopback and private addresses may be called).
-    pub fn new(connect_timeout: Duration, allow_private: bool) -> Self {
+    /// TLS trusts `trust`.
+    pub fn new(
+        connect_timeout: Duration,
+        allow_private: bool,
+        trust: &crate::trust::TrustStore,
+    ) -> Self {
         let mut http = HttpConnector::new_with_resolver(GuardedResolver { allow_private });
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(trust.client_config())
             .https_or_http()
             .enable_http1()
             .enable_http2()
@@ -208,8 +213,14 @@ fn is_timeout(error: &(dyn StdError + 'static)) -> bool {
 }
 
 /// The settings every upstream client shares (the direct one and each proxy's).
-pub fn upstream_client_builder(connect_timeout: std::time::Duration) -> reqwest::ClientBuilder {
+pub fn upstream_client_builder(
+    connect_timeout: std::time::Duration,
+    trust: &crate::trust::TrustStore,
+) -> reqwest::ClientBuilder {
+    let mut tls = trust.client_config();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .pool_idle_timeout(std::time::Duration::from_secs(90))
@@ -225,7 +236,11 @@ mod tests {
     /// connect error, which the relay turns into a failover.
     #[tokio::test]
     async fn https_client_builds_and_reports_connect_errors() {
-        let client = DirectClient::new(Duration::from_secs(2), true);
+        let client = DirectClient::new(
+            Duration::from_secs(2),
+            true,
+            &crate::trust::TrustStore::platform(),
+        );
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = closed.local_addr().unwrap();
         drop(closed);
@@ -251,7 +266,11 @@ mod tests {
                     .await;
             }
         });
-        let client = DirectClient::new(Duration::from_secs(2), true);
+        let client = DirectClient::new(
+            Duration::from_secs(2),
+            true,
+            &crate::trust::TrustStore::platform(),
+        );
         let request = http::Request::get(format!("https://{addr}/v1/models"))
             .body(Bytes::new())
             .unwrap();

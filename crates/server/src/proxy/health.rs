@@ -117,6 +117,8 @@ pub struct FindOptions {
     /// Keep only proxies exiting in these countries (ISO alpha-2, upper case); needs `geo_url`.
     pub countries: Vec<String>,
     pub connect_timeout: Duration,
+    /// What TLS through the candidates trusts.
+    pub trust: crate::trust::TrustStore,
 }
 
 /// A working candidate.
@@ -160,7 +162,7 @@ fn country_from_json(body: &[u8]) -> Option<String> {
 }
 
 async fn try_candidate(url: ProxyUrl, options: &FindOptions) -> Option<FoundProxy> {
-    let client = super::pool::proxied_client(options.connect_timeout, &url).ok()?;
+    let client = super::pool::proxied_client(options.connect_timeout, &url, &options.trust).ok()?;
     let result = probe(&client, &options.target, options.timeout).await;
     if !result.ok {
         tracing::debug!(proxy = %url, error = ?result.error, "candidate proxy failed");

@@ -324,11 +324,12 @@ pub struct ProxyEntry {
 pub fn proxied_client(
     connect_timeout: Duration,
     url: &ProxyUrl,
+    trust: &crate::trust::TrustStore,
 ) -> Result<reqwest::Client, String> {
     let proxy = url
         .to_reqwest()
         .map_err(|_| format!("{url} is not a usable proxy"))?;
-    crate::upstream::upstream_client_builder(connect_timeout)
+    crate::upstream::upstream_client_builder(connect_timeout, trust)
         .no_proxy()
         .proxy(proxy)
         .build()
@@ -404,6 +405,8 @@ pub struct ProxyPool {
     connect_timeout: Duration,
     /// The outbound address guard's setting, applied to every proxy before it is used.
     allow_private: bool,
+    /// What TLS through the proxies trusts.
+    trust: crate::trust::TrustStore,
     view: ArcSwap<PoolView>,
     /// Provider key id → its current proxy.
     assignments: Mutex<HashMap<Arc<str>, Assignment>>,
@@ -411,11 +414,17 @@ pub struct ProxyPool {
 }
 
 impl ProxyPool {
-    pub fn new(config: ProxyConfig, connect_timeout: Duration, allow_private: bool) -> Self {
+    pub fn new(
+        config: ProxyConfig,
+        connect_timeout: Duration,
+        allow_private: bool,
+        trust: crate::trust::TrustStore,
+    ) -> Self {
         Self {
             config,
             connect_timeout,
             allow_private,
+            trust,
             view: ArcSwap::from_pointee(PoolView::default()),
             assignments: Mutex::new(HashMap::new()),
             cursor: AtomicUsize::new(0),
@@ -453,7 +462,7 @@ impl ProxyPool {
             (None, Some(url)) => match url
                 .check_as_written(self.allow_private)
                 .map_err(|e| e.0)
-                .and_then(|()| proxied_client(self.connect_timeout, url))
+                .and_then(|()| proxied_client(self.connect_timeout, url, &self.trust))
             {
                 Ok(client) => Some(Arc::new(ProxyEntry {
                     id: Arc::from("env"),
@@ -509,7 +518,7 @@ impl ProxyPool {
                             continue;
                         }
                     };
-                    let client = match proxied_client(self.connect_timeout, &url) {
+                    let client = match proxied_client(self.connect_timeout, &url, &self.trust) {
                         Ok(c) => c,
                         Err(e) => {
                             tracing::warn!(proxy_id = %row.id, error = %e, "stored proxy unusable; skipped");
@@ -699,7 +708,12 @@ mod tests {
             id: Arc::from(id),
             user_id: Some(Arc::from(user)),
             label: Arc::from(id),
-            client: proxied_client(Duration::from_secs(1), &url).unwrap(),
+            client: proxied_client(
+                Duration::from_secs(1),
+                &url,
+                &crate::trust::TrustStore::platform(),
+            )
+            .unwrap(),
             url,
             country: None,
             enabled: true,
@@ -710,7 +724,12 @@ mod tests {
     }
 
     fn pool(strategy: Strategy, ids: &[&str]) -> (ProxyPool, Vec<Arc<ProxyEntry>>) {
-        let pool = ProxyPool::new(ProxyConfig::default(), Duration::from_secs(1), true);
+        let pool = ProxyPool::new(
+            ProxyConfig::default(),
+            Duration::from_secs(1),
+            true,
+            crate::trust::TrustStore::platform(),
+        );
         let entries: Vec<Arc<ProxyEntry>> = ids.iter().map(|id| entry(id, "u")).collect();
         let mut view = PoolView {
             settings: ProxySettings {

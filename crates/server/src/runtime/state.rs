@@ -58,7 +58,7 @@ impl std::ops::Deref for AppState {
 /// address literals are not followed (through a proxy, the proxy resolves and connects).
 pub fn upstream_client(config: &ServerConfig) -> Result<reqwest::Client, reqwest::Error> {
     let allow_private = config.allow_private_provider_urls;
-    crate::upstream::upstream_client_builder(config.connect_timeout)
+    crate::upstream::upstream_client_builder(config.connect_timeout, &config.trust)
         .redirect(crate::guard::url_guard::redirect_policy(allow_private))
         .dns_resolver(crate::guard::url_guard::resolver(allow_private))
         .build()
@@ -77,6 +77,7 @@ impl AppState {
         let direct = crate::upstream::DirectClient::new(
             config.connect_timeout,
             config.allow_private_provider_urls,
+            &config.trust,
         );
         let retention = Retention {
             max_age: config.log_retention,
@@ -90,6 +91,7 @@ impl AppState {
             config.proxy.clone(),
             config.connect_timeout,
             config.allow_private_provider_urls,
+            config.trust.clone(),
         );
         proxies.apply_startup_settings(&store).await?;
         proxies.reload(&store).await?;

@@ -21,3 +21,4 @@ mod proxies;
 mod proxy_servers;
 mod streaming;
 mod surfaces;
+mod tls;

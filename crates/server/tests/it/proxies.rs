@@ -477,6 +477,7 @@ async fn find_keeps_the_live_proxies_of_a_mixed_list() {
         geo_url: Some(geo),
         countries: vec!["FR".into()],
         connect_timeout: Duration::from_secs(2),
+        trust: server::trust::TrustStore::platform(),
     };
     let started = std::time::Instant::now();
     let found = server::proxy::find_working(candidates.clone(), &options).await;
