@@ -169,7 +169,7 @@ pub struct ServeArgs {
     #[arg(long, env = "MODEL_REFRESH_INTERVAL_MINUTES", default_value_t = 0)]
     pub model_refresh_interval_minutes: u64,
 
-    /// Deadline of a non-streaming upstream call, and of a stream's response headers, in milliseconds.
+    /// Deadline of a whole non-streaming upstream call, in milliseconds.
     #[arg(long, env = "PROVIDER_TIMEOUT_MS", default_value_t = 120_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub provider_timeout_ms: u64,
 
@@ -200,6 +200,12 @@ pub struct ServeArgs {
     /// abandoned and the next key is tried (milliseconds).
     #[arg(long, env = "STREAM_FIRST_TOKEN_STALL_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub stream_first_token_stall_ms: u64,
+
+    /// A non-streamed upstream call whose response headers have not come this long after it was sent is abandoned
+    /// and the next key tried (milliseconds). Many providers send headers only with the finished answer: raise it
+    /// for long non-streamed generations. Streams wait for headers STREAM_FIRST_TOKEN_STALL_MS.
+    #[arg(long, env = "PROVIDER_FIRST_BYTE_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub provider_first_byte_timeout_ms: u64,
 
     /// After the first byte reached the client, a stream silent for this long is ended with an error event
     /// (milliseconds).

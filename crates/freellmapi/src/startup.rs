@@ -82,6 +82,7 @@ fn server_config(
         upstream_timeout: Duration::from_millis(args.provider_timeout_ms),
         first_token_stall: Duration::from_millis(args.stream_first_token_stall_ms),
         stream_idle_timeout: Duration::from_millis(args.provider_stream_stall_timeout_ms),
+        first_byte_timeout: Duration::from_millis(args.provider_first_byte_timeout_ms),
         max_attempts: args.fallback_max_retries as usize,
         ip_rate_limit_rpm: args.proxy_rate_limit_rpm,
         queue_timeout: Duration::from_secs(args.request_queue_timeout_seconds),

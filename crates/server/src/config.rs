@@ -14,6 +14,9 @@ pub struct ServerConfig {
     /// After the commit point, a stream silent this long is ended with an error event
     /// (`PROVIDER_STREAM_STALL_TIMEOUT_MS`).
     pub stream_idle_timeout: Duration,
+    /// A non-streamed request whose response headers have not come this long after it was sent is abandoned and
+    /// the next key tried (`PROVIDER_FIRST_BYTE_TIMEOUT_MS`). Streams wait for their headers `first_token_stall`.
+    pub first_byte_timeout: Duration,
     pub connect_timeout: Duration,
     /// Most candidates tried for one request (`FALLBACK_MAX_RETRIES`).
     pub max_attempts: usize,
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
             upstream_timeout: Duration::from_secs(120),
             first_token_stall: Duration::from_millis(30_000),
             stream_idle_timeout: Duration::from_millis(90_000),
+            first_byte_timeout: Duration::from_millis(30_000),
             connect_timeout: Duration::from_secs(10),
             max_attempts: 20,
             ip_rate_limit_rpm: 120,

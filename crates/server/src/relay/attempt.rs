@@ -237,13 +237,22 @@ pub(super) async fn attempt(
         Operation::Embeddings => adapter.embeddings_request(&key.endpoint, model, body),
     }
     .map_err(|e| dialect_failure(key, e))?;
-    let response = match tokio::time::timeout_at(deadline, transport.send(request)).await {
+    // An upstream that takes the request and sends nothing is abandoned as soon as one that sends headers and
+    // no delta would be: streams get their first-token allowance, other calls the first-byte deadline.
+    let headers_within = if operation.stream() {
+        config.first_token_stall
+    } else {
+        config.first_byte_timeout
+    }
+    .min(config.upstream_timeout);
+    let headers_by = Instant::now() + headers_within;
+    let response = match tokio::time::timeout_at(headers_by, transport.send(request)).await {
         Err(_) => {
             return Err(UpstreamFailure::new(
                 ErrorClass::Timeout,
                 format!(
-                    "no response within {} ms",
-                    config.upstream_timeout.as_millis()
+                    "no response headers within {} ms",
+                    headers_within.as_millis()
                 ),
             ))
         }

@@ -151,6 +151,43 @@ async fn slow_first_byte_times_out_and_fails_over() {
     );
 }
 
+/// An upstream that accepts the request and never sends headers is abandoned after the first-token allowance
+/// (streams) or the first-byte deadline (other calls), not held for the whole `upstream_timeout`.
+#[tokio::test]
+async fn an_upstream_silent_before_its_headers_is_abandoned_early() {
+    let config = || server::ServerConfig {
+        upstream_timeout: Duration::from_secs(30),
+        first_token_stall: Duration::from_millis(300),
+        first_byte_timeout: Duration::from_millis(300),
+        ..fast_config()
+    };
+    let gw = start_with(config(), &[("hang", &["m"]), ("ok", &["m"])]).await;
+    let started = std::time::Instant::now();
+    let response = gw.chat(stream_chat("m")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-freellmapi-attempts"], "2");
+    let events = sse_events(response).await;
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert!(
+        started.elapsed() < Duration::from_millis(300 + 2_000),
+        "{:?}",
+        started.elapsed()
+    );
+    gw.stop().await;
+
+    let gw = start_with(config(), &[("hang", &["m"]), ("ok", &["m"])]).await;
+    let started = std::time::Instant::now();
+    let (status, headers, body) = gw.chat_json(simple_chat("m")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["x-freellmapi-attempts"], "2");
+    assert!(
+        started.elapsed() < Duration::from_millis(300 + 2_000),
+        "{:?}",
+        started.elapsed()
+    );
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn every_attempt_failing_names_the_trail() {
     let gw = start(&[("500", &["m"]), ("502", &["m"])]).await;
