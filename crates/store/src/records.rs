@@ -84,6 +84,9 @@ pub struct KeyLimits {
     pub tpm: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpd: Option<u64>,
+    /// The catalog's figures do not apply at all (a paid tier): only the fields set here limit the key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_catalog_limits: bool,
 }
 
 /// What a caller supplies to create (or, from the config file, upsert) a provider key.

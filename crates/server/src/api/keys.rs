@@ -44,10 +44,26 @@ fn key_view(state: &AppState, row: &ProviderKeyRow) -> Value {
         "healthy"
     };
     let snapshot = state.snapshot.load();
-    let entry = snapshot
-        .tenants
-        .get(row.user_id.as_str())
-        .and_then(|t| t.keys.iter().find(|k| *k.id == *row.id));
+    let tenant = snapshot.tenants.get(row.user_id.as_str());
+    let index = tenant.and_then(|t| t.keys.iter().position(|k| *k.id == *row.id));
+    let entry = tenant.zip(index).map(|(t, i)| &t.keys[i]);
+    // The per-model scopes the key's requests also fall under (the catalog's per-model figures, with the key's own
+    // fields in their place).
+    let mut model_limits = serde_json::Map::new();
+    if let (Some(t), Some(i)) = (tenant, index) {
+        for (model, routes) in &t.models {
+            for (_, l) in routes
+                .iter()
+                .filter(|r| r.key == i)
+                .flat_map(|r| r.scopes.iter().skip(1))
+            {
+                model_limits.insert(
+                    model.to_string(),
+                    json!({ "rpm": l.rpm, "rph": l.rph, "rpd": l.rpd, "tpm": l.tpm, "tpd": l.tpd }),
+                );
+            }
+        }
+    }
     let day = router::Day::from_system_time();
     let (effective, usage) = match entry {
         Some(k) => {
@@ -78,6 +94,7 @@ fn key_view(state: &AppState, row: &ProviderKeyRow) -> Value {
         "cooldowns": cooldowns,
         "limits": row.limits,
         "effective_limits": effective,
+        "effective_model_limits": model_limits,
         "usage": usage,
         "live_status": live_status,
         "source": if row.config_name.is_some() { "config" } else { "api" },

@@ -330,18 +330,25 @@ impl Snapshot {
                 tpm: row.limits.tpm,
                 tpd: row.limits.tpd,
             };
-            let limits = catalog
-                .platform_limits(platform)
-                .map(router_limits)
-                .unwrap_or_default()
-                .overridden_by(overrides);
+            // Fields set on the key replace the catalog's in every scope its requests fall under (the key's, and
+            // each model's); `no_catalog_limits` drops the catalog's figures altogether.
+            let from_catalog = |l: Option<&providers::catalog::Limits>| {
+                if row.limits.no_catalog_limits {
+                    Limits::default()
+                } else {
+                    l.map(router_limits).unwrap_or_default()
+                }
+            };
+            let limits = from_catalog(catalog.platform_limits(platform)).overridden_by(overrides);
             for model in &models {
                 let info = catalog.model(platform, model);
                 let mut scopes = vec![(key_id.clone(), limits)];
-                if let Some(model_limits) = info.map(|i| router_limits(&i.limits)) {
-                    if !model_limits.is_unlimited() {
-                        scopes.push((Arc::from(format!("{key_id}\u{0}{model}")), model_limits));
-                    }
+                let model_limits = from_catalog(info.map(|i| &i.limits));
+                if !model_limits.is_unlimited() {
+                    scopes.push((
+                        Arc::from(format!("{key_id}\u{0}{model}")),
+                        model_limits.overridden_by(overrides),
+                    ));
                 }
                 tenant.models.entry(model.clone()).or_default().push(Route {
                     key: index,

@@ -304,6 +304,48 @@ async fn queued_requests_are_served_in_arrival_order_and_leavers_free_their_plac
     assert_eq!(gw.mock.hits("429ra1+first1"), 3);
 }
 
+/// Limits set on a key replace the catalog's in every scope its requests fall under, the per-model ones included
+/// (`gemini-2.5-flash` is catalogued at 10 rpm per key and model); `no_catalog_limits` drops the catalog's figures.
+#[tokio::test]
+async fn key_limits_replace_the_catalogs_per_model_figures_too() {
+    for limits in [
+        store::KeyLimits {
+            rpm: Some(1000),
+            rpd: Some(100_000),
+            tpm: Some(10_000_000),
+            ..Default::default()
+        },
+        store::KeyLimits {
+            no_catalog_limits: true,
+            ..Default::default()
+        },
+    ] {
+        let gw = start(&[("google:ok", &["gemini-2.5-flash"])]).await;
+        let keys = gw.store.provider_keys_of(&gw.user_id).await.unwrap();
+        let patch = store::ProviderKeyPatch {
+            limits: Some(limits),
+            ..Default::default()
+        };
+        gw.store
+            .update_provider_key(&gw.user_id, &keys[0].id, &patch)
+            .await
+            .unwrap();
+        gw.state.reload().await.unwrap();
+        for i in 0..12 {
+            let (status, _, body) = gw.chat_json(simple_chat("gemini-2.5-flash")).await;
+            assert_eq!(status, 200, "request {i} with {limits:?}: {body}");
+        }
+        gw.stop().await;
+    }
+    // Without overrides the catalog's 10 per minute holds.
+    let gw = start(&[("google:ok", &["gemini-2.5-flash"])]).await;
+    for _ in 0..10 {
+        assert_eq!(gw.chat_json(simple_chat("gemini-2.5-flash")).await.0, 200);
+    }
+    assert_eq!(gw.chat_json(simple_chat("gemini-2.5-flash")).await.0, 429);
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn per_key_rpm_limit_is_enforced_before_sending() {
     let gw = start(&[("ok", &["m"])]).await;
