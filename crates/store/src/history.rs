@@ -24,6 +24,11 @@ const ROWS_PER_INSERT: usize = 16;
 const CHUNK_END: &str =
     "SELECT rowid FROM requests WHERE rowid <= ?1 ORDER BY rowid LIMIT 1 OFFSET ?2";
 const DELETE_THROUGH: &str = "DELETE FROM requests WHERE rowid <= ?1";
+const INSERT_FAILURE: &str = "INSERT INTO attempt_failures (request_id, user_id, provider_key_id, platform, model, \
+    error_class, http_status, error_message, latency_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// Failed attempts go with the history they belong to: older than the oldest request kept.
+const PRUNE_FAILURES: &str =
+    "DELETE FROM attempt_failures WHERE created_at < (SELECT coalesce(min(created_at), 0) FROM requests)";
 
 /// `INSERT INTO requests (…) VALUES (?, …), …` for `rows` rows.
 fn insert_sql(rows: usize) -> String {
@@ -144,6 +149,24 @@ impl HistoryConnection {
                     }
                 }
             }
+            // Rare (most requests are served by their first attempt): no statement is prepared until one comes.
+            for log in rows.iter().filter(|l| !l.failed_attempts.is_empty()) {
+                let mut insert = tx.prepare_cached(INSERT_FAILURE)?;
+                for f in &log.failed_attempts {
+                    insert.execute(params![
+                        &*log.id,
+                        &*log.user_id,
+                        &*f.provider_key_id,
+                        f.platform,
+                        &*f.model,
+                        f.error_class,
+                        f.http_status,
+                        f.error_message,
+                        f.latency_ms as i64,
+                        f.created_at,
+                    ])?;
+                }
+            }
         }
         let deleted = match prune {
             Some((bound, limit)) if limit > 0 => {
@@ -152,8 +175,13 @@ impl HistoryConnection {
                     .prepare_cached(CHUNK_END)?
                     .query_row(params![bound, offset], |r| r.get(0))
                     .optional()?;
-                tx.prepare_cached(DELETE_THROUGH)?
-                    .execute([end.unwrap_or(bound)])?
+                let deleted = tx
+                    .prepare_cached(DELETE_THROUGH)?
+                    .execute([end.unwrap_or(bound)])?;
+                if deleted > 0 {
+                    tx.prepare_cached(PRUNE_FAILURES)?.execute([])?;
+                }
+                deleted
             }
             _ => 0,
         };

@@ -145,6 +145,28 @@ ALTER TABLE gateway_keys ADD COLUMN request_count BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE gateway_keys ADD COLUMN token_count BIGINT NOT NULL DEFAULT 0
 "#,
     },
+    Migration {
+        version: 6,
+        name: "failed upstream attempts",
+        sql: r#"
+-- One row per upstream attempt that failed (the attempt that served a request is its `requests` row), so a key's
+-- numbers count every attempt made through it. Written with the request's row, pruned with the history.
+CREATE TABLE attempt_failures (
+    request_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    provider_key_id TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    model TEXT NOT NULL,
+    error_class TEXT NOT NULL,
+    http_status BIGINT,
+    error_message TEXT,
+    latency_ms BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX attempt_failures_key ON attempt_failures(provider_key_id, created_at);
+CREATE INDEX attempt_failures_time ON attempt_failures(created_at)
+"#,
+    },
 ];
 
 /// Splits a migration into statements (the schema SQL contains no semicolons inside literals).

@@ -176,6 +176,33 @@ pub struct RequestLog {
     pub latency_ms: u64,
     pub ttfb_ms: Option<u64>,
     pub created_at: i64,
+    /// The request's failed upstream attempts, in order (usually none).
+    pub failed_attempts: Vec<FailedAttempt>,
+}
+
+/// An upstream attempt that failed: the key and model tried, how it failed, how long it took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedAttempt {
+    pub provider_key_id: Arc<str>,
+    pub platform: &'static str,
+    pub model: Arc<str>,
+    pub error_class: &'static str,
+    pub http_status: Option<u16>,
+    pub error_message: String,
+    pub latency_ms: u64,
+    pub created_at: i64,
+}
+
+/// A failed attempt as read back for a key's statistics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptFailureStat {
+    pub request_id: String,
+    pub model: String,
+    pub error_class: String,
+    pub http_status: Option<i64>,
+    pub error_message: Option<String>,
+    pub latency_ms: i64,
+    pub created_at: i64,
 }
 
 /// Outcome of the admin bootstrap at start-up.

@@ -455,6 +455,7 @@ impl Store {
             "proxies",
             "profiles",
             "requests",
+            "attempt_failures",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                 .bind(user_id)
@@ -1348,8 +1349,63 @@ impl Store {
             // Building and binding a statement runs on the runtime's thread: let waiting requests go first.
             tokio::task::yield_now().await;
         }
+        for log in logs {
+            for f in &log.failed_attempts {
+                sqlx::query(
+                    "INSERT INTO attempt_failures (request_id, user_id, provider_key_id, platform, model, \
+                     error_class, http_status, error_message, latency_ms, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(log.id.to_string())
+                .bind(log.user_id.to_string())
+                .bind(f.provider_key_id.to_string())
+                .bind(f.platform)
+                .bind(f.model.to_string())
+                .bind(f.error_class)
+                .bind(f.http_status.map(i64::from))
+                .bind(f.error_message.clone())
+                .bind(f.latency_ms as i64)
+                .bind(f.created_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The failed attempts through one provider key of a user since `since_ms` (newest first, at most `limit`).
+    pub async fn attempt_failures_since(
+        &self,
+        user_id: &str,
+        provider_key_id: &str,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<AttemptFailureStat>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT request_id, model, error_class, http_status, error_message, latency_ms, created_at \
+             FROM attempt_failures WHERE provider_key_id = $1 AND created_at >= $2 AND user_id = $3 \
+             ORDER BY created_at DESC LIMIT $4",
+        )
+        .bind(provider_key_id)
+        .bind(since_ms)
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AttemptFailureStat {
+                    request_id: r.try_get("request_id")?,
+                    model: r.try_get("model")?,
+                    error_class: r.try_get("error_class")?,
+                    http_status: r.try_get("http_status")?,
+                    error_message: r.try_get("error_message")?,
+                    latency_ms: r.try_get("latency_ms")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
     }
 
     /// The newest request logs of a user (most recent first).
@@ -1491,6 +1547,10 @@ impl Store {
                         .execute(&self.pool)
                         .await?
                         .rows_affected();
+                    sqlx::query("DELETE FROM attempt_failures WHERE created_at < $1")
+                        .bind(cutoff)
+                        .execute(&self.pool)
+                        .await?;
                     return Ok(removed);
                 }
             }

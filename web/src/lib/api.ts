@@ -195,7 +195,11 @@ export interface RequestRow {
 }
 
 export interface KeyStats {
+  /** Attempts through the key: requests it served or failed last, and attempts failed over to another key. */
   requests: number;
+  served: number;
+  failed_attempts: number;
+  last_error: { at_ms: number; code: string; message: string | null } | null;
   success_rate: number;
   errors: number;
   rate_limited: number;
@@ -213,6 +217,7 @@ export interface KeyStats {
     input_tokens: number;
     output_tokens: number;
     error_code?: string | null;
+    error_message?: string | null;
   }[];
   cooldowns: { model: string; until_ms: number; reason: string }[];
 }

@@ -487,13 +487,21 @@ function KeyStatsPanel({ id }: { id: string }) {
         </select>
       </div>
       {s.requests === 0 ? (
-        <p class="muted">No requests went through this key in this period.</p>
+        <p class="muted">No request was sent through this key in this period.</p>
       ) : (
         <>
           <dl class="stat-grid">
             <div>
-              <dt>Requests</dt>
+              <dt>Attempts</dt>
               <dd>{formatInt(s.requests)}</dd>
+            </div>
+            <div>
+              <dt>Served</dt>
+              <dd>{formatInt(s.served)}</dd>
+            </div>
+            <div>
+              <dt>Failed over</dt>
+              <dd>{formatInt(s.failed_attempts)}</dd>
             </div>
             <div>
               <dt>Success</dt>
@@ -514,8 +522,14 @@ function KeyStatsPanel({ id }: { id: string }) {
               </div>
             ))}
           </dl>
+          {s.last_error && (
+            <p class="muted" data-testid="last-error">
+              Last error {formatDateTime(s.last_error.at_ms)}: <span class="mono">{s.last_error.code}</span>
+              {s.last_error.message ? ` — ${s.last_error.message}` : ''}
+            </p>
+          )}
           {s.hourly?.length > 0 && (
-            <Bars label="Requests per hour" data={s.hourly.map((h) => ({ start: h.hour_start_ms, total: h.requests, errors: h.errors }))} height={90} />
+            <Bars label="Attempts per hour" data={s.hourly.map((h) => ({ start: h.hour_start_ms, total: h.requests, errors: h.errors }))} height={90} />
           )}
           <div class="two-col">
             {s.by_model?.length > 0 && (

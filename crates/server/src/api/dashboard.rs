@@ -321,8 +321,12 @@ fn success_rate(success: u64, errors: u64) -> Value {
 }
 
 fn is_error(r: &RequestStat) -> bool {
-    r.status == "error"
+    r.status == "error" || r.status == ATTEMPT_FAILED
 }
+
+/// The status of a failed upstream attempt among a key's rows (the attempt that served a request is that request's
+/// own row).
+const ATTEMPT_FAILED: &str = "attempt_failed";
 
 /// Hourly (or `bucket`-wide) counts, oldest first, covering the whole window.
 fn series(rows: &[RequestStat], start: i64, window: i64, bucket: i64) -> Vec<Value> {
@@ -405,10 +409,51 @@ async fn key_stats(
     let (window, bucket) = range_of(&q)?;
     let now = now_ms() as i64;
     let start = (now - window) / bucket * bucket + bucket;
-    let rows = state
+    let mut rows = state
         .store
         .request_stats_since(&user.id, start, Some(&id), STATS_ROWS)
         .await?;
+    let served = rows.iter().filter(|r| r.status == "success").count() as u64;
+    // Every attempt through the key counts: a key that fails and is then failed over from is not "unused".
+    let failures = state
+        .store
+        .attempt_failures_since(&user.id, &id, start, STATS_ROWS)
+        .await?;
+    let failed_attempts = failures.len() as u64;
+    let last_error = failures
+        .first()
+        .map(|f| (f.created_at, f.error_class.clone(), f.error_message.clone()))
+        .into_iter()
+        .chain(rows.iter().find(|r| r.status == "error").map(|r| {
+            (
+                r.created_at,
+                r.error_class.clone().unwrap_or_default(),
+                None,
+            )
+        }))
+        .max_by_key(|e| e.0)
+        .map(|(at, code, message)| json!({ "at_ms": at, "code": code, "message": message }));
+    let mut messages: std::collections::HashMap<(String, i64), String> = Default::default();
+    for f in failures {
+        if let Some(m) = f.error_message {
+            messages.insert((f.request_id.clone(), f.created_at), m);
+        }
+        rows.push(RequestStat {
+            id: f.request_id,
+            requested_model: String::new(),
+            platform: None,
+            model: Some(f.model),
+            provider_key_id: Some(id.clone()),
+            status: ATTEMPT_FAILED.to_owned(),
+            http_status: f.http_status.unwrap_or(0),
+            error_class: Some(f.error_class),
+            latency_ms: f.latency_ms,
+            input_tokens: None,
+            output_tokens: None,
+            created_at: f.created_at,
+        });
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse(r.created_at));
     let requests = rows.len() as u64;
     let errors = rows.iter().filter(|r| is_error(r)).count() as u64;
     let success = rows.iter().filter(|r| r.status == "success").count() as u64;
@@ -434,6 +479,7 @@ async fn key_stats(
                 "id": r.id, "created_at_ms": r.created_at, "model": r.model, "status": r.status,
                 "http_status": r.http_status, "latency_ms": r.latency_ms, "input_tokens": r.input_tokens,
                 "output_tokens": r.output_tokens, "error_code": r.error_class,
+                "error_message": messages.get(&(r.id.clone(), r.created_at)),
             })
         })
         .collect();
@@ -448,7 +494,12 @@ async fn key_stats(
         })
         .collect();
     Ok(Json(json!({
+        // Attempts through the key: the requests it served or failed as the last candidate, and the attempts that
+        // failed before another key answered.
         "requests": requests,
+        "served": served,
+        "failed_attempts": failed_attempts,
+        "last_error": last_error,
         "success_rate": success_rate(success, errors),
         "errors": errors,
         "rate_limited": rate_limited,

@@ -116,6 +116,7 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
         served: None,
         proxy: None,
         recorded: false,
+        failed: Vec::new(),
         permit: None,
     };
     let deadline = Instant::now() + state.config.queue_timeout;
@@ -305,6 +306,7 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                     state.books.limits.refund(&permit);
                     state.queue.wake_all();
                 }
+                guard.attempt_failed(&key, model, &failure, attempt_started.elapsed());
                 let cooldown = on_failure(&state, &tenant.user_id, &key, model, &failure);
                 if cooldown.is_some() {
                     // Only the candidate's own failures count against it, not a request it could not take.

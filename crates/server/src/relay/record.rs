@@ -23,6 +23,8 @@ pub(super) struct RequestGuard {
     /// The proxy that carried the answer (`None`: direct).
     pub(super) proxy: Option<Arc<str>>,
     pub(super) recorded: bool,
+    /// The attempts that failed before the one that answered (or all of them).
+    pub(super) failed: Vec<store::FailedAttempt>,
     /// The limit permit of a stream being relayed, reconciled with the reported usage when it ends.
     pub(super) permit: Option<Permit>,
 }
@@ -133,9 +135,28 @@ impl RequestGuard {
             output_tokens,
             latency_ms: latency.as_millis() as u64,
             ttfb_ms: c.ttfb.map(|t| t.as_millis() as u64),
-            created_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
+            created_at: now_ms(),
+            failed_attempts: std::mem::take(&mut self.failed),
+        });
+    }
+
+    /// Notes a failed upstream attempt for the request's record.
+    pub(super) fn attempt_failed(
+        &mut self,
+        key: &ProviderKeyEntry,
+        model: &Arc<str>,
+        failure: &providers::UpstreamFailure,
+        latency: Duration,
+    ) {
+        self.failed.push(store::FailedAttempt {
+            provider_key_id: Arc::clone(&key.id),
+            platform: key.platform.id(),
+            model: Arc::clone(model),
+            error_class: failure.class.as_str(),
+            http_status: failure.status,
+            error_message: failure.message.clone(),
+            latency_ms: latency.as_millis() as u64,
+            created_at: now_ms(),
         });
     }
 
@@ -164,4 +185,10 @@ impl Drop for RequestGuard {
             });
         }
     }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

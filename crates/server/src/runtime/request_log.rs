@@ -363,6 +363,7 @@ mod tests {
             latency_ms: 3,
             ttfb_ms: Some(1),
             created_at: 1_000_000 + i as i64,
+            failed_attempts: Vec::new(),
         }
     }
 

@@ -176,6 +176,66 @@ async fn playground_models_stats_and_analytics() {
     assert_eq!(missing.status(), 404);
 }
 
+/// A key that fails and is failed over from shows its attempts, not "no requests": every attempt through a key
+/// counts in its statistics, with the last error in words.
+#[tokio::test]
+async fn key_stats_count_failed_attempts_that_were_failed_over() {
+    let gw = start(&[("500", &["m"]), ("503+first1", &["m"]), ("ok", &["m"])]).await;
+    let cookie = login(&gw).await;
+    let (status, headers, body) = gw.chat_json(simple_chat("m")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["x-freellmapi-attempts"], "3");
+    let keys = gw.store.provider_keys_of(&gw.user_id).await.unwrap();
+    let stats = |id: String| {
+        let (gw, cookie) = (&gw, &cookie);
+        async move {
+            gw.http
+                .get(format!("{}/api/keys/{id}/stats", gw.url))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // History is written in the background.
+    let mut failing = Value::Null;
+    for _ in 0..100 {
+        failing = stats(keys[0].id.clone()).await;
+        if failing["requests"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(failing["requests"], 1, "{failing}");
+    assert_eq!(failing["served"], 0);
+    assert_eq!(failing["failed_attempts"], 1);
+    assert_eq!(failing["errors"], 1);
+    assert_eq!(failing["success_rate"], 0.0);
+    assert_eq!(failing["last_error"]["code"], "server_error", "{failing}");
+    assert!(
+        failing["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("500"),
+        "{failing}"
+    );
+    assert_eq!(failing["by_error"][0]["code"], "server_error");
+    assert_eq!(failing["recent"][0]["status"], "attempt_failed");
+    let flaky = stats(keys[1].id.clone()).await;
+    assert_eq!(flaky["failed_attempts"], 1, "{flaky}");
+    let serving = stats(keys[2].id.clone()).await;
+    assert_eq!(
+        (serving["requests"].clone(), serving["served"].clone()),
+        (json!(1), json!(1)),
+        "{serving}"
+    );
+    assert_eq!(serving["failed_attempts"], 0);
+    assert!(serving["last_error"].is_null());
+}
+
 #[tokio::test]
 async fn routing_inspector_shows_each_candidates_state_and_score() {
     let gw = start(&[("429ra30", &["m"]), ("ok", &["m"])]).await;

@@ -290,9 +290,32 @@ async fn request_logs_batch_and_retention() {
                 latency_ms: 12,
                 ttfb_ms: Some(5),
                 created_at: 1_000 + i,
+                failed_attempts: if i % 10 == 0 {
+                    vec![failed("k", i, 1_000 + i)]
+                } else {
+                    Vec::new()
+                },
             })
             .collect();
         store.insert_request_logs(&logs).await.unwrap();
+        let failures = store
+            .attempt_failures_since("u", "k", 0, 100)
+            .await
+            .unwrap();
+        assert_eq!(failures.len(), 12, "{}", db.label);
+        assert_eq!(failures[0].request_id, "r110");
+        assert_eq!(failures[0].error_class, "server_error");
+        assert_eq!(failures[0].http_status, Some(503));
+        assert_eq!(
+            failures[0].error_message.as_deref(),
+            Some("503 overloaded 110")
+        );
+        assert_eq!(failures[0].latency_ms, 110);
+        assert!(store
+            .attempt_failures_since("other", "k", 0, 100)
+            .await
+            .unwrap()
+            .is_empty());
         let recent = store.recent_requests("u", 10).await.unwrap();
         assert_eq!(recent.len(), 10);
         assert_eq!(recent[0]["id"], "r119");
@@ -311,6 +334,24 @@ async fn request_logs_batch_and_retention() {
                 .unwrap(),
             2
         );
+        assert!(store
+            .attempt_failures_since("u", "k", 0, 100)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
+
+fn failed(key: &str, i: i64, at: i64) -> store::FailedAttempt {
+    store::FailedAttempt {
+        provider_key_id: key.into(),
+        platform: "groq",
+        model: "m".into(),
+        error_class: "server_error",
+        http_status: Some(503),
+        error_message: format!("503 overloaded {i}"),
+        latency_ms: i as u64,
+        created_at: at,
     }
 }
 
@@ -338,6 +379,7 @@ async fn retention_deletes_a_large_backlog_in_chunks() {
             latency_ms: 1,
             ttfb_ms: None,
             created_at: 10_000 + i,
+            failed_attempts: Vec::new(),
         };
         for start in (0..12_000).step_by(1_000) {
             let batch: Vec<RequestLog> = (start..start + 1_000).map(log).collect();
@@ -629,6 +671,7 @@ async fn gateway_key_policy_and_usage_flush() {
             latency_ms: 1,
             ttfb_ms: None,
             created_at: 10_000,
+            failed_attempts: Vec::new(),
         };
         store.insert_request_logs(&[log]).await.unwrap();
         assert_eq!(
@@ -673,6 +716,9 @@ async fn history_connection_writes_rows_the_pool_reads() {
             latency_ms: 40,
             ttfb_ms: Some(i as u64),
             created_at: 10_000 + i,
+            failed_attempts: (0..(i % 3 == 0) as i64 * 2)
+                .map(|n| failed("k2", n, 10_000 + i))
+                .collect(),
         })
         .collect();
     for chunk in logs.chunks(128) {
@@ -697,6 +743,15 @@ async fn history_connection_writes_rows_the_pool_reads() {
         assert_eq!(row["latency_ms"], 40);
         assert_eq!(row["ttfb_ms"], log.ttfb_ms.unwrap());
     }
+    // Two failed attempts for every third request, through the same writer and transaction.
+    let failures = store
+        .attempt_failures_since("u", "k2", 0, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(failures.len(), 200);
+    assert_eq!(failures[0].request_id, "h297");
+    assert_eq!(failures[0].created_at, 10_297);
+    assert_eq!(failures[0].http_status, Some(503));
     let recent = store.recent_requests("u", 3).await.unwrap();
     assert_eq!(recent.len(), 3);
     assert_eq!(recent[0]["id"], "h299");
@@ -733,6 +788,13 @@ async fn history_connection_writes_rows_the_pool_reads() {
     assert_eq!(history.write(&logs[..0], Some((200, 128))).unwrap(), 72);
     assert_eq!(history.write(&[], Some((200, 128))).unwrap(), 0);
     assert_eq!(store.recent_requests("u", 500).await.unwrap().len(), 100);
+    // Failed attempts older than the oldest request kept (h200) went with their history.
+    let kept = store
+        .attempt_failures_since("u", "k2", 0, 1_000)
+        .await
+        .unwrap();
+    assert!(kept.iter().all(|f| f.created_at >= 10_200), "{kept:?}");
+    assert_eq!(kept.len(), 2 * 33);
     assert_eq!(recent[0]["id"], "h299");
     // The pool's retention sees the same rows.
     assert_eq!(store.prune_requests(None, Some(0)).await.unwrap(), 100);
