@@ -1459,9 +1459,9 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<serde_json::Value>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, endpoint, requested_model, platform, model, provider_key_id, status, http_status, error_class, \
-             error_message, stream, attempts, input_tokens, output_tokens, latency_ms, ttfb_ms, created_at FROM requests \
-             WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+            "SELECT id, gateway_key_id, endpoint, requested_model, platform, model, provider_key_id, status, http_status, \
+             error_class, error_message, stream, attempts, input_tokens, output_tokens, latency_ms, ttfb_ms, created_at \
+             FROM requests WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
         )
         .bind(user_id)
         .bind(limit)
@@ -1471,6 +1471,7 @@ impl Store {
             .map(|r| {
                 Ok(serde_json::json!({
                     "id": r.try_get::<String, _>("id")?,
+                    "gateway_key_id": r.try_get::<Option<String>, _>("gateway_key_id")?,
                     "endpoint": r.try_get::<String, _>("endpoint")?,
                     "requested_model": r.try_get::<String, _>("requested_model")?,
                     "platform": r.try_get::<Option<String>, _>("platform")?,

@@ -83,7 +83,7 @@ export function analyticsFromRows(rows: RequestRow[], range: Range, now: number 
 }
 
 export interface HistoryFilter {
-  status: '' | 'success' | 'error' | 'canceled';
+  status: '' | 'success' | 'error' | 'canceled' | 'refused';
   text: string;
 }
 

@@ -21,7 +21,7 @@ export interface InFlightRow {
 export interface FinishedRow {
   req_id: string;
   requested_model: string;
-  status: 'success' | 'error' | 'canceled';
+  status: 'success' | 'error' | 'canceled' | 'refused';
   provider?: string;
   model?: string;
   /** The proxy of the last attempt (from `request.attempt`); null when direct. */
@@ -298,7 +298,7 @@ export function reduceLive(state: LiveState, raw: unknown, now: number = Date.no
       if (!id) return state;
       const row = state.inFlight[id];
       const rawStatus = str(m.status);
-      const status: FinishedRow['status'] = rawStatus === 'success' || rawStatus === 'canceled' ? rawStatus : 'error';
+      const status: FinishedRow['status'] = rawStatus === 'success' || rawStatus === 'canceled' || rawStatus === 'refused' ? rawStatus : 'error';
       const input = num(m.input_tokens, row?.input_tokens ?? 0);
       const output = num(m.output_tokens, row?.output_tokens ?? 0);
       const fin: FinishedRow = {

@@ -321,7 +321,7 @@ fn success_rate(success: u64, errors: u64) -> Value {
 }
 
 fn is_error(r: &RequestStat) -> bool {
-    r.status == "error" || r.status == ATTEMPT_FAILED
+    r.status == "error" || r.status == "refused" || r.status == ATTEMPT_FAILED
 }
 
 /// The status of a failed upstream attempt among a key's rows (the attempt that served a request is that request's

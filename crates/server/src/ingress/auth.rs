@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use wire::{ApiError, ErrorType};
 
 use super::body::read_limited;
+use super::refused::Refused;
 use crate::relay::{Operation, RequestMeta};
 use crate::runtime::gateway_usage::KeyLimitDenied;
 use crate::runtime::snapshot::{hash_token, Tenant};
@@ -22,6 +23,25 @@ pub struct Caller {
     pub tenant: Arc<Tenant>,
     pub gateway_key_id: Arc<str>,
     pub gateway_key_prefix: Arc<str>,
+}
+
+impl Caller {
+    /// Records `e` as the gateway's own refusal of this caller's request (see [`super::refused`]).
+    pub(crate) fn refused(
+        &self,
+        state: &AppState,
+        headers: &HeaderMap,
+        endpoint: &'static str,
+        requested_model: &str,
+        e: &ApiError,
+    ) {
+        Refused {
+            tenant: &self.tenant,
+            gateway_key_id: &self.gateway_key_id,
+            gateway_key_prefix: &self.gateway_key_prefix,
+        }
+        .record(state, headers, endpoint, requested_model, e);
+    }
 }
 
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -44,11 +64,13 @@ fn auth_error(message: &str, code: &'static str) -> ApiError {
     ApiError::new(401, ErrorType::AuthenticationError, code, message)
 }
 
-/// Client-address limit, then gateway key. No database access.
+/// Client-address limit, then gateway key. No database access. A known gateway key refused (disabled, over its
+/// limits) is recorded as a refused request on `endpoint`.
 pub fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     peer: SocketAddr,
+    endpoint: &'static str,
 ) -> Result<Caller, ApiError> {
     if let Err(retry) = state.ip_limiter.check(peer.ip(), Instant::now()) {
         return Err(ApiError::new(
@@ -73,11 +95,20 @@ pub fn authenticate(
         .gateway_keys
         .get(&hash_token(token))
         .ok_or_else(|| auth_error("invalid API key", "invalid_api_key"))?;
+    let refuse = |e: ApiError| {
+        Refused {
+            tenant: &entry.tenant,
+            gateway_key_id: &entry.id,
+            gateway_key_prefix: &entry.prefix,
+        }
+        .record(state, headers, endpoint, "", &e);
+        e
+    };
     if !entry.enabled {
-        return Err(auth_error(
+        return Err(refuse(auth_error(
             "this gateway key is disabled",
             "api_key_disabled",
-        ));
+        )));
     }
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -91,7 +122,7 @@ pub fn authenticate(
             router::Day::from_system_time(),
             now_ms,
         )
-        .map_err(key_limit_error)?;
+        .map_err(|denied| refuse(key_limit_error(denied)))?;
     Ok(Caller {
         tenant: entry.tenant.clone(),
         gateway_key_id: entry.id.clone(),
@@ -136,8 +167,9 @@ pub(crate) async fn authenticated_body(
     state: &AppState,
     peer: SocketAddr,
     request: Request,
+    endpoint: &'static str,
 ) -> Result<(Caller, HeaderMap, Bytes), ApiError> {
-    let caller = authenticate(state, request.headers(), peer)?;
+    let caller = authenticate(state, request.headers(), peer, endpoint)?;
     let (parts, body) = request.into_parts();
     let bytes = read_limited(
         &parts.headers,

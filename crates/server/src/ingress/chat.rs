@@ -20,7 +20,7 @@ pub(crate) async fn chat_completions(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Result<Response, GatewayError> {
-    let (caller, headers, body) = authenticated_body(&state, peer, request).await?;
+    let (caller, headers, body) = authenticated_body(&state, peer, request, "chat").await?;
     serve_chat(state, caller, &headers, body).await
 }
 
@@ -30,19 +30,32 @@ pub(crate) struct ChatPlan {
     pub set: RouteSet,
 }
 
-/// Parses the chat body once and finds its candidates; `endpoint` names the surface the client called.
+/// Parses the chat body once and finds its candidates; `endpoint` names the surface the client called. A request
+/// refused here (unreadable body, unknown or not-allowed model, no provider) is recorded as refused.
 pub(crate) fn plan_chat(
+    state: &AppState,
     caller: Caller,
     headers: &HeaderMap,
     body: &[u8],
     endpoint: &'static str,
 ) -> Result<ChatPlan, ApiError> {
-    let view = ChatRequestView::parse(body)?;
+    let view = match ChatRequestView::parse(body) {
+        Ok(v) => v,
+        Err(e) => {
+            let e = ApiError::from(e);
+            caller.refused(state, headers, endpoint, "", &e);
+            return Err(e);
+        }
+    };
+    let refuse = |e: ApiError| {
+        caller.refused(state, headers, endpoint, &view.model, &e);
+        e
+    };
     if let Some(e) = no_providers(&caller.tenant) {
-        return Err(e);
+        return Err(refuse(e));
     }
     let estimate = view.estimated_prompt_tokens();
-    let set = chat_route_set(&caller.tenant, &view, estimate)?;
+    let set = chat_route_set(&caller.tenant, &view, estimate).map_err(refuse)?;
     let operation = Operation::Chat {
         stream: view.stream,
     };
@@ -64,6 +77,6 @@ pub(crate) async fn serve_chat(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, GatewayError> {
-    let plan = plan_chat(caller, headers, &body, "chat")?;
+    let plan = plan_chat(&state, caller, headers, &body, "chat")?;
     Ok(relay::run(state, plan.meta, body, plan.set).await)
 }

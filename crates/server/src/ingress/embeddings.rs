@@ -17,20 +17,33 @@ pub(crate) async fn embeddings(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Result<Response, GatewayError> {
-    let (caller, headers, body) = authenticated_body(&state, peer, request).await?;
-    let view = EmbeddingsRequestView::parse(&body)?;
+    let (caller, headers, body) = authenticated_body(&state, peer, request, "embeddings").await?;
+    let view = match EmbeddingsRequestView::parse(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            let e = ApiError::from(e);
+            caller.refused(&state, &headers, "embeddings", "", &e);
+            return Err(e.into());
+        }
+    };
+    let refuse = |e: ApiError| -> GatewayError {
+        caller.refused(&state, &headers, "embeddings", &view.model, &e);
+        e.into()
+    };
     if let Some(e) = no_providers(&caller.tenant) {
-        return Err(e.into());
+        return Err(refuse(e));
     }
     if view.model == "auto" {
-        return Err(ApiError::invalid_request(
-            "model_required",
-            "embeddings need a named embedding model (vectors from different models are not comparable)",
-        )
-        .with_param("model")
-        .into());
+        return Err(refuse(
+            ApiError::invalid_request(
+                "model_required",
+                "embeddings need a named embedding model (vectors from different models are not comparable)",
+            )
+            .with_param("model"),
+        ));
     }
-    let (routes, priorities, strategy) = named_routes(&caller.tenant, &view.model)?;
+    let (routes, priorities, strategy) =
+        named_routes(&caller.tenant, &view.model).map_err(refuse)?;
     let estimate = view.estimated_tokens();
     let set = RouteSet {
         fits: vec![true; routes.len()],

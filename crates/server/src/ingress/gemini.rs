@@ -18,6 +18,7 @@ use super::auth::{authenticate, authenticated_body, Caller};
 use super::candidates::vendor_target;
 use super::chat::plan_chat;
 use super::models::model_ids;
+use super::refused::codec_error;
 use super::translate::{take_apart, translated_stream, with_json_body, RelayAnswer};
 use crate::relay;
 use crate::runtime::state::AppState;
@@ -104,7 +105,7 @@ pub(crate) async fn call(
     };
     let query = request.uri().query().map(str::to_owned);
     key_from_query(request.headers_mut(), query.as_deref());
-    let (caller, headers, body) = match authenticated_body(&state, peer, request).await {
+    let (caller, headers, body) = match authenticated_body(&state, peer, request, "gemini").await {
         Ok(x) => x,
         Err(e) => return from_api_error(&e),
     };
@@ -150,7 +151,10 @@ async fn generate(
     );
     let (chat, ctx) = match codec::parse(&body, model, stream, response_id) {
         Ok(x) => x,
-        Err(e) => return google_error(e.status, &request_error_message(&e), None),
+        Err(e) => {
+            caller.refused(&state, &headers, "gemini", model, &codec_error(&e));
+            return google_error(e.status, &request_error_message(&e), None);
+        }
     };
     if !ctx.dropped_tools.is_empty() || ctx.dropped_parts > 0 {
         tracing::debug!(tools = ?ctx.dropped_tools, parts = ctx.dropped_parts, "gemini: tools or parts no upstream can use were dropped");
@@ -163,7 +167,7 @@ async fn generate(
             Err(_) => return google_error(400, "request body is not a JSON object", None),
         };
     }
-    let plan = match plan_chat(caller, &headers, &chat_body, "gemini") {
+    let plan = match plan_chat(&state, caller, &headers, &chat_body, "gemini") {
         Ok(plan) => plan,
         Err(e) => return from_api_error(&e),
     };
@@ -210,7 +214,7 @@ fn authenticated_caller(
     peer: SocketAddr,
 ) -> Result<Caller, ApiError> {
     key_from_query(headers, query);
-    authenticate(state, headers, peer)
+    authenticate(state, headers, peer, "gemini")
 }
 
 /// `GET /v1beta/models`: the caller's models (the same list as `/v1/models`), on one page.

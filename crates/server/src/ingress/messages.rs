@@ -16,6 +16,7 @@ use wire::ApiError;
 use super::auth::{authenticated_body, Caller};
 use super::candidates::vendor_target;
 use super::chat::plan_chat;
+use super::refused::codec_error;
 use super::translate::{take_apart, translated_stream, with_json_body, RelayAnswer};
 use crate::relay;
 use crate::runtime::state::AppState;
@@ -45,7 +46,7 @@ async fn read(
     peer: SocketAddr,
     request: Request,
 ) -> Result<(Caller, http::HeaderMap, Bytes), Response> {
-    authenticated_body(state, peer, request)
+    authenticated_body(state, peer, request, "messages")
         .await
         .map_err(|e| from_api_error(&e))
 }
@@ -66,7 +67,10 @@ pub(crate) async fn create(
     );
     let (chat, ctx) = match codec::parse(&body, message_id) {
         Ok(x) => x,
-        Err(e) => return anthropic_error(e.status, codec::request_error_body(&e), None),
+        Err(e) => {
+            caller.refused(&state, &headers, "messages", "", &codec_error(&e));
+            return anthropic_error(e.status, codec::request_error_body(&e), None);
+        }
     };
     if !ctx.dropped_tools.is_empty() || ctx.dropped_blocks > 0 {
         tracing::debug!(tools = ?ctx.dropped_tools, blocks = ctx.dropped_blocks, "messages: server tools or blocks no upstream can use were dropped");
@@ -85,7 +89,7 @@ pub(crate) async fn create(
             }
         };
     }
-    let plan = match plan_chat(caller, &headers, &chat_body, "messages") {
+    let plan = match plan_chat(&state, caller, &headers, &chat_body, "messages") {
         Ok(plan) => plan,
         Err(e) => return from_api_error(&e),
     };

@@ -10,6 +10,7 @@ pub mod embeddings;
 pub mod gemini;
 pub mod messages;
 pub mod models;
+pub mod refused;
 pub mod responses;
 pub mod translate;
 

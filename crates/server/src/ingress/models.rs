@@ -27,7 +27,7 @@ pub(crate) async fn list_models(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, GatewayError> {
-    let caller = authenticate(&state, &headers, peer)?;
+    let caller = authenticate(&state, &headers, peer, "models")?;
     if headers.contains_key("anthropic-version") {
         return Ok(json_response(anthropic_model_list(
             &caller.tenant.models_body,
@@ -75,7 +75,7 @@ pub(crate) async fn get_model(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, GatewayError> {
-    let caller = authenticate(&state, &headers, peer)?;
+    let caller = authenticate(&state, &headers, peer, "models")?;
     let tenant = &caller.tenant;
     let owner = if id == "auto" {
         "freellmapi"

@@ -12,6 +12,7 @@ use surfaces::responses::{self as codec, ResponsesStreamEncoder};
 
 use super::auth::authenticated_body;
 use super::chat::plan_chat;
+use super::refused::codec_error;
 use super::translate::{take_apart, translated_stream, with_json_body, RelayAnswer};
 use crate::error::error_response;
 use crate::relay;
@@ -30,7 +31,8 @@ pub(crate) async fn create(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    let (caller, headers, body) = match authenticated_body(&state, peer, request).await {
+    let (caller, headers, body) = match authenticated_body(&state, peer, request, "responses").await
+    {
         Ok(x) => x,
         Err(e) => return error_response(&e),
     };
@@ -43,19 +45,20 @@ pub(crate) async fn create(
     let (chat, ctx) = match codec::parse(&body, response_id, created_at) {
         Ok(x) => x,
         Err(e) => {
+            caller.refused(&state, &headers, "responses", "", &codec_error(&e));
             return refusal(
                 e.status,
                 "invalid_request_error",
                 e.code,
                 &e.message,
                 e.param.as_deref(),
-            )
+            );
         }
     };
     if !ctx.dropped_tools.is_empty() {
         tracing::debug!(tools = ?ctx.dropped_tools, "responses: tools no upstream can run were dropped");
     }
-    let plan = match plan_chat(caller, &headers, &chat.body, "responses") {
+    let plan = match plan_chat(&state, caller, &headers, &chat.body, "responses") {
         Ok(plan) => plan,
         Err(e) => return error_response(&e),
     };

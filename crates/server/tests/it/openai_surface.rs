@@ -252,6 +252,77 @@ async fn disabled_gateway_key_is_refused() {
     let (status, _, body) = gw.chat_json(simple_chat("m")).await;
     assert_eq!(status, 401);
     assert_openai_error(&body, "api_key_disabled");
+    let user = gw.user_id.clone();
+    let store = gw.stop().await;
+    let rows = store.recent_requests(&user, 10).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "refused");
+    assert_eq!(rows[0]["error_class"], "api_key_disabled");
+    assert_eq!(rows[0]["gateway_key_id"], *keys[0].id);
+}
+
+/// Refusals by the gateway itself are recorded like served requests: a gateway key over its rpm limit, a model
+/// outside its allow-list, a body no surface can read — each with its reason, on the surface it came to.
+#[tokio::test]
+async fn the_gateways_own_refusals_are_recorded() {
+    let gw = start(&[("ok", &["m", "other"])]).await;
+    let keys = gw.store.gateway_keys_of(&gw.user_id).await.unwrap();
+    gw.store
+        .set_gateway_key_policy(
+            &gw.user_id,
+            &keys[0].id,
+            &store::GatewayKeyPolicy {
+                rpm_limit: Some(3),
+                allowed_models: Some(vec!["m".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    gw.state.reload().await.unwrap();
+    assert_eq!(gw.chat_json(simple_chat("m")).await.0, 200);
+    assert_eq!(gw.chat_json(simple_chat("other")).await.0, 403);
+    let r = gw
+        .http
+        .post(format!("{}/v1/messages", gw.url))
+        .header("x-api-key", &gw.key)
+        .json(&serde_json::json!({"model": "m", "messages": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(gw.chat_json(simple_chat("m")).await.0, 429);
+    let user = gw.user_id.clone();
+    let store = gw.stop().await;
+    let rows = store.recent_requests(&user, 10).await.unwrap();
+    // Rows written in the same millisecond have no order: compare them sorted.
+    let mut reasons: Vec<(String, String, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap().to_owned(),
+                format!(
+                    "{}:{}",
+                    r["endpoint"].as_str().unwrap(),
+                    r["error_class"].as_str().unwrap_or("-")
+                ),
+                r["http_status"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    reasons.sort();
+    let refused = |what: &str, status: i64| ("refused".to_owned(), what.to_owned(), status);
+    assert_eq!(
+        reasons,
+        vec![
+            refused("chat:gateway_key_rate_limited", 429),
+            refused("chat:model_not_allowed", 403),
+            refused("messages:invalid_type", 400),
+            ("success".to_owned(), "chat:-".to_owned(), 200),
+        ],
+        "{rows:?}"
+    );
+    assert!(rows.iter().all(|r| r["gateway_key_id"] == *keys[0].id));
 }
 
 #[tokio::test]
@@ -306,9 +377,16 @@ async fn every_request_is_logged_once() {
     let user = gw.user_id.clone();
     let store = gw.stop().await;
     let rows = store.recent_requests(&user, 10).await.unwrap();
-    // The 404 is refused before routing and is not a routed request; the other two are logged.
-    assert_eq!(rows.len(), 2, "{rows:?}");
-    assert!(rows.iter().all(|r| r["status"] == "success"));
+    // The 404 is refused before routing: recorded as refused (its reason and gateway key), no upstream attempt.
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let refused: Vec<_> = rows.iter().filter(|r| r["status"] == "refused").collect();
+    assert_eq!(refused.len(), 1, "{rows:?}");
+    assert_eq!(refused[0]["http_status"], 404);
+    assert_eq!(refused[0]["error_class"], "model_not_found");
+    assert_eq!(refused[0]["requested_model"], "missing");
+    assert_eq!(refused[0]["attempts"], 0);
+    assert!(refused[0]["gateway_key_id"].is_string(), "{rows:?}");
+    assert_eq!(rows.iter().filter(|r| r["status"] == "success").count(), 2);
     let streamed = rows.iter().find(|r| r["stream"] == true).unwrap();
     assert_eq!(
         streamed["output_tokens"], 20,
