@@ -48,8 +48,9 @@ fi
 .venv/bin/python tests/sdk/test_openai_sdk.py
 
 step "Agent SDKs against the gateway: openai Responses API, anthropic Messages API, google-genai Gemini API"
-if ! .venv/bin/python -c "import anthropic, google.genai" 2>/dev/null; then
-  .venv/bin/pip install --quiet --disable-pip-version-check "anthropic>=0.40,<1" "google-genai>=1.0,<2"
+if ! .venv/bin/python -c "import anthropic, google.genai, prometheus_client" 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check "anthropic>=0.40,<1" "google-genai>=1.0,<2" \
+    "prometheus_client>=0.20,<1"
 fi
 .venv/bin/python tests/sdk/test_agent_sdks.py
 

@@ -12,15 +12,18 @@ import os
 import sys
 import unittest
 
+import urllib.request
+
 import anthropic
 import openai
+from prometheus_client.parser import text_string_to_metric_families
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 from openai import OpenAI
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_openai_sdk import GATEWAY_KEY, GatewayProcess  # noqa: E402
+from test_openai_sdk import GATEWAY_KEY, METRICS_TOKEN, GatewayProcess  # noqa: E402
 
 WEATHER_TOOL_RESPONSES = {
     "type": "function", "name": "get_weather", "description": "Weather of a city",
@@ -207,6 +210,23 @@ class AgentSdkTest(unittest.TestCase):
         with self.assertRaises(genai_errors.ClientError) as caught:
             bad.models.generate_content(model="mock-model", contents="hi")
         self.assertEqual(caught.exception.code, 401)
+
+    # --- Prometheus scrape ---------------------------------------------------------------------------------------
+
+    def test_zz_metrics_scrape_parses_and_counts_every_surface(self):
+        request = urllib.request.Request(
+            self.proc.base + "/metrics", headers={"Authorization": "Bearer " + METRICS_TOKEN})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            self.assertTrue(r.headers["Content-Type"].startswith("text/plain; version=0.0.4"))
+            text = r.read().decode()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        requests = families["freellmapi_requests"]
+        self.assertEqual(requests.type, "counter")
+        surfaces = {s.labels["surface"] for s in requests.samples if s.labels.get("status") == "success"}
+        # The tests above (sorted before this one) went through every agent surface.
+        self.assertTrue({"responses", "messages", "gemini"} <= surfaces, surfaces)
+        self.assertEqual(families["freellmapi_request_duration_seconds"].type, "histogram")
+        self.assertIn("freellmapi_queue_depth", families)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PROFILE = os.environ.get("FREELLMAPI_TEST_PROFILE", "debug")
 BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), PROFILE)
 GATEWAY_KEY = "freellmapi-sdk-test-0123456789abcdef01234567"
+METRICS_TOKEN = "sdk-metrics-token-0123456789"
 
 
 def _read_line_with(proc, needle, timeout):
@@ -117,6 +118,7 @@ key = "{GATEWAY_KEY}"
             "ADMIN_PASSWORD": "sdk-test-password",
             "LOG_FORMAT": "json",
             "PROXY_RATE_LIMIT_RPM": "0",
+            "METRICS_TOKEN": METRICS_TOKEN,
         })
         env.pop("DATABASE_URL", None)
         env.pop("ENCRYPTION_KEY", None)

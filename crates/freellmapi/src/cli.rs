@@ -257,6 +257,10 @@ pub struct ServeArgs {
     #[arg(long, env = "PROXY_HEALTH_TARGET")]
     pub proxy_health_target: Option<String>,
 
+    /// Serve Prometheus metrics at GET /metrics to `Authorization: Bearer <this token>`. Unset: /metrics is off.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     /// Extra CA certificates (PEM files, comma- or colon-separated) trusted for outbound TLS on top of the bundled
     /// web roots and the system's (`SSL_CERT_FILE` / `SSL_CERT_DIR` are honoured too): an internal CA, a
     /// TLS-inspecting corporate proxy.

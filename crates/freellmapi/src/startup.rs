@@ -77,6 +77,11 @@ fn server_config(
 ) -> ServerConfig {
     ServerConfig {
         trust,
+        metrics_token_hash: args
+            .metrics_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(server::runtime::snapshot::hash_token),
         proxy,
         body_limit_bytes: args.request_body_limit_mb as usize * 1024 * 1024,
         upstream_timeout: Duration::from_millis(args.provider_timeout_ms),

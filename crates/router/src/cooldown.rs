@@ -190,6 +190,15 @@ impl CooldownBook {
         !invalid.is_empty() && invalid.contains_key(key)
     }
 
+    /// How many candidates are cooling at `now`, and how many keys are marked invalid (for metrics).
+    pub fn counts(&self, now: Instant) -> (usize, usize) {
+        let cooling = lock(&self.cooling)
+            .values()
+            .filter(|e| e.until > now)
+            .count();
+        (cooling, lock(&self.invalid).len())
+    }
+
     /// Forgets everything about a key (it was edited, re-checked or deleted).
     pub fn reset_key(&self, key: &str) {
         lock(&self.invalid).remove(key);

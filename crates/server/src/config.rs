@@ -52,6 +52,9 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// The certificates outbound TLS trusts: bundled and platform roots plus `EXTRA_CA_CERTS`.
     pub trust: crate::trust::TrustStore,
+    /// `GET /metrics` is served to `Authorization: Bearer <token>` (`METRICS_TOKEN`); `None`: not served. Only
+    /// the token's SHA-256 is kept.
+    pub metrics_token_hash: Option<[u8; 32]>,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +78,7 @@ impl Default for ServerConfig {
             proxy: crate::proxy::ProxyConfig::default(),
             dashboard_origins: Vec::new(),
             trust: crate::trust::TrustStore::platform(),
+            metrics_token_hash: None,
             allow_private_provider_urls: true,
             model_refresh: None,
             connections: crate::guard::listener::ConnectionLimits::default(),

@@ -40,6 +40,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api::users::routes())
         .merge(api::transfer::routes())
         .merge(api::openapi::routes())
+        .merge(api::metrics::routes())
         .merge(api::session::routes())
         .merge(api::keys::routes())
         .merge(api::key_check::routes())

@@ -7,6 +7,7 @@ pub mod dashboard;
 pub mod gateway_keys;
 pub mod key_check;
 pub mod keys;
+pub mod metrics;
 pub mod openapi;
 pub mod profiles;
 pub mod session;

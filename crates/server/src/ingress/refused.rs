@@ -46,6 +46,17 @@ impl Refused<'_> {
             reason = e.code,
             "request refused"
         );
+        state
+            .metrics
+            .request(crate::runtime::metrics::RequestSample {
+                surface: endpoint,
+                status: "refused",
+                reason: e.code,
+                duration: std::time::Duration::ZERO,
+                ttfb: None,
+                input_tokens: 0,
+                output_tokens: 0,
+            });
         state.events.finished(
             &self.tenant.user_id,
             &id,

@@ -77,6 +77,17 @@ impl RequestGuard {
         {
             books.output.record(&key.id, model, output);
         }
+        self.state
+            .metrics
+            .request(crate::runtime::metrics::RequestSample {
+                surface: meta.endpoint,
+                status: c.status,
+                reason: c.error.as_ref().map_or("", |e| e.0),
+                duration: latency,
+                ttfb: c.ttfb,
+                input_tokens: input_tokens.unwrap_or(0),
+                output_tokens: output_tokens.unwrap_or(0),
+            });
         self.state.events.finished(
             &meta.tenant.user_id,
             &meta.request_id,
@@ -148,6 +159,9 @@ impl RequestGuard {
         failure: &providers::UpstreamFailure,
         latency: Duration,
     ) {
+        self.state
+            .metrics
+            .attempt_failed(key.platform.id(), failure.class.as_str());
         self.failed.push(store::FailedAttempt {
             provider_key_id: Arc::clone(&key.id),
             platform: key.platform.id(),

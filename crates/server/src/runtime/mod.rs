@@ -5,6 +5,7 @@
 pub mod events;
 pub mod gateway_usage;
 pub mod handoff;
+pub mod metrics;
 pub mod request_log;
 pub mod snapshot;
 pub mod state;

@@ -43,6 +43,8 @@ pub struct Inner {
     pub login_throttle: LoginThrottle,
     /// Per-gateway-key limits and usage counters (outlive snapshots).
     pub gateway_usage: GatewayUsageBook,
+    /// Prometheus counters and histograms (`GET /metrics`).
+    pub metrics: crate::runtime::metrics::Metrics,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
@@ -111,6 +113,7 @@ impl AppState {
             ip_limiter,
             login_throttle: LoginThrottle::default(),
             gateway_usage,
+            metrics: crate::runtime::metrics::Metrics::default(),
             reload_lock: tokio::sync::Mutex::new(()),
         }));
         state.mark_stored_invalid(&state.snapshot.load());

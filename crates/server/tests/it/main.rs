@@ -12,6 +12,7 @@ mod harness;
 mod isolation;
 mod key_checks;
 mod live;
+mod metrics;
 mod native;
 mod openai_surface;
 mod platforms;
