@@ -42,12 +42,20 @@ fn main() {
         collect(dist, dist, &mut files);
     }
     let mut code = String::from(
-        "/// Every embedded file: (URL path, bytes).\npub static FILES: &[(&str, &[u8])] = &[\n",
+        "/// An embedded file: (URL path, bytes, gzip-compressed bytes when that is worth it).\n\
+         pub type File = (&'static str, &'static [u8], Option<&'static [u8]>);\n\
+         /// Every embedded file.\npub static FILES: &[File] = &[\n",
     );
-    for (url, path) in &files {
+    let gz_dir = out.join("gz");
+    let _ = std::fs::create_dir_all(&gz_dir);
+    for (n, (url, path)) in files.iter().enumerate() {
+        let gz = gzip_if_worth_it(path, &gz_dir.join(format!("{n}.gz")))
+            .map_or("None".to_owned(), |p| {
+                format!("Some(include_bytes!({:?}))", p.display().to_string())
+            });
         let _ = writeln!(
             code,
-            "    ({url:?}, include_bytes!({:?})),",
+            "    ({url:?}, include_bytes!({:?}), {gz}),",
             path.display().to_string()
         );
     }
@@ -96,6 +104,25 @@ fn build_with_npm(web: &Path, dist: &Path) -> Option<PathBuf> {
         return None;
     }
     Some(dist.to_path_buf())
+}
+
+/// Text files of more than 1 KiB, gzip-compressed once here (best level) when that saves at least a tenth; the
+/// server sends them to clients that accept gzip.
+fn gzip_if_worth_it(path: &Path, out: &Path) -> Option<PathBuf> {
+    use std::io::Write as _;
+    let text = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("html" | "js" | "mjs" | "css" | "json" | "map" | "svg" | "txt")
+    );
+    let bytes = std::fs::read(path)
+        .ok()
+        .filter(|b| text && b.len() > 1024)?;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(&bytes).ok()?;
+    let gz = encoder.finish().ok()?;
+    (gz.len() * 10 <= bytes.len() * 9).then_some(())?;
+    std::fs::write(out, gz).ok()?;
+    Some(out.to_path_buf())
 }
 
 fn mtime(path: &Path) -> Option<std::time::SystemTime> {

@@ -57,7 +57,11 @@ pub fn app(state: AppState) -> Router {
 
 /// The dashboard: embedded files by path, and `index.html` for every other GET outside `/v1`, `/api` and `/ws`
 /// (client-side routes). Anything else is a 404 in the same error shape as the rest of the API.
-async fn dashboard(method: http::Method, uri: http::Uri) -> axum::response::Response {
+async fn dashboard(
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let path = uri.path();
     let is_api = ["/v1", "/api", "/ws"]
@@ -84,7 +88,23 @@ async fn dashboard(method: http::Method, uri: http::Uri) -> axum::response::Resp
     } else {
         "no-cache"
     };
-    (
+    let accepts_gzip = headers
+        .get_all(http::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|e| {
+            let mut parts = e.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            // `gzip;q=0` refuses it.
+            let refused = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        });
+    let (body, encoding) = match asset.gzip {
+        Some(gz) if accepts_gzip => (gz, Some("gzip")),
+        _ => (asset.bytes, None),
+    };
+    let mut response = (
         [
             (http::header::CONTENT_TYPE, asset.content_type),
             (http::header::CACHE_CONTROL, cache),
@@ -97,9 +117,21 @@ async fn dashboard(method: http::Method, uri: http::Uri) -> axum::response::Resp
                  connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
             ),
         ],
-        asset.bytes,
+        body,
     )
-        .into_response()
+        .into_response();
+    let h = response.headers_mut();
+    h.insert(
+        http::header::VARY,
+        http::HeaderValue::from_static("accept-encoding"),
+    );
+    if let Some(e) = encoding {
+        h.insert(
+            http::header::CONTENT_ENCODING,
+            http::HeaderValue::from_static(e),
+        );
+    }
+    response
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests (up to the drain deadline)

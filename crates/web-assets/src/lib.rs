@@ -12,6 +12,8 @@ pub const BUILT: bool = generated::BUILT;
 #[derive(Debug, Clone, Copy)]
 pub struct Asset {
     pub bytes: &'static [u8],
+    /// The same file gzip-compressed, for clients that accept it (text files the compression pays for).
+    pub gzip: Option<&'static [u8]>,
     pub content_type: &'static str,
     /// Vite puts a content hash in every file name under `/assets/`: those can be cached forever.
     pub immutable: bool,
@@ -19,9 +21,10 @@ pub struct Asset {
 
 /// The file served at `path` (`/index.html`, `/assets/index-3f2a.js`, …).
 pub fn get(path: &str) -> Option<Asset> {
-    let (_, bytes) = generated::FILES.iter().find(|(url, _)| *url == path)?;
+    let (_, bytes, gzip) = generated::FILES.iter().find(|(url, ..)| *url == path)?;
     Some(Asset {
         bytes,
+        gzip: *gzip,
         content_type: content_type(path),
         immutable: path.starts_with("/assets/"),
     })
@@ -31,6 +34,7 @@ pub fn get(path: &str) -> Option<Asset> {
 pub fn index() -> Asset {
     get("/index.html").unwrap_or(Asset {
         bytes: FALLBACK_PAGE.as_bytes(),
+        gzip: None,
         content_type: "text/html; charset=utf-8",
         immutable: false,
     })

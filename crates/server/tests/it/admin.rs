@@ -21,6 +21,50 @@ pub async fn login(gw: &Gateway) -> String {
     cookie.split(';').next().unwrap().to_owned()
 }
 
+/// The dashboard's script is sent gzip-compressed to clients that accept it, and as is to the others.
+#[tokio::test]
+async fn dashboard_assets_are_compressed_for_clients_that_accept_gzip() {
+    if !web_assets::BUILT {
+        eprintln!("dashboard not built into this binary: nothing to compress");
+        return;
+    }
+    let gw = start(&[]).await;
+    let html = gw
+        .http
+        .get(format!("{}/", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let start_at = html.find("/assets/").expect("the shell names its script");
+    let script: String = html[start_at..].chars().take_while(|c| *c != '"').collect();
+    let get = |encoding: Option<&'static str>| {
+        let mut r = gw.http.get(format!("{}{script}", gw.url));
+        if let Some(e) = encoding {
+            r = r.header("accept-encoding", e);
+        }
+        r.send()
+    };
+    let plain = get(None).await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.headers()["vary"], "accept-encoding");
+    let plain = plain.bytes().await.unwrap();
+    let gz = get(Some("br, gzip;q=0.8")).await.unwrap();
+    assert_eq!(gz.headers()["content-encoding"], "gzip", "{script}");
+    let gz = gz.bytes().await.unwrap();
+    assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+    assert!(
+        gz.len() * 2 < plain.len(),
+        "{} vs {}",
+        gz.len(),
+        plain.len()
+    );
+    let refused = get(Some("gzip;q=0")).await.unwrap();
+    assert!(refused.headers().get("content-encoding").is_none());
+}
+
 #[tokio::test]
 async fn dashboard_shell_and_unknown_paths() {
     let gw = start(&[]).await;
