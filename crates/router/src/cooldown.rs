@@ -3,7 +3,10 @@
 //! Policy (first version; the scoring router refines it):
 //! - rate limited: the provider's `Retry-After` when given, else 30 s doubling per consecutive 429 up to 10 min;
 //! - quota exhausted: the provider's hint, else until the next UTC midnight (the usual daily reset), at least 60 s;
-//! - transient (5xx, network, timeout, unknown model): 10 s doubling per consecutive failure up to 5 min;
+//! - transient (network, timeout, unknown model): 10 s doubling per consecutive failure up to 5 min;
+//! - server error (5xx without `Retry-After`): the same, but only once failures span two different requests within
+//!   a minute — one request's content can make an upstream fail, and that must end that request with its error,
+//!   not take the key away from every other client; the request that failed moves on to another candidate;
 //! - invalid credential (401/403): the key is out of rotation until it is edited or re-checked;
 //! - a success clears the candidate's failure streak; failures of requests that were already in flight when the
 //!   candidate started resting do not lengthen the streak.
@@ -26,6 +29,11 @@ pub enum Outcome {
     },
     Transient {
         retry_after: Option<Duration>,
+    },
+    /// An upstream 5xx; `request` identifies the request that met it (any stable hash of its id).
+    ServerError {
+        retry_after: Option<Duration>,
+        request: u64,
     },
     InvalidCredential,
     /// The request could not fit or was refused for itself; the candidate is fine.
@@ -75,7 +83,13 @@ pub struct CooldownBook {
     cooling: Mutex<HashMap<CandidateId, Entry>>,
     /// Keys whose credential was refused, with the generation (stored version) of the key that was refused.
     invalid: Mutex<HashMap<Arc<str>, i64>>,
+    /// Candidates that answered one request with a 5xx: (that request, when). A 5xx for another request within
+    /// [`SUSPECT_WINDOW`] cools the candidate.
+    suspects: Mutex<HashMap<CandidateId, (u64, Instant)>>,
 }
+
+/// How long a lone 5xx is remembered, waiting for another request's to confirm that the candidate is failing.
+pub const SUSPECT_WINDOW: Duration = Duration::from_secs(60);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding these locks cannot leave the maps inconsistent (single inserts and removes).
@@ -109,6 +123,25 @@ impl CooldownBook {
         if outcome == Outcome::NoPenalty {
             return None;
         }
+        if let Outcome::ServerError {
+            retry_after: None,
+            request,
+        } = outcome
+        {
+            let mut suspects = lock(&self.suspects);
+            let id = (Arc::from(key), Arc::from(model));
+            match suspects.get(&id) {
+                Some(&(other, at))
+                    if other != request && now.duration_since(at) < SUSPECT_WINDOW =>
+                {
+                    suspects.remove(&id);
+                }
+                _ => {
+                    suspects.insert(id, (request, now));
+                    return None;
+                }
+            }
+        }
         let p = &self.policy;
         let mut cooling = lock(&self.cooling);
         let id = (Arc::from(key), Arc::from(model));
@@ -130,7 +163,7 @@ impl CooldownBook {
                 retry_after,
                 until_daily_reset,
             } => retry_after.unwrap_or(until_daily_reset).max(p.quota_min),
-            Outcome::Transient { retry_after } => {
+            Outcome::Transient { retry_after } | Outcome::ServerError { retry_after, .. } => {
                 retry_after.unwrap_or_else(|| doubled(p.transient_base, streak, p.transient_max))
             }
             Outcome::InvalidCredential | Outcome::NoPenalty => return None,
@@ -145,6 +178,12 @@ impl CooldownBook {
 
     /// Records a success: the candidate's streak and cooldown are cleared.
     pub fn record_success(&self, (key, model): Attempted<'_>) {
+        {
+            let mut suspects = lock(&self.suspects);
+            if !suspects.is_empty() {
+                suspects.retain(|(k, m), _| !(&**k == key && &**m == model));
+            }
+        }
         let mut cooling = lock(&self.cooling);
         if cooling.is_empty() {
             return;
@@ -218,6 +257,44 @@ impl CooldownBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_error_cools_only_when_two_requests_meet_one() {
+        let book = CooldownBook::default();
+        let err = |request| Outcome::ServerError {
+            retry_after: None,
+            request,
+        };
+        let c = ("k1", "m");
+        let now = Instant::now();
+        // The same request failing again (a retry) is still one request's problem.
+        assert_eq!(book.record_failure(c, err(1), now), None);
+        assert_eq!(book.record_failure(c, err(1), now), None);
+        assert!(book.cooling_until(c, now).is_none());
+        // Another request meets it: the candidate rests.
+        assert_eq!(
+            book.record_failure(c, err(2), now),
+            Some(Duration::from_secs(10))
+        );
+        assert!(book.cooling_until(c, now).is_some());
+        // A lone failure is forgotten after the window, and a success forgets it at once.
+        let c2 = ("k2", "m");
+        assert_eq!(book.record_failure(c2, err(3), now), None);
+        let later = now + SUSPECT_WINDOW + Duration::from_secs(1);
+        assert_eq!(book.record_failure(c2, err(4), later), None);
+        book.record_success(c2);
+        assert_eq!(book.record_failure(c2, err(5), later), None);
+        // The provider's own Retry-After is a signal about the key: honoured at once.
+        let c3 = ("k3", "m");
+        let told = Outcome::ServerError {
+            retry_after: Some(Duration::from_secs(7)),
+            request: 9,
+        };
+        assert_eq!(
+            book.record_failure(c3, told, now),
+            Some(Duration::from_secs(7))
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn retry_after_is_honoured_then_expires() {

@@ -20,7 +20,7 @@ pub(super) fn until_utc_midnight() -> Duration {
     Duration::from_secs(86_400 - secs % 86_400)
 }
 
-pub(super) fn outcome_for(failure: &UpstreamFailure) -> Outcome {
+pub(super) fn outcome_for(failure: &UpstreamFailure, request_id: &str) -> Outcome {
     match failure.class {
         ErrorClass::RateLimited => Outcome::RateLimited {
             retry_after: failure.retry_after,
@@ -34,11 +34,17 @@ pub(super) fn outcome_for(failure: &UpstreamFailure) -> Outcome {
         ErrorClass::BadRequest | ErrorClass::ContextTooLong | ErrorClass::Proxy => {
             Outcome::NoPenalty
         }
-        ErrorClass::NotFound | ErrorClass::Server | ErrorClass::Network | ErrorClass::Timeout => {
-            Outcome::Transient {
-                retry_after: failure.retry_after,
-            }
-        }
+        ErrorClass::Server => Outcome::ServerError {
+            retry_after: failure.retry_after,
+            request: {
+                use std::hash::{BuildHasher, BuildHasherDefault};
+                BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                    .hash_one(request_id)
+            },
+        },
+        ErrorClass::NotFound | ErrorClass::Network | ErrorClass::Timeout => Outcome::Transient {
+            retry_after: failure.retry_after,
+        },
     }
 }
 
@@ -78,6 +84,7 @@ pub(super) fn no_candidate_error(model: &str, plan: &router::Plan) -> ApiError {
 /// Cools the candidate (or marks its key invalid) and logs the failure; returns the cooldown set, if any.
 pub(super) fn on_failure(
     state: &AppState,
+    request_id: &str,
     user: &Arc<str>,
     key: &ProviderKeyEntry,
     model: &str,
@@ -85,7 +92,7 @@ pub(super) fn on_failure(
 ) -> Option<Duration> {
     let cooldown = state.books.cooldowns.record_failure(
         (&key.id, model),
-        outcome_for(failure),
+        outcome_for(failure, request_id),
         Instant::now(),
     );
     if let Some(d) = cooldown {

@@ -307,7 +307,14 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                     state.queue.wake_all();
                 }
                 guard.attempt_failed(&key, model, &failure, attempt_started.elapsed());
-                let cooldown = on_failure(&state, &tenant.user_id, &key, model, &failure);
+                let cooldown = on_failure(
+                    &state,
+                    &guard.meta.request_id,
+                    &tenant.user_id,
+                    &key,
+                    model,
+                    &failure,
+                );
                 if cooldown.is_some() {
                     // Only the candidate's own failures count against it, not a request it could not take.
                     state.books.scores.record(&key.id, model, false, None);

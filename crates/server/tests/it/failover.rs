@@ -188,6 +188,46 @@ async fn an_upstream_silent_before_its_headers_is_abandoned_early() {
     gw.stop().await;
 }
 
+/// One request whose content makes the only key answer 500 ends with its error; the key stays available to
+/// everyone else. A 5xx cools a key only once two different requests met one.
+#[tokio::test]
+async fn one_requests_server_error_does_not_take_the_key_away() {
+    let gw = start(&[("500+first1", &["m"])]).await;
+    let started = std::time::Instant::now();
+    let (status, _, body) = gw.chat_json(simple_chat("m")).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("500"),
+        "{body}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // Not retried on the same key, and the next client is served at once.
+    assert_eq!(gw.mock.hits("500+first1"), 1);
+    let (status, _, body) = gw.chat_json(simple_chat("m")).await;
+    assert_eq!(status, 200, "{body}");
+    gw.stop().await;
+
+    // A key failing for every request is rested after the second request that meets it.
+    let gw = start(&[("500", &["m"]), ("ok", &["m"])]).await;
+    for _ in 0..4 {
+        assert_eq!(gw.chat_json(simple_chat("m")).await.0, 200);
+    }
+    assert_eq!(gw.mock.hits("500"), 2);
+    assert!(gw
+        .state
+        .books
+        .cooldowns
+        .cooling_until(
+            (
+                &gw.store.provider_keys_of(&gw.user_id).await.unwrap()[0].id,
+                "m"
+            ),
+            tokio::time::Instant::now()
+        )
+        .is_some());
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn every_attempt_failing_names_the_trail() {
     let gw = start(&[("500", &["m"]), ("502", &["m"])]).await;

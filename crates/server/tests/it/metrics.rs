@@ -58,13 +58,14 @@ async fn metrics_count_the_traffic_and_need_the_token() {
         ),
         1.0
     );
-    // The 500 key failed the first request over, then cooled down.
+    // The 500 key failed the first two requests over (one request's 5xx does not cool a key; a second request's
+    // does), then rested.
     assert_eq!(
         metric(
             &text,
             r#"freellmapi_upstream_attempt_failures_total{platform="custom",class="server_error"}"#
         ),
-        1.0
+        2.0
     );
     assert_eq!(
         metric(
