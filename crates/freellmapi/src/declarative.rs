@@ -129,6 +129,8 @@ pub struct RawProviderKey {
     pub models: Vec<String>,
     pub enabled: Option<bool>,
     pub user: Option<String>,
+    /// Outbound limits replacing the catalog's (`rpm`, `rph`, `rpd`, `tpm`, `tpd`, `no_catalog_limits`).
+    pub limits: Option<store::KeyLimits>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +141,9 @@ pub struct RawGatewayKey {
     pub label: Option<String>,
     pub enabled: Option<bool>,
     pub user: Option<String>,
+    pub rpm_limit: Option<u32>,
+    pub tpd_limit: Option<u64>,
+    pub allowed_models: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +156,8 @@ pub struct ProviderKeyConfig {
     pub models: Vec<String>,
     pub enabled: bool,
     pub user: Option<String>,
+    /// Declared limits; `None` leaves what the admin API set.
+    pub limits: Option<store::KeyLimits>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +167,10 @@ pub struct GatewayKeyConfig {
     pub label: String,
     pub enabled: bool,
     pub user: Option<String>,
+    /// Each declared field replaces the stored one; undeclared fields keep what the admin API set.
+    pub rpm_limit: Option<u32>,
+    pub tpd_limit: Option<u64>,
+    pub allowed_models: Option<Vec<String>>,
 }
 
 /// The validated file.
@@ -345,6 +356,16 @@ impl RawConfigFile {
             if models.is_empty() {
                 return Err(err(at("models"), "list at least one model this key serves"));
             }
+            if let Some(l) = &raw.limits {
+                let zero =
+                    [l.rpm, l.rph, l.rpd].contains(&Some(0)) || [l.tpm, l.tpd].contains(&Some(0));
+                if zero {
+                    return Err(err(
+                        at("limits"),
+                        "a limit must be above 0 (leave it out for the catalog's)",
+                    ));
+                }
+            }
             out.provider_keys.push(ProviderKeyConfig {
                 label: raw.label.unwrap_or_else(|| name.clone()),
                 name,
@@ -354,6 +375,7 @@ impl RawConfigFile {
                 models,
                 enabled: raw.enabled.unwrap_or(true),
                 user: raw.user,
+                limits: raw.limits,
             });
         }
         let mut names = HashSet::new();
@@ -374,12 +396,44 @@ impl RawConfigFile {
                     return Err(err(at("key"), "the same key value is declared twice"));
                 }
             }
+            if raw.rpm_limit == Some(0) {
+                return Err(err(
+                    at("rpm_limit"),
+                    "must be above 0 (leave it out for no limit)",
+                ));
+            }
+            if raw.tpd_limit == Some(0) {
+                return Err(err(
+                    at("tpd_limit"),
+                    "must be above 0 (leave it out for no limit)",
+                ));
+            }
+            let allowed_models = match raw.allowed_models {
+                Some(models) => {
+                    let models: Vec<String> = models
+                        .into_iter()
+                        .map(|m| m.trim().to_owned())
+                        .filter(|m| !m.is_empty())
+                        .collect();
+                    if models.is_empty() {
+                        return Err(err(
+                            at("allowed_models"),
+                            "list at least one model id or profile (leave it out for every model)",
+                        ));
+                    }
+                    Some(models)
+                }
+                None => None,
+            };
             out.gateway_keys.push(GatewayKeyConfig {
                 label: raw.label.unwrap_or_else(|| name.clone()),
                 name,
                 key,
                 enabled: raw.enabled.unwrap_or(true),
                 user: raw.user,
+                rpm_limit: raw.rpm_limit,
+                tpd_limit: raw.tpd_limit,
+                allowed_models,
             });
         }
         let mut names = HashSet::new();
@@ -475,7 +529,7 @@ pub async fn apply(store: &Store, config: &ConfigFile) -> anyhow::Result<ApplyRe
             &format!("provider_keys[{i}].user"),
         )
         .await?;
-        let (_, changed) = store
+        let (row, mut changed) = store
             .upsert_config_provider_key(&NewProviderKey {
                 user_id,
                 platform: k.platform.id().to_owned(),
@@ -487,6 +541,19 @@ pub async fn apply(store: &Store, config: &ConfigFile) -> anyhow::Result<ApplyRe
                 config_name: Some(k.name.clone()),
             })
             .await?;
+        if let Some(limits) = k.limits.filter(|l| *l != row.limits) {
+            store
+                .update_provider_key(
+                    &row.user_id,
+                    &row.id,
+                    &store::ProviderKeyPatch {
+                        limits: Some(limits),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            changed = true;
+        }
         if changed {
             report.provider_keys_changed += 1;
         } else {
@@ -495,7 +562,7 @@ pub async fn apply(store: &Store, config: &ConfigFile) -> anyhow::Result<ApplyRe
     }
     for (i, g) in config.gateway_keys.iter().enumerate() {
         let user_id = owner(store, g.user.as_deref(), &format!("gateway_keys[{i}].user")).await?;
-        match store.gateway_key_by_config_name(&user_id, &g.name).await? {
+        let id = match store.gateway_key_by_config_name(&user_id, &g.name).await? {
             Some(existing) => {
                 if let Some(raw) = &g.key {
                     if existing.key_hash != store::token_hash(raw) || existing.label != g.label {
@@ -512,6 +579,7 @@ pub async fn apply(store: &Store, config: &ConfigFile) -> anyhow::Result<ApplyRe
                         .await?;
                 }
                 report.gateway_keys_unchanged += 1;
+                existing.id
             }
             None => {
                 let (row, raw) = store
@@ -526,6 +594,25 @@ pub async fn apply(store: &Store, config: &ConfigFile) -> anyhow::Result<ApplyRe
                     report.minted.push((g.name.clone(), raw));
                 }
                 report.gateway_keys_created += 1;
+                row.id
+            }
+        };
+        if g.rpm_limit.is_some() || g.tpd_limit.is_some() || g.allowed_models.is_some() {
+            if let Some(current) = store.gateway_key(&user_id, &id).await? {
+                let policy = store::GatewayKeyPolicy {
+                    rpm_limit: g.rpm_limit.or(current.rpm_limit),
+                    tpd_limit: g.tpd_limit.or(current.tpd_limit),
+                    allowed_models: g.allowed_models.clone().or(current.allowed_models.clone()),
+                };
+                let unchanged = (policy.rpm_limit, policy.tpd_limit, &policy.allowed_models)
+                    == (
+                        current.rpm_limit,
+                        current.tpd_limit,
+                        &current.allowed_models,
+                    );
+                if !unchanged {
+                    store.set_gateway_key_policy(&user_id, &id, &policy).await?;
+                }
             }
         }
     }

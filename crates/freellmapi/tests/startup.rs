@@ -150,6 +150,86 @@ key = "freellmapi-ci-0123456789abcdef0123"
     }
 }
 
+/// The file can declare what the admin API can set: a provider key's limits, a gateway key's limits and
+/// allow-list. Declared fields are authoritative; fields it leaves out keep what an admin set.
+#[tokio::test]
+async fn config_file_declares_key_limits_and_gateway_key_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gw.toml");
+    let write = |extra: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"
+[[provider_keys]]
+name = "paid"
+platform = "google"
+key = "AIza-test-key-value"
+models = ["gemini-2.5-flash"]
+limits = {{ rpm = 1000, rpd = 100000, no_catalog_limits = true }}
+
+[[gateway_keys]]
+name = "app"
+key = "freellmapi-app-0123456789abcdef0123"
+{extra}
+"#
+            ),
+        )
+        .unwrap()
+    };
+    write("rpm_limit = 30\nallowed_models = [\"gemini-2.5-flash\"]");
+    let a = args(
+        dir.path(),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--admin-password",
+            "first-password",
+        ],
+    );
+    let prepared = prepare(&a).await.unwrap();
+    let store = prepared.state.store.clone();
+    let admin = store.first_admin().await.unwrap().unwrap();
+    let key = &store.provider_keys_of(&admin.id).await.unwrap()[0];
+    assert_eq!(key.limits.rpm, Some(1000));
+    assert_eq!(key.limits.rpd, Some(100_000));
+    assert!(key.limits.no_catalog_limits);
+    let gk = &store.gateway_keys_of(&admin.id).await.unwrap()[0];
+    assert_eq!(gk.rpm_limit, Some(30));
+    assert_eq!(
+        gk.allowed_models.as_deref(),
+        Some(&["gemini-2.5-flash".to_owned()][..])
+    );
+    // An admin sets a daily token cap the file does not mention: the next start keeps it.
+    store
+        .set_gateway_key_policy(
+            &admin.id,
+            &gk.id,
+            &store::GatewayKeyPolicy {
+                rpm_limit: Some(30),
+                tpd_limit: Some(5_000),
+                allowed_models: gk.allowed_models.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    write("rpm_limit = 60");
+    let prepared = prepare(&a).await.unwrap();
+    let store = prepared.state.store.clone();
+    let gk = &store.gateway_keys_of(&admin.id).await.unwrap()[0];
+    assert_eq!((gk.rpm_limit, gk.tpd_limit), (Some(60), Some(5_000)));
+    assert_eq!(
+        gk.allowed_models.as_deref(),
+        Some(&["gemini-2.5-flash".to_owned()][..])
+    );
+    store.close().await;
+    // A zero or a typo is refused, naming the field.
+    write("tpd_limit = 0");
+    let err = prepare(&a).await.err().unwrap().to_string();
+    assert!(err.contains("gateway_keys[0].tpd_limit"), "{err}");
+}
+
 #[tokio::test]
 async fn proxy_settings_from_flags_and_file_are_saved_and_survive_restarts() {
     use server::proxy::Strategy;
