@@ -257,6 +257,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PROXY_HEALTH_TARGET")]
     pub proxy_health_target: Option<String>,
 
+    /// Reverse proxies (addresses or CIDR networks, comma-separated) whose `Forwarded` / `X-Forwarded-For` headers
+    /// name the client for the per-address limit, login throttling and logs. Empty: the TCP peer is the client.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+
     /// Serve Prometheus metrics at GET /metrics to `Authorization: Bearer <this token>`. Unset: /metrics is off.
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,

@@ -74,9 +74,11 @@ fn server_config(
     args: &ServeArgs,
     proxy: ProxyConfig,
     trust: server::trust::TrustStore,
+    trusted_proxies: server::guard::forwarded::TrustedProxies,
 ) -> ServerConfig {
     ServerConfig {
         trust,
+        trusted_proxies: std::sync::Arc::new(trusted_proxies),
         metrics_token_hash: args
             .metrics_token
             .as_deref()
@@ -213,6 +215,8 @@ pub async fn prepare(args: &ServeArgs) -> anyhow::Result<Prepared> {
     };
     let proxy = proxy_config(args, config_file.as_ref().map(|c| &c.proxy))?;
     let trust = trust_store(args)?;
+    let trusted_proxies = server::guard::forwarded::TrustedProxies::parse(&args.trusted_proxies)
+        .map_err(|e| anyhow::anyhow!("TRUSTED_PROXIES: {e}"))?;
     let address: SocketAddr = format!("{}:{}", args.host_bind, args.port)
         .parse()
         .or_else(|_| format!("[{}]:{}", args.host_bind, args.port).parse())
@@ -251,7 +255,7 @@ pub async fn prepare(args: &ServeArgs) -> anyhow::Result<Prepared> {
             tracing::warn!(item = %item, "declared by an earlier configuration file but not this one; kept (delete it in the admin API if unwanted)");
         }
     }
-    let state = AppState::new(server_config(args, proxy, trust), store).await?;
+    let state = AppState::new(server_config(args, proxy, trust, trusted_proxies), store).await?;
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;

@@ -55,6 +55,8 @@ pub struct ServerConfig {
     /// `GET /metrics` is served to `Authorization: Bearer <token>` (`METRICS_TOKEN`); `None`: not served. Only
     /// the token's SHA-256 is kept.
     pub metrics_token_hash: Option<[u8; 32]>,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` name the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: std::sync::Arc<crate::guard::forwarded::TrustedProxies>,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +81,7 @@ impl Default for ServerConfig {
             dashboard_origins: Vec::new(),
             trust: crate::trust::TrustStore::platform(),
             metrics_token_hash: None,
+            trusted_proxies: Default::default(),
             allow_private_provider_urls: true,
             model_refresh: None,
             connections: crate::guard::listener::ConnectionLimits::default(),

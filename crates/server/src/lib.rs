@@ -145,7 +145,9 @@ pub async fn serve(
     if let Some(every) = state.config.model_refresh {
         api::key_check::spawn_model_refresh(&state, every);
     }
-    let result = guard::listener::run(listener, app(state.clone()), limits, shutdown).await;
+    let trusted = state.config.trusted_proxies.clone();
+    let result =
+        guard::listener::run(listener, app(state.clone()), limits, trusted, shutdown).await;
     state.shutdown().await;
     result
 }

@@ -180,6 +180,7 @@ pub async fn run(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    trusted: Arc<super::forwarded::TrustedProxies>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -222,6 +223,8 @@ pub async fn run(
         let service = ConnectionService {
             app: app.clone(),
             peer,
+            // Decided once per connection: only a trusted peer's forwarding headers are read.
+            forwarder: trusted.contains(peer.ip()).then(|| trusted.clone()),
         };
         let connection = http
             .serve_connection(TokioIo::new(tcp), service)
@@ -254,11 +257,13 @@ pub async fn run(
     Ok(())
 }
 
-/// The application for one connection, with the peer address as `ConnectInfo`.
+/// The application for one connection, with the client address as `ConnectInfo`: the peer's, or, when the peer is
+/// a trusted proxy, the one its forwarding headers name.
 #[derive(Clone)]
 struct ConnectionService {
     app: Router,
     peer: SocketAddr,
+    forwarder: Option<Arc<super::forwarded::TrustedProxies>>,
 }
 
 impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
@@ -268,7 +273,11 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
 
     fn call(&self, request: http::Request<Incoming>) -> Self::Future {
         let mut request = request.map(axum::body::Body::new);
-        request.extensions_mut().insert(ConnectInfo(self.peer));
+        let client = match &self.forwarder {
+            Some(trusted) => trusted.client(self.peer, request.headers()),
+            None => self.peer,
+        };
+        request.extensions_mut().insert(ConnectInfo(client));
         self.app.clone().call(request)
     }
 }

@@ -357,6 +357,33 @@ async fn client_address_rate_limit() {
     assert_openai_error(&r.json().await.unwrap(), "client_rate_limited");
 }
 
+/// Behind a trusted reverse proxy each client has its own per-address limit; from anyone else the forwarding
+/// headers are ignored, so a client cannot pick the address it is limited under.
+#[tokio::test]
+async fn trusted_proxies_name_the_client() {
+    for trusted in [true, false] {
+        let mut config = fast_config();
+        config.ip_rate_limit_rpm = 2;
+        if trusted {
+            config.trusted_proxies = std::sync::Arc::new(
+                server::guard::forwarded::TrustedProxies::parse("127.0.0.0/8").unwrap(),
+            );
+        }
+        let gw = start_with(config, &[("ok", &["m"])]).await;
+        let from = |client: &'static str| {
+            gw.chat(simple_chat("m"))
+                .header("x-forwarded-for", format!("{client}, 127.0.0.1"))
+                .send()
+        };
+        assert_eq!(from("203.0.113.1").await.unwrap().status(), 200);
+        assert_eq!(from("203.0.113.1").await.unwrap().status(), 200);
+        assert_eq!(from("203.0.113.1").await.unwrap().status(), 429);
+        let other = from("203.0.113.2").await.unwrap().status();
+        assert_eq!(other, if trusted { 200 } else { 429 }, "trusted: {trusted}");
+        gw.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn every_request_is_logged_once() {
     let gw = start(&[("ok", &["m"])]).await;
