@@ -227,7 +227,7 @@ fn write_loop(
                 // New rows and old ones go in separate transactions, each followed by its rest: two short holds of
                 // the core rather than one long one.
                 if !rows.is_empty() {
-                    match conn.write(&rows, None) {
+                    match with_retries(|| conn.write(&rows, None)) {
                         Ok(_) => {
                             shared
                                 .written
@@ -271,7 +271,7 @@ fn write_loop(
             }
             Sink::Pool(store, runtime) => {
                 if !rows.is_empty() {
-                    match runtime.block_on(store.insert_request_logs(&rows)) {
+                    match with_retries(|| runtime.block_on(store.insert_request_logs(&rows))) {
                         Ok(()) => {
                             shared
                                 .written
@@ -287,6 +287,32 @@ fn write_loop(
         rows.clear();
         if closed {
             break;
+        }
+    }
+}
+
+/// Pauses before the retries of a failed write: a lock held by another writer, a database connection killed
+/// mid-write (the pool reconnects) or a failover of the database server pass within them.
+const RETRY_PAUSES: [Duration; 4] = [
+    Duration::from_millis(50),
+    Duration::from_millis(200),
+    Duration::from_millis(800),
+    Duration::from_millis(2_000),
+];
+
+/// Runs a write, and again after each of [`RETRY_PAUSES`] while it fails; the last error is returned.
+fn with_retries<T, E: std::fmt::Display>(mut write: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let mut pauses = RETRY_PAUSES.iter();
+    loop {
+        match write() {
+            Ok(v) => return Ok(v),
+            Err(e) => match pauses.next() {
+                Some(pause) => {
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "request logs could not be written; retrying");
+                    std::thread::sleep(*pause);
+                }
+                None => return Err(e),
+            },
         }
     }
 }
@@ -341,6 +367,29 @@ mod tests {
 
     use super::*;
     use store::Cipher;
+
+    #[test]
+    fn a_failed_write_is_retried_until_it_passes_or_the_pauses_run_out() {
+        let mut calls = 0;
+        let result: Result<u32, String> = with_retries(|| {
+            calls += 1;
+            if calls < 3 {
+                Err(format!("transient {calls}"))
+            } else {
+                Ok(7)
+            }
+        });
+        assert_eq!((result, calls), (Ok(7), 3));
+        let mut calls = 0;
+        let result: Result<(), String> = with_retries(|| {
+            calls += 1;
+            Err("down".into())
+        });
+        assert_eq!(
+            (result, calls),
+            (Err("down".into()), RETRY_PAUSES.len() + 1)
+        );
+    }
 
     fn row(i: usize) -> RequestLog {
         RequestLog {

@@ -168,7 +168,9 @@ impl AppState {
     fn spawn_usage_flush(&self) {
         let weak = Arc::downgrade(&self.0);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            // Every second: a crash loses at most a second of the totals (daily token limits are re-read from the
+            // request history at start, so a crash never lets a key exceed them).
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             tick.tick().await;
             loop {
                 tick.tick().await;
