@@ -9,7 +9,10 @@
 //!   not take the key away from every other client; the request that failed moves on to another candidate;
 //! - invalid credential (401/403): the key is out of rotation until it is edited or re-checked;
 //! - a success clears the candidate's failure streak; failures of requests that were already in flight when the
-//!   candidate started resting do not lengthen the streak.
+//!   candidate started resting do not lengthen the streak;
+//! - half-open: when a rest ends, exactly one request probes the candidate ([`CooldownBook::claim_probe`]); the
+//!   others keep treating it as resting until the probe succeeds (the candidate is back), fails (a longer rest) or
+//!   [`PROBE_HOLD`] passes without an answer (another request may probe).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -68,7 +71,12 @@ impl Default for CooldownPolicy {
 struct Entry {
     until: Instant,
     streak: u32,
+    /// A request is probing the candidate after its rest: others wait until this.
+    probe_until: Option<Instant>,
 }
+
+/// How long one probe keeps the others off a candidate whose rest ended.
+pub const PROBE_HOLD: Duration = Duration::from_secs(10);
 
 /// (provider key id, model id).
 type CandidateId = (Arc<str>, Arc<str>);
@@ -172,7 +180,14 @@ impl CooldownBook {
         let until = now + duration;
         // Never shorten a longer cooldown already in place.
         let until = cooling.get(&id).map_or(until, |e| e.until.max(until));
-        cooling.insert(id, Entry { until, streak });
+        cooling.insert(
+            id,
+            Entry {
+                until,
+                streak,
+                probe_until: None,
+            },
+        );
         Some(duration)
     }
 
@@ -198,10 +213,44 @@ impl CooldownBook {
             return None;
         }
         let probe = (Arc::<str>::from(key), Arc::<str>::from(model));
-        cooling
-            .get(&probe)
-            .map(|e| e.until)
-            .filter(|until| *until > now)
+        let e = cooling.get(&probe)?;
+        if e.until > now {
+            return Some(e.until);
+        }
+        // Rest over, but another request is probing: still resting for everyone else.
+        e.probe_until.filter(|p| *p > now)
+    }
+
+    /// Called by a request about to try the candidate. `true` unless another request is probing it. When its rest
+    /// has just ended, the caller becomes the one probe: others see the candidate resting for up to
+    /// [`PROBE_HOLD`], until the probe's outcome is recorded.
+    pub fn claim_probe(&self, (key, model): Attempted<'_>, now: Instant) -> bool {
+        let mut cooling = lock(&self.cooling);
+        if cooling.is_empty() {
+            return true;
+        }
+        let id = (Arc::<str>::from(key), Arc::<str>::from(model));
+        let Some(e) = cooling.get_mut(&id) else {
+            return true;
+        };
+        if e.until > now || e.probe_until.is_some_and(|p| p > now) {
+            return false;
+        }
+        e.probe_until = Some(now + PROBE_HOLD);
+        true
+    }
+
+    /// A probe ended without saying anything about the candidate (the client left, the request did not fit):
+    /// another request may probe at once.
+    pub fn release_probe(&self, (key, model): Attempted<'_>) {
+        let mut cooling = lock(&self.cooling);
+        if cooling.is_empty() {
+            return;
+        }
+        let id = (Arc::<str>::from(key), Arc::<str>::from(model));
+        if let Some(e) = cooling.get_mut(&id) {
+            e.probe_until = None;
+        }
     }
 
     /// Marks a key invalid: its credential, at `generation` (the stored version of the key), was refused.
@@ -257,6 +306,49 @@ impl CooldownBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn one_request_probes_a_candidate_whose_rest_ended() {
+        let book = CooldownBook::default();
+        let c = ("k", "m");
+        let transient = Outcome::Transient { retry_after: None };
+        let now = Instant::now();
+        assert!(book.claim_probe(c, now), "a candidate never failed is free");
+        assert_eq!(
+            book.record_failure(c, transient, now),
+            Some(Duration::from_secs(10))
+        );
+        assert!(!book.claim_probe(c, now), "resting");
+        let later = now + Duration::from_secs(11);
+        assert!(book.cooling_until(c, later).is_none());
+        assert!(
+            book.claim_probe(c, later),
+            "the first request after the rest probes"
+        );
+        assert!(
+            book.cooling_until(c, later).is_some(),
+            "others wait for the probe"
+        );
+        assert!(!book.claim_probe(c, later));
+        // A probe that never answers frees the candidate for another probe.
+        let stale = later + PROBE_HOLD + Duration::from_secs(1);
+        assert!(book.claim_probe(c, stale));
+        // The probe failed: a longer rest; then a probe that succeeds brings it back for everyone.
+        assert_eq!(
+            book.record_failure(c, transient, stale),
+            Some(Duration::from_secs(20))
+        );
+        let after = stale + Duration::from_secs(21);
+        assert!(book.claim_probe(c, after));
+        book.release_probe(c);
+        assert!(
+            book.claim_probe(c, after),
+            "a released probe lets the next request probe"
+        );
+        book.record_success(c);
+        assert!(book.cooling_until(c, after).is_none());
+        assert!(book.claim_probe(c, after) && book.claim_probe(c, after));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_server_error_cools_only_when_two_requests_meet_one() {

@@ -95,6 +95,10 @@ pub(super) fn on_failure(
         outcome_for(failure, request_id),
         Instant::now(),
     );
+    if cooldown.is_none() {
+        // Nothing learned about the candidate (or not enough yet): if this was its probe, the next request probes.
+        state.books.cooldowns.release_probe((&key.id, model));
+    }
     if let Some(d) = cooldown {
         let until = crate::runtime::events::now_ms() + d.as_millis() as u64;
         state.events.publish(user, "key.status", || {

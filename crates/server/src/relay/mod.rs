@@ -160,6 +160,15 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                     // Taken by a concurrent request since planning; the next candidate may be free.
                     continue;
                 };
+                // A candidate whose rest just ended is probed by one request; another got there first.
+                if !state
+                    .books
+                    .cooldowns
+                    .claim_probe((candidates[i].key, candidates[i].model), now)
+                {
+                    state.books.limits.refund(&permit);
+                    continue;
+                }
                 let route = &set.routes[i];
                 let key = tenant.keys[route.key].clone();
                 let model = &route.model;
