@@ -191,8 +191,9 @@ impl CooldownBook {
         Some(duration)
     }
 
-    /// Records a success: the candidate's streak and cooldown are cleared.
-    pub fn record_success(&self, (key, model): Attempted<'_>) {
+    /// Records a success: the candidate's streak and cooldown are cleared. Returns whether it was resting or
+    /// being probed (requests waiting for it may go now).
+    pub fn record_success(&self, (key, model): Attempted<'_>) -> bool {
         {
             let mut suspects = lock(&self.suspects);
             if !suspects.is_empty() {
@@ -201,9 +202,11 @@ impl CooldownBook {
         }
         let mut cooling = lock(&self.cooling);
         if cooling.is_empty() {
-            return;
+            return false;
         }
+        let before = cooling.len();
         cooling.retain(|(k, m), _| !(&**k == key && &**m == model));
+        cooling.len() != before
     }
 
     /// When the candidate may be tried again, if it is cooling now.

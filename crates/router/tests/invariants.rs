@@ -64,7 +64,9 @@ async fn cooling_and_invalid_candidates_are_never_planned() {
                     );
                 }
                 2 if rng.below(4) == 0 => books.cooldowns.mark_invalid(&keys[k], 1),
-                3 => books.cooldowns.record_success((&keys[k], &models[m])),
+                3 => {
+                    books.cooldowns.record_success((&keys[k], &models[m]));
+                }
                 4 => books.scores.record(
                     &keys[k],
                     &models[m],

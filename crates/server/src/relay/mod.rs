@@ -246,7 +246,10 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                     Ok(Upstream::Complete { body, usage }) => {
                         drop(turn.take());
                         let latency = attempt_started.elapsed();
-                        state.books.cooldowns.record_success((&key.id, model));
+                        if state.books.cooldowns.record_success((&key.id, model)) {
+                            // Back from a rest (its probe answered): requests queued for it may go now.
+                            state.queue.wake_all();
+                        }
                         if let Some(t) = &turn_of_conversation {
                             state.conversations.served(t, model, Instant::now());
                         }
@@ -282,7 +285,10 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                     Ok(Upstream::Stream(committed)) => {
                         drop(turn.take());
                         let ttft = attempt_started.elapsed();
-                        state.books.cooldowns.record_success((&key.id, model));
+                        if state.books.cooldowns.record_success((&key.id, model)) {
+                            // Back from a rest (its probe answered): requests queued for it may go now.
+                            state.queue.wake_all();
+                        }
                         if let Some(t) = &turn_of_conversation {
                             state.conversations.served(t, model, Instant::now());
                         }
