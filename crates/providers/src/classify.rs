@@ -293,6 +293,13 @@ pub fn classify_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -
         400 | 422 if lower.contains("api key") || lower.contains("api_key_invalid") => {
             ErrorClass::Auth
         }
+        // Groq's `tool_use_failed` (with the model's `failed_generation`): the model wrote a malformed tool call.
+        // The request is fine; another candidate (or another sample) may well produce a valid one.
+        400 if body_lower.contains("tool_use_failed")
+            || body_lower.contains("failed_generation") =>
+        {
+            ErrorClass::Server
+        }
         400 | 422 => ErrorClass::BadRequest,
         404 | 410 => ErrorClass::NotFound,
         408 | 504 => ErrorClass::Timeout,
@@ -549,6 +556,12 @@ mod tests {
             ErrorClass::BadRequest
         );
         assert_eq!(classify(404, "{}").class, ErrorClass::NotFound);
+        let groq = classify(
+            400,
+            r#"{"error":{"message":"Failed to call a function. Please adjust your prompt.","type":"invalid_request_error","code":"tool_use_failed","failed_generation":"<function=get_weather{\"city\": \"Paris\"}</function>"}}"#,
+        );
+        assert_eq!(groq.class, ErrorClass::Server);
+        assert!(groq.class.retryable());
         assert_eq!(classify(500, "oops").class, ErrorClass::Server);
         assert_eq!(classify(503, "{}").class, ErrorClass::Server);
         assert_eq!(classify(504, "{}").class, ErrorClass::Timeout);
@@ -595,10 +608,10 @@ mod tests {
         );
         assert_eq!(f.class, ErrorClass::QuotaExhausted);
         assert_eq!(f.retry_after, Some(Duration::from_secs_f64(86.4)));
-        // Groq: a tool schema the model broke is the client's request.
+        // Groq: a tool call the model wrote malformed is the model's failure, worth another candidate.
         assert_eq!(
             classify(400, r#"{"error":{"message":"Failed to call a function. Please adjust your prompt.","type":"invalid_request_error","code":"tool_use_failed","failed_generation":"<function=x>"}}"#).class,
-            ErrorClass::BadRequest
+            ErrorClass::Server
         );
 
         // Gemini: RESOURCE_EXHAUSTED on a per-minute quota id is a rate limit with RetryInfo's delay; per day a quota.
