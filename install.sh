@@ -324,6 +324,7 @@ GENERATED_PASSWORD=""
 ADMIN_USER=""
 ADMIN_PASS=""
 ask_credentials() {
+  [ ! -t 0 ] || trap 'stty echo 2>/dev/null || true' EXIT
   ADMIN_USER=${ADMIN_USERNAME:-}
   ADMIN_PASS=${ADMIN_PASSWORD:-}
   if [ -z "$ADMIN_PASS" ] && [ "$YES" = 0 ] && [ -t 0 ]; then
@@ -331,11 +332,11 @@ ask_credentials() {
     printf 'Admin username [%s]: ' "${ADMIN_USER:-admin}"
     read -r answer
     ADMIN_USER=${answer:-${ADMIN_USER:-admin}}
+    # Echo stays off for the whole exchange (not per prompt), so fast typing is never shown either.
+    stty -echo 2>/dev/null || true
     while :; do
       printf 'Admin password (at least 8 characters; empty: generate one): '
-      stty -echo 2>/dev/null || true
       read -r answer || answer=""
-      stty echo 2>/dev/null || true
       printf '\n'
       if [ -z "$answer" ]; then
         break
@@ -345,9 +346,7 @@ ask_credentials() {
         continue
       fi
       printf 'Again: '
-      stty -echo 2>/dev/null || true
       read -r confirm || confirm=""
-      stty echo 2>/dev/null || true
       printf '\n'
       if [ "$answer" = "$confirm" ]; then
         ADMIN_PASS=$answer
@@ -355,6 +354,7 @@ ask_credentials() {
       fi
       say "  the two passwords differ"
     done
+    stty echo 2>/dev/null || true
   fi
   ADMIN_USER=${ADMIN_USER:-admin}
   if [ -z "$ADMIN_PASS" ]; then

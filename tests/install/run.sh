@@ -5,7 +5,8 @@
 #     /api/ping answers, the generated admin logs in (POST /api/auth/login, then /api/auth/me with the token);
 #     the settings file is 0600 with a 64-hex ENCRYPTION_KEY and no admin password left in it; neither secret is
 #     in the gateway's log. Re-running it is an upgrade (same key, same data, new process). Credentials from the
-#     environment (with quotes, `$`, a backslash and spaces in the password) survive the settings file. A taken
+#     environment (with quotes, `$`, a backslash and spaces in the password) survive the settings file; at a
+#     terminal (a pseudo-terminal) the prompts refuse a short password and a mismatch and echo nothing. A taken
 #     port is refused. An online backup of the live database (sqlite3 .backup) serves from another directory with
 #     the same key and is refused with another. freellmapi-ctl stops the gateway (a logged drain) and
 #     uninstall --purge leaves nothing behind.
@@ -203,6 +204,13 @@ check "ops logs in with that exact password" can_log_in "$PORT2" ops "$TRICKY"
 check "a given password is never printed" bash -c "! grep -qF -- 'pa ss' '$W/install3.out'"
 check "--data-dir holds the database" test -f "$W/two-data/freellmapi.db"
 check "the settings file names that data directory" grep -qx "DATA_DIR=$W/two-data" "$P2/etc/freellmapi.env"
+
+section "install.sh at a terminal: prompts, nothing typed is echoed"
+PORT3=$(free_port)
+check "prompted credentials (a refused short one, a mismatch, then a good one)" \
+  python3 "$HERE/interactive.py" "$ROOT/install.sh" "$BIN" "$W/four" "$PORT3" alice 'typed at the prompt 9'
+check "the prompted admin logs in" can_log_in "$PORT3" alice 'typed at the prompt 9'
+check "its freellmapi-ctl stops it" "$W/four/bin/freellmapi-ctl" stop
 
 section "refusals"
 set +e
