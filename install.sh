@@ -43,6 +43,15 @@ VERSION=latest
 UNINSTALL=0
 PURGE=0
 
+# Whatever the exit: the terminal's echo comes back, and a half-fetched binary is removed.
+TEMP_FILES=()
+ECHO_OFF=0
+on_exit() {
+  [ "$ECHO_OFF" = 0 ] || stty echo 2>/dev/null || true
+  [ "${#TEMP_FILES[@]}" = 0 ] || rm -rf "${TEMP_FILES[@]}"
+}
+trap on_exit EXIT
+
 say() { printf '%s\n' "$*"; }
 step() { printf '==> %s\n' "$*"; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
@@ -324,7 +333,6 @@ GENERATED_PASSWORD=""
 ADMIN_USER=""
 ADMIN_PASS=""
 ask_credentials() {
-  [ ! -t 0 ] || trap 'stty echo 2>/dev/null || true' EXIT
   ADMIN_USER=${ADMIN_USERNAME:-}
   ADMIN_PASS=${ADMIN_PASSWORD:-}
   if [ -z "$ADMIN_PASS" ] && [ "$YES" = 0 ] && [ -t 0 ]; then
@@ -333,6 +341,7 @@ ask_credentials() {
     read -r answer
     ADMIN_USER=${answer:-${ADMIN_USER:-admin}}
     # Echo stays off for the whole exchange (not per prompt), so fast typing is never shown either.
+    ECHO_OFF=1
     stty -echo 2>/dev/null || true
     while :; do
       printf 'Admin password (at least 8 characters; empty: generate one): '
@@ -355,6 +364,7 @@ ask_credentials() {
       say "  the two passwords differ"
     done
     stty echo 2>/dev/null || true
+    ECHO_OFF=0
   fi
   ADMIN_USER=${ADMIN_USER:-admin}
   if [ -z "$ADMIN_PASS" ]; then
@@ -506,6 +516,7 @@ fetch_binary() { # puts the binary to install at $1
       base=https://github.com/$REPO/releases/download/$VERSION
     fi
     tmp=$(mktemp -d)
+    TEMP_FILES+=("$tmp")
     step "Downloading $base/$asset"
     curl -fsSL --proto '=https' -o "$tmp/$asset" "$base/$asset" || die "download failed: $base/$asset"
     curl -fsSL --proto '=https' -o "$tmp/$asset.sha256" "$base/$asset.sha256" || die "download failed: $base/$asset.sha256"
@@ -736,6 +747,7 @@ install_native() {
   fi
   mkdir -p "$BIN_DIR"
   staged=$(mktemp "$BIN_DIR/.freellmapi.XXXXXX")
+  TEMP_FILES+=("$staged")
   fetch_binary "$staged"
   step "Installing $("$staged" --version) as $BIN"
 
