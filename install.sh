@@ -20,6 +20,7 @@
 #   https://github.com/<repo>/releases/latest/download/freellmapi-<arch>-unknown-linux-gnu.tar.gz
 #   https://github.com/<repo>/releases/download/<tag>/freellmapi-<arch>-unknown-linux-gnu.tar.gz   (--version)
 # with its .sha256 beside it, checked before anything is installed (<arch>: x86_64 or aarch64).
+# FREELLMAPI_DOWNLOAD_BASE=<url> takes both files from a mirror instead (https://, or file:///a/directory).
 #
 # The admin credentials come from ADMIN_USERNAME/ADMIN_PASSWORD in the environment when set, else from a prompt,
 # else (--yes, or no terminal) they are generated. The password is written to the settings file (mode 0600) only
@@ -80,7 +81,8 @@ usage: install.sh [--docker | --native] [options]
   -h, --help        this help
 
 Environment: ADMIN_USERNAME, ADMIN_PASSWORD (admin of the first start), ENCRYPTION_KEY (64 hex characters; generated
-when unset), FREELLMAPI_REPO (GitHub repository of the releases), FREELLMAPI_IMAGE (image for --docker).
+when unset), FREELLMAPI_REPO (GitHub repository of the releases), FREELLMAPI_DOWNLOAD_BASE (a mirror of the
+release assets: https:// or file://), FREELLMAPI_IMAGE (image for --docker).
 EOF
 }
 
@@ -510,7 +512,11 @@ fetch_binary() { # puts the binary to install at $1
     [ "$(uname -s)" = Linux ] || die "release binaries are for Linux: use --from-source"
     command -v curl >/dev/null 2>&1 || die "downloading needs curl (or use --binary / --from-source)"
     asset=freellmapi-$arch-unknown-linux-gnu.tar.gz
-    if [ "$VERSION" = latest ]; then
+    local proto='=https'
+    if [ -n "${FREELLMAPI_DOWNLOAD_BASE:-}" ]; then
+      base=${FREELLMAPI_DOWNLOAD_BASE%/} # a mirror of the release assets (https://, or file:// on disk)
+      case "$base" in file://*) proto='=file' ;; esac
+    elif [ "$VERSION" = latest ]; then
       base=https://github.com/$REPO/releases/latest/download
     else
       base=https://github.com/$REPO/releases/download/$VERSION
@@ -518,8 +524,8 @@ fetch_binary() { # puts the binary to install at $1
     tmp=$(mktemp -d)
     TEMP_FILES+=("$tmp")
     step "Downloading $base/$asset"
-    curl -fsSL --proto '=https' -o "$tmp/$asset" "$base/$asset" || die "download failed: $base/$asset"
-    curl -fsSL --proto '=https' -o "$tmp/$asset.sha256" "$base/$asset.sha256" || die "download failed: $base/$asset.sha256"
+    curl -fsSL --proto "$proto" -o "$tmp/$asset" "$base/$asset" || die "download failed: $base/$asset"
+    curl -fsSL --proto "$proto" -o "$tmp/$asset.sha256" "$base/$asset.sha256" || die "download failed: $base/$asset.sha256"
     (cd "$tmp" && sha256sum -c "$asset.sha256" >/dev/null) || die "checksum mismatch for $asset: nothing was installed"
     tar -xzf "$tmp/$asset" -C "$tmp"
     cp "$tmp/freellmapi-$arch-unknown-linux-gnu/freellmapi" "$out"

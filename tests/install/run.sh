@@ -6,7 +6,9 @@
 #     the settings file is 0600 with a 64-hex ENCRYPTION_KEY and no admin password left in it; neither secret is
 #     in the gateway's log. Re-running it is an upgrade (same key, same data, new process). Credentials from the
 #     environment (with quotes, `$`, a backslash and spaces in the password) survive the settings file; at a
-#     terminal (a pseudo-terminal) the prompts refuse a short password and a mismatch and echo nothing. A taken
+#     terminal (a pseudo-terminal) the prompts refuse a short password and a mismatch and echo nothing. The
+#     release archive (scripts/package.sh, reproducible) installs through the download path from a file:// mirror,
+#     and a wrong checksum is refused before anything is installed. A taken
 #     port is refused. An online backup of the live database (sqlite3 .backup) serves from another directory with
 #     the same key and is refused with another. freellmapi-ctl stops the gateway (a logged drain) and
 #     uninstall --purge leaves nothing behind.
@@ -204,6 +206,42 @@ check "ops logs in with that exact password" can_log_in "$PORT2" ops "$TRICKY"
 check "a given password is never printed" bash -c "! grep -qF -- 'pa ss' '$W/install3.out'"
 check "--data-dir holds the database" test -f "$W/two-data/freellmapi.db"
 check "the settings file names that data directory" grep -qx "DATA_DIR=$W/two-data" "$P2/etc/freellmapi.env"
+
+section "the release archive (scripts/package.sh) installed through install.sh's download path, from a file:// mirror"
+if command -v curl >/dev/null 2>&1; then
+  case "$(uname -m)" in aarch64 | arm64) ARCH=aarch64 ;; *) ARCH=x86_64 ;; esac
+  MIRROR=$W/mirror
+  check "scripts/package.sh builds the archive and its .sha256" \
+    env SOURCE_DATE_EPOCH=1700000000 "$ROOT/scripts/package.sh" "$ARCH-unknown-linux-gnu" "$BIN" "$MIRROR"
+  check "the archive holds the binary, install.sh and the systemd unit" bash -c \
+    "tar -tzf '$MIRROR/freellmapi-$ARCH-unknown-linux-gnu.tar.gz' | grep -qx 'freellmapi-$ARCH-unknown-linux-gnu/freellmapi' \
+     && tar -tzf '$MIRROR/freellmapi-$ARCH-unknown-linux-gnu.tar.gz' | grep -qx 'freellmapi-$ARCH-unknown-linux-gnu/install.sh' \
+     && tar -tzf '$MIRROR/freellmapi-$ARCH-unknown-linux-gnu.tar.gz' | grep -qx 'freellmapi-$ARCH-unknown-linux-gnu/deploy/systemd/freellmapi.service'"
+  check "the same inputs give the same archive (SOURCE_DATE_EPOCH)" bash -c \
+    "SOURCE_DATE_EPOCH=1700000000 '$ROOT/scripts/package.sh' '$ARCH-unknown-linux-gnu' '$BIN' '$W/mirror2' >/dev/null \
+     && cmp -s '$MIRROR/freellmapi-$ARCH-unknown-linux-gnu.tar.gz' '$W/mirror2/freellmapi-$ARCH-unknown-linux-gnu.tar.gz'"
+  PORT4=$(free_port)
+  set +e
+  (cd "$W/cwd" && FREELLMAPI_DOWNLOAD_BASE="file://$MIRROR" \
+    bash "$ROOT/install.sh" --native --yes --prefix "$W/five" --port "$PORT4" </dev/null) >"$W/install6.out" 2>&1
+  RC=$?
+  set -e
+  check "install.sh downloads, checks and installs it" bash -c \
+    "[ '$RC' = 0 ] && grep -q 'Downloading file://' '$W/install6.out' && cmp -s '$BIN' '$W/five/bin/freellmapi'"
+  [ "$RC" = 0 ] || sed 's/^/    | /' "$W/install6.out"
+  check "...and it serves" "$W/five/bin/freellmapi-ctl" status
+  check "its freellmapi-ctl stops it" "$W/five/bin/freellmapi-ctl" stop
+  sed -i 's/^[0-9a-f]\{8\}/00000000/' "$MIRROR/freellmapi-$ARCH-unknown-linux-gnu.tar.gz.sha256"
+  set +e
+  (cd "$W/cwd" && FREELLMAPI_DOWNLOAD_BASE="file://$MIRROR" \
+    bash "$ROOT/install.sh" --native --yes --prefix "$W/six" --port "$(free_port)" </dev/null) >"$W/install7.out" 2>&1
+  RC=$?
+  set -e
+  check "a wrong checksum is refused and nothing is installed" bash -c \
+    "[ '$RC' != 0 ] && grep -q 'checksum mismatch' '$W/install7.out' && [ ! -e '$W/six/bin/freellmapi' ] && [ ! -e '$W/six/etc' ] && [ -z \"\$(ls -A '$W/six/bin')\" ]"
+else
+  skip "curl is not installed: install.sh's download path was NOT tested"
+fi
 
 section "install.sh at a terminal: prompts, nothing typed is echoed"
 PORT3=$(free_port)
@@ -434,7 +472,7 @@ fi
 
 # ---------------------------------------------------------------------------------------------------------------
 section "shellcheck"
-check "install.sh and tests/install/run.sh" "$VENV/bin/shellcheck" "$ROOT/install.sh" "$HERE/run.sh"
+check "install.sh, scripts/package.sh and tests/install/run.sh" "$VENV/bin/shellcheck" "$ROOT/install.sh" "$ROOT/scripts/package.sh" "$HERE/run.sh"
 
 echo
 for s in "${SKIPPED[@]}"; do echo "!!!! not tested: $s !!!!"; done
