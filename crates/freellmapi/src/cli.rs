@@ -5,10 +5,20 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `freellmapi --version`: the crate version, the commit and the build date (UTC) stamped by build.rs.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FREELLMAPI_GIT_COMMIT"),
+    ", built ",
+    env!("FREELLMAPI_BUILD_DATE"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "freellmapi",
-    version,
+    version = VERSION,
     about = "One OpenAI-compatible endpoint in front of every free LLM tier you own keys for."
 )]
 #[command(args_conflicts_with_subcommands = true)]
@@ -27,6 +37,23 @@ pub enum Command {
     /// Outbound proxy tools.
     #[command(subcommand)]
     Proxies(ProxiesCommand),
+    /// Ask the local gateway's /api/ping and exit 0 if it answers (for container health checks).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// Port of the gateway to ask.
+    #[arg(long, env = "PORT", default_value_t = 3001)]
+    pub port: u16,
+
+    /// Address of the gateway to ask; 0.0.0.0 and :: (listening everywhere) are asked on loopback.
+    #[arg(long = "host", env = "HOST_BIND", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// How long the whole check may take, in milliseconds.
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +103,7 @@ pub const DEFAULT_PROBE_TARGET: &str = "https://www.gstatic.com/generate_204";
 pub enum Action {
     Serve(Box<ServeArgs>),
     FindProxies(FindArgs),
+    Healthcheck(HealthcheckArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -313,6 +341,7 @@ impl Cli {
         match self.command {
             Some(Command::Serve(args)) => Action::Serve(args),
             Some(Command::Proxies(ProxiesCommand::Find(args))) => Action::FindProxies(args),
+            Some(Command::Healthcheck(args)) => Action::Healthcheck(args),
             None => Action::Serve(self.serve),
         }
     }

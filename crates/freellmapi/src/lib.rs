@@ -1,10 +1,11 @@
 //! The `freellmapi` binary's library half: the command line and environment (`cli`), the declarative TOML file
-//! (`declarative`), logging set-up, the start-up sequence (`startup`) and the
-//! `proxies find` tool (`proxies_find`). Kept as a library so tests can drive
+//! (`declarative`), logging set-up, the start-up sequence (`startup`), the
+//! `proxies find` tool (`proxies_find`) and the `healthcheck` probe. Kept as a library so tests can drive
 //! start-up without spawning processes.
 
 pub mod cli;
 pub mod declarative;
+pub mod healthcheck;
 pub mod log_line;
 pub mod logging;
 pub mod proxies_find;

@@ -9,6 +9,16 @@ fn main() -> std::process::ExitCode {
         Action::Serve(args) => freellmapi::logging::init(args.log_level, args.log_format),
         // A tool reports on standard error; only warnings go to the log.
         Action::FindProxies(_) => freellmapi::logging::init(LogLevel::Warn, LogFormat::Text),
+        // Blocking and quick: no logging, no runtime.
+        Action::Healthcheck(args) => {
+            return match freellmapi::healthcheck::run(args) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("unhealthy: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -24,6 +34,7 @@ fn main() -> std::process::ExitCode {
         match action {
             Action::Serve(args) => freellmapi::startup::serve(*args).await,
             Action::FindProxies(args) => freellmapi::proxies_find::run(&args).await.map(|_| ()),
+            Action::Healthcheck(_) => Ok(()),
         }
     });
     let code = match result {
