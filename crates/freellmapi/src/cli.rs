@@ -39,6 +39,38 @@ pub enum Command {
     Proxies(ProxiesCommand),
     /// Ask the local gateway's /api/ping and exit 0 if it answers (for container health checks).
     Healthcheck(HealthcheckArgs),
+    /// Import the provider keys (and optionally the request history) of a FreeLLMAPI 1.x install (the Node
+    /// original). Its database is only read; every key is decrypted with its ENCRYPTION_KEY before anything is
+    /// written; keys already present are skipped.
+    MigrateFromOld(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The old install's directory (or its freeapi.db).
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+
+    /// The old install's ENCRYPTION_KEY (64 hex); else read from its .env, its .encryption-key file or its
+    /// settings table.
+    #[arg(long, env = "OLD_ENCRYPTION_KEY", hide_env_values = true)]
+    pub old_key: Option<String>,
+
+    /// The user who receives the keys (default: the first admin).
+    #[arg(long)]
+    pub user: Option<String>,
+
+    /// Also import the old request history.
+    #[arg(long)]
+    pub with_history: bool,
+
+    /// Check and count only; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// This gateway's settings (DATA_DIR, DATABASE_URL, ENCRYPTION_KEY, ADMIN_*), as for `serve`.
+    #[command(flatten)]
+    pub serve: Box<ServeArgs>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -104,6 +136,7 @@ pub enum Action {
     Serve(Box<ServeArgs>),
     FindProxies(FindArgs),
     Healthcheck(HealthcheckArgs),
+    MigrateFromOld(MigrateArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -342,6 +375,7 @@ impl Cli {
             Some(Command::Serve(args)) => Action::Serve(args),
             Some(Command::Proxies(ProxiesCommand::Find(args))) => Action::FindProxies(args),
             Some(Command::Healthcheck(args)) => Action::Healthcheck(args),
+            Some(Command::MigrateFromOld(args)) => Action::MigrateFromOld(args),
             None => Action::Serve(self.serve),
         }
     }

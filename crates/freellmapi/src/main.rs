@@ -8,7 +8,9 @@ fn main() -> std::process::ExitCode {
     match &action {
         Action::Serve(args) => freellmapi::logging::init(args.log_level, args.log_format),
         // A tool reports on standard error; only warnings go to the log.
-        Action::FindProxies(_) => freellmapi::logging::init(LogLevel::Warn, LogFormat::Text),
+        Action::FindProxies(_) | Action::MigrateFromOld(_) => {
+            freellmapi::logging::init(LogLevel::Warn, LogFormat::Text)
+        }
         // Blocking and quick: no logging, no runtime.
         Action::Healthcheck(args) => {
             return match freellmapi::healthcheck::run(args) {
@@ -34,6 +36,11 @@ fn main() -> std::process::ExitCode {
         match action {
             Action::Serve(args) => freellmapi::startup::serve(*args).await,
             Action::FindProxies(args) => freellmapi::proxies_find::run(&args).await.map(|_| ()),
+            Action::MigrateFromOld(args) => {
+                freellmapi::migrate_old::run(&args).await.map(|report| {
+                    print!("{report}");
+                })
+            }
             Action::Healthcheck(_) => Ok(()),
         }
     });

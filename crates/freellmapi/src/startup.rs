@@ -159,6 +159,44 @@ async fn open_store(args: &ServeArgs, url: &str) -> anyhow::Result<Store> {
     }
 }
 
+/// Whether this gateway's database exists already (a PostgreSQL URL is taken to).
+pub fn store_exists(args: &ServeArgs) -> bool {
+    match &args.database_url {
+        Some(url) if !url.trim().is_empty() => true,
+        _ => store::default_sqlite_path(&args.data_dir).exists(),
+    }
+}
+
+/// The store for a tool (`migrate-from-old`): the data directory, the encryption key and the database as `serve`
+/// resolves them, and the admin bootstrapped the same way (a generated password is printed once).
+pub async fn open_store_for_tool(args: &ServeArgs) -> anyhow::Result<Store> {
+    ensure_data_dir(&args.data_dir)?;
+    let url = database_url(args);
+    let store = open_store(args, &url).await?;
+    bootstrap_admin(&store, args, "the gateway").await?;
+    Ok(store)
+}
+
+async fn bootstrap_admin(store: &Store, args: &ServeArgs, at: &str) -> anyhow::Result<()> {
+    match store
+        .bootstrap_admin(Some(&args.admin_username), args.admin_password.as_deref())
+        .await?
+    {
+        AdminBootstrap::Existing => {}
+        AdminBootstrap::Created { username } => {
+            tracing::info!(%username, "admin user created from ADMIN_USERNAME/ADMIN_PASSWORD")
+        }
+        AdminBootstrap::Generated { username, password } => {
+            // Printed once, to the terminal, not through the log pipeline.
+            eprintln!(
+                "\n  First start: created admin user `{username}` with password: {password}\n  \
+                 Log in at {at} and change it. This password is not shown again.\n"
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn database_url(args: &ServeArgs) -> String {
     match &args.database_url {
         Some(url) if !url.trim().is_empty() => url.trim().to_owned(),
@@ -224,22 +262,7 @@ pub async fn prepare(args: &ServeArgs) -> anyhow::Result<Prepared> {
     ensure_data_dir(&args.data_dir)?;
     let url = database_url(args);
     let store = open_store(args, &url).await?;
-    match store
-        .bootstrap_admin(Some(&args.admin_username), args.admin_password.as_deref())
-        .await?
-    {
-        AdminBootstrap::Existing => {}
-        AdminBootstrap::Created { username } => {
-            tracing::info!(%username, "admin user created from ADMIN_USERNAME/ADMIN_PASSWORD")
-        }
-        AdminBootstrap::Generated { username, password } => {
-            // Printed once, to the terminal, not through the log pipeline.
-            eprintln!(
-                "\n  First start: created admin user `{username}` with password: {password}\n  \
-                 Log in at http://{address}/ and change it. This password is not shown again.\n"
-            );
-        }
-    }
+    bootstrap_admin(&store, args, &format!("http://{address}/")).await?;
     if let Some(config_file) = &config_file {
         let report = declarative::apply(&store, config_file).await?;
         tracing::info!(

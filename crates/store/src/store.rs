@@ -1374,6 +1374,15 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a request with this id is in the history.
+    pub async fn request_exists(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query("SELECT 1 FROM requests WHERE id = $1 LIMIT 1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
     /// The failed attempts through one provider key of a user since `since_ms` (newest first, at most `limit`).
     pub async fn attempt_failures_since(
         &self,
