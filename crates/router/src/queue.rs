@@ -63,6 +63,28 @@ impl WaitQueue {
         self.waiting.load(Ordering::Relaxed)
     }
 
+    /// Requests waiting in the lanes whose name starts with `prefix` (one user's lanes: `"<user>\0"`).
+    pub fn depth_of(&self, prefix: &str) -> usize {
+        if self.depth() == 0 {
+            return 0;
+        }
+        lock(&self.lanes)
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, l)| l.waiters.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Requests waiting in `lane`.
+    pub fn lane_depth(&self, lane: &str) -> usize {
+        if self.depth() == 0 {
+            return 0;
+        }
+        lock(&self.lanes)
+            .get(lane)
+            .map_or(0, |l| l.waiters.load(Ordering::Relaxed))
+    }
+
     /// Whether someone is already waiting in `lane` (a newcomer must then queue behind them).
     pub fn has_waiters(&self, lane: &str) -> bool {
         if self.depth() == 0 {
@@ -127,6 +149,21 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn depths_per_user_and_per_lane() {
+        let q = WaitQueue::new(10);
+        let _a = q.join("alice\u{0}m").unwrap();
+        let _b = q.join("alice\u{0}m-large").unwrap();
+        let _c = q.join("bob\u{0}m").unwrap();
+        assert_eq!(q.depth(), 3);
+        assert_eq!(q.depth_of("alice\u{0}"), 2);
+        assert_eq!(q.depth_of("bob\u{0}"), 1);
+        assert_eq!(q.depth_of("carol\u{0}"), 0);
+        assert_eq!(q.lane_depth("alice\u{0}m"), 1);
+        drop(_c);
+        assert_eq!(q.depth_of("bob\u{0}"), 0);
+    }
 
     #[test]
     fn bounded_and_counted() {

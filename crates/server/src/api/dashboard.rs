@@ -130,7 +130,8 @@ fn snapshot_message(state: &AppState, user_id: &str) -> String {
         "in_flight": state.events.in_flight_of(user_id),
         "totals": state.events.totals_of(user_id),
         "keys": keys,
-        "queue_depth": state.queue.depth(),
+        // This user's waiting requests only: other tenants' queue is not theirs to see.
+        "queue_depth": state.queue.depth_of(&format!("{user_id}\u{0}")),
     })
     .to_string()
 }
@@ -680,7 +681,8 @@ async fn routing(
             router::Strategy::LeastLatency => "least-latency",
         },
         "formula": "score = 0.55 × reliability + 0.25 × 1/(1 + latency_ms/1000) + 0.20 × headroom (docs/routing.md)",
-        "queue_depth": state.queue.depth(),
+        // This user's requests waiting for the model.
+        "queue_depth": state.queue.lane_depth(&format!("{}\u{0}{}", user.id, q.model)),
         "candidates": rows,
     })))
 }

@@ -191,6 +191,7 @@ pub(crate) fn request_meta(
     RequestMeta {
         request_id: request_id(headers),
         requested_model: model,
+        client_model: None,
         operation,
         endpoint: operation.endpoint(),
         input_estimate,

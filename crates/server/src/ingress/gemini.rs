@@ -161,16 +161,20 @@ async fn generate(
     }
     let mut chat_body = Bytes::from(chat.body);
     let family = codec::gemini_family(model);
-    if let Some(target) = vendor_target(&caller.tenant, model, "gemini", family) {
-        chat_body = match relay::with_model(&chat_body, &target) {
+    let mapped = vendor_target(&caller.tenant, model, "gemini", family);
+    if let Some(target) = &mapped {
+        chat_body = match relay::with_model(&chat_body, target) {
             Ok(b) => b,
             Err(_) => return google_error(400, "request body is not a JSON object", None),
         };
     }
-    let plan = match plan_chat(&state, caller, &headers, &chat_body, "gemini") {
+    let mut plan = match plan_chat(&state, caller, &headers, &chat_body, "gemini") {
         Ok(plan) => plan,
         Err(e) => return from_api_error(&e),
     };
+    if mapped.is_some() {
+        plan.meta.client_model = Some(model.to_owned());
+    }
     let input_estimate = plan.meta.input_estimate;
     let answer = relay::run(state, plan.meta, chat_body, plan.set).await;
     match take_apart(answer).await {

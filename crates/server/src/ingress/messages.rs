@@ -77,8 +77,9 @@ pub(crate) async fn create(
     }
     let mut chat_body = Bytes::from(chat.body);
     let family = codec::claude_family(&chat.model);
-    if let Some(target) = vendor_target(&caller.tenant, &chat.model, "claude", family) {
-        chat_body = match relay::with_model(&chat_body, &target) {
+    let mapped = vendor_target(&caller.tenant, &chat.model, "claude", family);
+    if let Some(target) = &mapped {
+        chat_body = match relay::with_model(&chat_body, target) {
             Ok(b) => b,
             Err(_) => {
                 return anthropic_error(
@@ -89,10 +90,13 @@ pub(crate) async fn create(
             }
         };
     }
-    let plan = match plan_chat(&state, caller, &headers, &chat_body, "messages") {
+    let mut plan = match plan_chat(&state, caller, &headers, &chat_body, "messages") {
         Ok(plan) => plan,
         Err(e) => return from_api_error(&e),
     };
+    if mapped.is_some() {
+        plan.meta.client_model = Some(chat.model.clone());
+    }
     let input_estimate = plan.meta.input_estimate;
     let answer = relay::run(state, plan.meta, chat_body, plan.set).await;
     match take_apart(answer).await {

@@ -60,7 +60,10 @@ pub struct RequestMeta {
     pub tenant: Arc<Tenant>,
     pub gateway_key_id: Arc<str>,
     pub gateway_key_prefix: Arc<str>,
+    /// The model routed: the client's, or what a vendor name was mapped to (`claude-sonnet-…` → `auto`).
     pub requested_model: String,
+    /// The client's own model name when it was mapped, for history, logs and the live board.
+    pub client_model: Option<String>,
     pub operation: Operation,
     /// The surface the client called (`chat`, `responses`, `messages`, `embeddings`), for history and logs.
     pub endpoint: &'static str,
@@ -98,7 +101,10 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
     state.events.started(InFlight {
         req_id: meta.request_id.clone(),
         user_id: tenant.user_id.clone(),
-        requested_model: meta.requested_model.clone(),
+        requested_model: meta
+            .client_model
+            .clone()
+            .unwrap_or_else(|| meta.requested_model.clone()),
         stream: meta.operation.stream(),
         started_at_ms: crate::runtime::events::now_ms(),
         input_tokens: meta.input_estimate,

@@ -109,7 +109,7 @@ impl RequestGuard {
             key = &*meta.gateway_key_prefix,
             endpoint = meta.endpoint,
             stream = meta.operation.stream(),
-            requested_model = meta.requested_model.as_str(),
+            requested_model = meta.client_model.as_deref().unwrap_or(&meta.requested_model),
             provider = platform.unwrap_or("-"),
             model = model.as_deref().unwrap_or("-"),
             provider_key = key_id.as_deref().unwrap_or("-"),
@@ -125,7 +125,11 @@ impl RequestGuard {
             "request finished"
         );
         // Recorded once: the request is over, and its model name is no longer needed here.
-        let requested_model = std::mem::take(&mut self.meta.requested_model);
+        let requested_model = self
+            .meta
+            .client_model
+            .take()
+            .unwrap_or_else(|| std::mem::take(&mut self.meta.requested_model));
         let meta = &self.meta;
         self.state.logs.send(RequestLog {
             id: Arc::clone(&meta.request_id),

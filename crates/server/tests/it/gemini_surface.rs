@@ -133,7 +133,15 @@ async fn streams_after_a_failover_as_sse_or_a_json_array() {
         array.last().unwrap()["candidates"][0]["finishReason"],
         "STOP"
     );
-    gw.stop().await;
+    // History shows the name the client asked for, not what it was mapped to.
+    let user = gw.user_id.clone();
+    let store = gw.stop().await;
+    let rows = store.recent_requests(&user, 10).await.unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r["requested_model"] == "gemini-2.5-pro" && r["model"] == "m"),
+        "{rows:?}"
+    );
 }
 
 #[tokio::test]
