@@ -212,6 +212,14 @@ pub struct ServeArgs {
     )]
     pub log_format: LogFormat,
 
+    /// Also write the log lines to daily files in this directory (`freellmapi-YYYY-MM-DD.log`, UTC days).
+    #[arg(long, env = "LOG_DIR")]
+    pub log_dir: Option<PathBuf>,
+
+    /// Days of log files kept besides today's (with LOG_DIR); 0 keeps them all.
+    #[arg(long, env = "LOG_RETENTION_DAYS", default_value_t = 14)]
+    pub log_retention_days: u64,
+
     /// Requests per minute per client address on /v1; 0 turns the limit off.
     #[arg(long, env = "PROXY_RATE_LIMIT_RPM", default_value_t = 120)]
     pub proxy_rate_limit_rpm: u32,
@@ -386,5 +394,18 @@ impl Cli {
             Some(Command::Serve(args)) => *args,
             _ => *self.serve,
         }
+    }
+}
+
+impl ServeArgs {
+    /// The daily log files asked for with `LOG_DIR`.
+    pub fn log_files(&self) -> Option<crate::log_files::LogFiles> {
+        self.log_dir
+            .as_ref()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(|dir| crate::log_files::LogFiles {
+                dir: dir.clone(),
+                retention_days: self.log_retention_days,
+            })
     }
 }

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod declarative;
 pub mod healthcheck;
+pub mod log_files;
 pub mod log_line;
 pub mod logging;
 pub mod migrate_old;

@@ -5,7 +5,8 @@
 //! appends its line; it never makes a write system call, which would hold the core for tens of microseconds per
 //! 64 KiB while other requests wait. If standard output stops taking lines (a stuck pipe), at most 8 MiB wait and
 //! later lines are dropped and counted, so requests never block on the log. [`flush`] writes what is pending;
-//! `main` calls it on exit.
+//! `main` calls it on exit. With `LOG_DIR` the same lines also go to daily files ([`crate::log_files`]), written by
+//! the same thread.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,6 +48,8 @@ static WAKE: Condvar = Condvar::new();
 static WRITING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 /// The flusher thread is running; without it a line that fills the buffer writes it.
 static FLUSHER: AtomicBool = AtomicBool::new(false);
+/// The day's log file (`LOG_DIR`), written after standard output.
+static FILE: Mutex<Option<crate::log_files::DailyFile>> = Mutex::new(None);
 
 fn pending() -> MutexGuard<'static, Pending> {
     PENDING.lock().unwrap_or_else(PoisonError::into_inner)
@@ -65,6 +68,16 @@ pub fn flush() -> u64 {
         let mut stdout = std::io::stdout().lock();
         let _ = stdout.write_all(&out);
         let _ = stdout.flush();
+        drop(stdout);
+        let mut file = FILE.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(f) = file.as_mut() {
+            if let Err(e) = f.write(&out, crate::log_files::today()) {
+                eprintln!(
+                    "log file in {} could not be written: {e}",
+                    f.dir().display()
+                );
+            }
+        }
     }
     out.clear();
     if out.capacity() > KEEP_CAPACITY {
@@ -164,7 +177,19 @@ impl<'a> MakeWriter<'a> for Output {
     }
 }
 
-pub fn init(level: LogLevel, format: LogFormat) {
+/// Sets up logging; `files` adds the daily log files (an unusable `LOG_DIR` is an error).
+pub fn init(
+    level: LogLevel,
+    format: LogFormat,
+    files: Option<crate::log_files::LogFiles>,
+) -> Result<(), String> {
+    let with_files = files.is_some();
+    if let Some(config) = files {
+        let dir = config.dir.display().to_string();
+        let file =
+            crate::log_files::DailyFile::new(config).map_err(|e| format!("LOG_DIR {dir}: {e}"))?;
+        *FILE.lock().unwrap_or_else(PoisonError::into_inner) = Some(file);
+    }
     let level = match level {
         LogLevel::Debug => LevelFilter::DEBUG,
         LogLevel::Info => LevelFilter::INFO,
@@ -176,7 +201,8 @@ pub fn init(level: LogLevel, format: LogFormat) {
         .with_target("sqlx", LevelFilter::WARN.min(level))
         .with_target("hyper", LevelFilter::WARN.min(level))
         .with_target("reqwest", LevelFilter::WARN.min(level));
-    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    // Lines for a file go through the buffer and its thread, terminal or not.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout()) && !with_files;
     let output = if terminal {
         Output::Terminal
     } else {
@@ -208,4 +234,5 @@ pub fn init(level: LogLevel, format: LogFormat) {
     if let Err(e) = result {
         eprintln!("logging was already initialised: {e}");
     }
+    Ok(())
 }

@@ -6,10 +6,17 @@ use freellmapi::cli::{Action, Cli, LogFormat, LogLevel};
 fn main() -> std::process::ExitCode {
     let action = Cli::parse().action();
     match &action {
-        Action::Serve(args) => freellmapi::logging::init(args.log_level, args.log_format),
+        Action::Serve(args) => {
+            if let Err(e) =
+                freellmapi::logging::init(args.log_level, args.log_format, args.log_files())
+            {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
         // A tool reports on standard error; only warnings go to the log.
         Action::FindProxies(_) | Action::MigrateFromOld(_) => {
-            freellmapi::logging::init(LogLevel::Warn, LogFormat::Text)
+            let _ = freellmapi::logging::init(LogLevel::Warn, LogFormat::Text, None);
         }
         // Blocking and quick: no logging, no runtime.
         Action::Healthcheck(args) => {

@@ -135,3 +135,64 @@ fn requests_never_wait_for_a_stuck_log_pipe() {
         "every refusal was logged or counted as dropped"
     );
 }
+
+/// `LOG_DIR`: the same lines also land in the day's file (`freellmapi-YYYY-MM-DD.log`), with no secret in them.
+#[test]
+fn log_lines_also_go_to_the_days_file_in_log_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let _gateway = Gateway(
+        Command::new(env!("CARGO_BIN_EXE_freellmapi"))
+            .arg("serve")
+            .env_clear()
+            .env("PORT", port.to_string())
+            .env("HOST_BIND", "127.0.0.1")
+            .env("DATA_DIR", dir.path())
+            .env("ADMIN_PASSWORD", "log-file-test-password")
+            .env("LOG_FORMAT", "json")
+            .env("LOG_DIR", &logs)
+            .env("LOG_RETENTION_DAYS", "3")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while request(
+        addr,
+        "GET /api/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .is_err()
+    {
+        assert!(Instant::now() < deadline, "the gateway did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = request(
+        addr,
+        "GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer freellmapi-not-a-real-key-0123456789\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(status, 401);
+    let today = freellmapi::log_files::date_of(freellmapi::log_files::today());
+    let file = logs.join(format!("freellmapi-{today}.log"));
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text = std::fs::read_to_string(&file).unwrap_or_default();
+        if text.contains("listening") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(text.contains("listening"), "{text}");
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON line: {line}"));
+        assert!(v["message"].is_string(), "{line}");
+    }
+    assert!(
+        !text.contains("log-file-test-password") && !text.contains("freellmapi-not-a-real-key")
+    );
+}
