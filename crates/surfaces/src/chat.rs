@@ -503,6 +503,44 @@ impl ThinkSplit {
     }
 }
 
+/// The first choice of a `chat.completion`, its text (the refusal when there is no content) and its reasoning
+/// (`reasoning_content` / `reasoning`, or a leading `<think>…</think>` split off the text); an error answer is
+/// its message.
+pub(crate) fn answer_text<'v, 'a>(
+    v: &'v Answer<'a>,
+) -> Result<(&'v AnswerChoice<'a>, &'v str, Option<&'v str>), String> {
+    if v.error.is_obj {
+        return Err(v
+            .error
+            .message
+            .as_str()
+            .unwrap_or("upstream error")
+            .to_string());
+    }
+    let choice = v
+        .choices
+        .0
+        .first()
+        .ok_or("upstream answer has no choices")?;
+    let msg = &choice.message;
+    let mut text: &str = match &msg.content {
+        Content::Str(s) => s,
+        Content::Parts(s) => s,
+        Content::Other => "",
+    };
+    if text.is_empty() {
+        text = msg.refusal.as_str().unwrap_or_default();
+    }
+    let mut reasoning = msg.reasoning_content.text().or(msg.reasoning.text());
+    if reasoning.is_none() {
+        if let Some((thought, rest)) = split_think(text) {
+            reasoning = Some(thought);
+            text = rest;
+        }
+    }
+    Ok((choice, text, reasoning))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

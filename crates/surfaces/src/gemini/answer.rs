@@ -148,35 +148,8 @@ pub(super) fn close_candidate(
 /// Turns a `chat.completion` body into a `GenerateContentResponse`.
 pub fn chat_to_gemini_response(chat: &[u8], ctx: &GeminiContext) -> Result<Vec<u8>, String> {
     let v: Answer = from_json(chat).map_err(|e| format!("upstream answer is not JSON: {e}"))?;
-    if v.error.is_obj {
-        return Err(v
-            .error
-            .message
-            .as_str()
-            .unwrap_or("upstream error")
-            .to_string());
-    }
-    let choice = v
-        .choices
-        .0
-        .first()
-        .ok_or("upstream answer has no choices")?;
+    let (choice, text, reasoning) = answer_text(&v)?;
     let msg = &choice.message;
-    let mut text: &str = match &msg.content {
-        Content::Str(s) => s,
-        Content::Parts(s) => s,
-        Content::Other => "",
-    };
-    if text.is_empty() {
-        text = msg.refusal.as_str().unwrap_or_default();
-    }
-    let mut reasoning = msg.reasoning_content.text().or(msg.reasoning.text());
-    if reasoning.is_none() {
-        if let Some((thought, rest)) = split_think(text) {
-            reasoning = Some(thought);
-            text = rest;
-        }
-    }
     let mut out = Vec::with_capacity(text.len() + 320);
     open_candidate(&mut out);
     let mut parts = 0;
