@@ -8,6 +8,7 @@
 //! when the free tiers reset theirs. A permit whose request was never sent is refunded.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -82,6 +83,18 @@ pub struct Permit {
     tokens: u64,
 }
 
+impl Permit {
+    /// The capped scopes the permit was taken from (empty: nothing capped, nothing to share).
+    pub fn scopes(&self) -> &[Arc<str>] {
+        &self.scopes
+    }
+
+    /// The tokens reserved.
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+}
+
 #[derive(Debug, Default)]
 struct Window {
     /// (sent at, tokens) of the requests of the last minute, oldest first.
@@ -92,6 +105,8 @@ struct Window {
     day: u64,
     day_requests: u32,
     day_tokens: u64,
+    /// Capped until then by what the other instances of a fleet sent (the shared ledger said so).
+    held_until: Option<Instant>,
 }
 
 impl Window {
@@ -127,6 +142,9 @@ impl Window {
     ) -> Result<Option<Instant>, Denied> {
         let mut until: Option<Instant> = None;
         let mut later = |t: Instant| until = Some(until.map_or(t, |u| u.max(t)));
+        if let Some(held) = self.held_until.filter(|h| *h > now) {
+            later(held);
+        }
         if let Some(rpd) = limits.rpd {
             if self.day_requests >= rpd {
                 later(now + day.until_next);
@@ -205,9 +223,37 @@ impl Usage {
 }
 
 /// The per-scope counters of this instance.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LimitLedger {
     windows: Mutex<HashMap<Arc<str>, Window>>,
+    /// This instance's share of every cap: 1 alone or while a shared ledger keeps the fleet's counts; N (the
+    /// instances seen) while the shared ledger is unreachable, so N instances together stay within each cap.
+    share: AtomicU32,
+}
+
+impl Default for LimitLedger {
+    fn default() -> Self {
+        Self {
+            windows: Mutex::default(),
+            share: AtomicU32::new(1),
+        }
+    }
+}
+
+impl Limits {
+    /// One `n`-th of every cap (at least 1), for one of `n` instances counting on their own.
+    pub fn share(self, n: u32) -> Limits {
+        if n <= 1 {
+            return self;
+        }
+        Limits {
+            rpm: self.rpm.map(|v| (v / n).max(1)),
+            rph: self.rph.map(|v| (v / n).max(1)),
+            rpd: self.rpd.map(|v| (v / n).max(1)),
+            tpm: self.tpm.map(|v| (v / u64::from(n)).max(1)),
+            tpd: self.tpd.map(|v| (v / u64::from(n)).max(1)),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -223,12 +269,13 @@ impl LimitLedger {
         now: Instant,
         day: Day,
     ) -> Result<Permit, Denied> {
+        let share = self.share.load(Ordering::Relaxed);
         let mut windows = lock(&self.windows);
         let mut until: Option<Instant> = None;
         for (scope, limits) in scopes.iter().filter(|(_, l)| !l.is_unlimited()) {
             let window = windows.entry(Arc::clone(scope)).or_default();
             window.slide(now, day.index);
-            if let Some(t) = window.blocked_until(limits, tokens, now, &day)? {
+            if let Some(t) = window.blocked_until(&limits.share(share), tokens, now, &day)? {
                 until = Some(until.map_or(t, |u| u.max(t)));
             }
         }
@@ -264,9 +311,11 @@ impl LimitLedger {
         now: Instant,
         day: Day,
     ) -> Result<Option<Instant>, Denied> {
+        let share = self.share.load(Ordering::Relaxed);
         let mut windows = lock(&self.windows);
         let mut until: Option<Instant> = None;
         for (scope, limits) in scopes.iter().filter(|(_, l)| !l.is_unlimited()) {
+            let limits = limits.share(share);
             let Some(window) = windows.get_mut(*scope) else {
                 if limits.tpm.is_some_and(|tpm| tokens > tpm) {
                     return Err(Denied::TooLarge);
@@ -274,7 +323,7 @@ impl LimitLedger {
                 continue;
             };
             window.slide(now, day.index);
-            if let Some(t) = window.blocked_until(limits, tokens, now, &day)? {
+            if let Some(t) = window.blocked_until(&limits, tokens, now, &day)? {
                 until = Some(until.map_or(t, |u| u.max(t)));
             }
         }
@@ -345,6 +394,22 @@ impl LimitLedger {
             rpd_used: window.day_requests,
             tpd_used: window.day_tokens,
         }
+    }
+
+    /// Sets this instance's share of every cap (see [`LimitLedger`]'s `share`).
+    pub fn set_share(&self, n: u32) {
+        self.share.store(n.max(1), Ordering::Relaxed);
+    }
+
+    pub fn share(&self) -> u32 {
+        self.share.load(Ordering::Relaxed)
+    }
+
+    /// Records that the shared ledger refused `scope` until `until`: planning sees it capped until then.
+    pub fn hold(&self, scope: &Arc<str>, until: Instant) {
+        let mut windows = lock(&self.windows);
+        let window = windows.entry(Arc::clone(scope)).or_default();
+        window.held_until = Some(window.held_until.map_or(until, |h| h.max(until)));
     }
 
     /// Forgets a scope (its key was deleted).
@@ -460,6 +525,31 @@ mod tests {
         );
         // A new day: the counter starts again.
         ledger.try_acquire(&scopes, 1, now, day(8, 86_400)).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_share_divides_every_cap_and_a_hold_caps_until_its_instant() {
+        let ledger = LimitLedger::default();
+        let scope: Arc<str> = Arc::from("k");
+        let scopes = [(&scope, rpm(10))];
+        let now = Instant::now();
+        let d = day(1, 9999);
+        ledger.set_share(3);
+        for _ in 0..3 {
+            ledger.try_acquire(&scopes, 1, now, d).unwrap();
+        }
+        assert_eq!(
+            ledger.try_acquire(&scopes, 1, now, d),
+            Err(Denied::Until(now + MINUTE)),
+            "one of three instances takes 3 of 10 a minute"
+        );
+        ledger.set_share(1);
+        ledger.try_acquire(&scopes, 1, now, d).unwrap();
+        let later = now + Duration::from_secs(5);
+        ledger.hold(&scope, later);
+        assert_eq!(ledger.free_at(&scopes, 1, now, d), Ok(Some(later)));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(ledger.free_at(&scopes, 1, Instant::now(), d), Ok(None));
     }
 
     #[test]
