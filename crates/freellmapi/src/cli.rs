@@ -331,6 +331,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: String,
 
+    /// Redis (or Valkey) shared by several gateway instances on one PostgreSQL DATABASE_URL: outbound limits, gateway
+    /// keys' limits, cooldowns, invalid keys, admin changes and live events become fleet-wide. Unset: one instance.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
     /// Serve Prometheus metrics at GET /metrics to `Authorization: Bearer <this token>`. Unset: /metrics is off.
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,

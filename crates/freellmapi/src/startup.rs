@@ -79,6 +79,7 @@ fn server_config(
     ServerConfig {
         trust,
         trusted_proxies: std::sync::Arc::new(trusted_proxies),
+        redis_url: args.redis_url.clone().filter(|u| !u.trim().is_empty()),
         metrics_token_hash: args
             .metrics_token
             .as_deref()

@@ -191,6 +191,19 @@ impl CooldownBook {
         Some(duration)
     }
 
+    /// Applies a cooldown another instance of the fleet set: the candidate rests at least until `until` (a longer
+    /// rest already in place stays).
+    pub fn rest_until(&self, (key, model): Attempted<'_>, until: Instant) {
+        let mut cooling = lock(&self.cooling);
+        let id = (Arc::from(key), Arc::from(model));
+        let entry = cooling.entry(id).or_insert(Entry {
+            until,
+            streak: 1,
+            probe_until: None,
+        });
+        entry.until = entry.until.max(until);
+    }
+
     /// Records a success: the candidate's streak and cooldown are cleared. Returns whether it was resting or
     /// being probed (requests waiting for it may go now).
     pub fn record_success(&self, (key, model): Attempted<'_>) -> bool {

@@ -57,6 +57,9 @@ pub struct ServerConfig {
     pub metrics_token_hash: Option<[u8; 32]>,
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` name the client (`TRUSTED_PROXIES`).
     pub trusted_proxies: std::sync::Arc<crate::guard::forwarded::TrustedProxies>,
+    /// The fleet's shared state (`REDIS_URL`): limits, cooldowns, admin changes and live events shared with the
+    /// other instances on the same PostgreSQL database. `None`: this instance is alone.
+    pub redis_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +85,7 @@ impl Default for ServerConfig {
             trust: crate::trust::TrustStore::platform(),
             metrics_token_hash: None,
             trusted_proxies: Default::default(),
+            redis_url: None,
             allow_private_provider_urls: true,
             model_refresh: None,
             connections: crate::guard::listener::ConnectionLimits::default(),

@@ -17,6 +17,7 @@ pub use crypto::{
 pub use crypto::{open_with_password, random_hex, seal_with_password, token_hash, ExportFileError};
 pub use history::HistoryConnection;
 pub mod legacy;
+pub mod testing;
 pub use migrations::MIGRATIONS;
 pub use records::*;
 pub use store::{default_sqlite_path, gateway_key_prefix, redact_url, Engine, Store, StoreError};

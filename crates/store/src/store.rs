@@ -1510,6 +1510,37 @@ impl Store {
         max_age: Option<Duration>,
         max_rows: Option<u64>,
     ) -> Result<u64, StoreError> {
+        if self.engine != Engine::Postgres {
+            return self.prune_requests_now(max_age, max_rows).await;
+        }
+        // Several gateway instances may share the database: one prunes at a time (a session lock on a connection
+        // of its own, held for the pass), the others skip their turn.
+        const RETENTION_LOCK: i64 = 0x6672_6565_6c6c_6d01;
+        let mut lock_conn = self.pool.acquire().await?;
+        let row = sqlx::query("SELECT pg_try_advisory_lock($1) AS taken")
+            .bind(RETENTION_LOCK)
+            .fetch_one(&mut *lock_conn)
+            .await?;
+        if !row.try_get::<bool, _>("taken")? {
+            return Ok(0);
+        }
+        let pruned = self.prune_requests_now(max_age, max_rows).await;
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(RETENTION_LOCK)
+            .execute(&mut *lock_conn)
+            .await;
+        if unlocked.is_err() {
+            // The lock dies with its connection: do not hand it back to the pool still holding it.
+            let _ = lock_conn.close().await;
+        }
+        pruned
+    }
+
+    async fn prune_requests_now(
+        &self,
+        max_age: Option<Duration>,
+        max_rows: Option<u64>,
+    ) -> Result<u64, StoreError> {
         // Small chunks with a pause between them: on a gateway sharing one core, a long DELETE holds the core for
         // milliseconds and shows up in request latency.
         const CHUNK: i64 = 1000;

@@ -145,8 +145,13 @@ async fn live_feed(state: AppState, user_id: Arc<str>, mut socket: WebSocket) {
     {
         return;
     }
+    // In a fleet, the other instances send this user's events here while the socket stays open.
+    let mut watching = tokio::time::interval(crate::runtime::events::WATCH_RENEWAL);
     loop {
         tokio::select! {
+            _ = watching.tick() => {
+                state.tell_fleet(|| fleet::Notice::Watching { user: user_id.to_string() });
+            }
             event = events.recv() => match event {
                 Ok(event) if event.user_id == user_id => {
                     if socket.send(Message::Text((*event.json).into())).await.is_err() {
@@ -232,6 +237,7 @@ async fn playground_chat(
         tenant,
         gateway_key_id: Arc::from("playground"),
         gateway_key_prefix: Arc::from("playground"),
+        key_limits: (None, None),
     };
     serve_chat(state, caller, &headers, body).await
 }

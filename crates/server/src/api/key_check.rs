@@ -124,7 +124,7 @@ pub async fn check_key(state: &AppState, row: &ProviderKeyRow) -> ApiResult<Valu
         .await?;
     if applied {
         match verdict.status {
-            "invalid" => state.books.cooldowns.mark_invalid(&row.id, row.updated_at),
+            "invalid" => state.mark_invalid(&row.id, row.updated_at),
             // A key that works again is tried again at once.
             "healthy" => state.books.cooldowns.reset_key(&row.id),
             _ => {}

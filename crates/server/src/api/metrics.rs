@@ -60,6 +60,14 @@ async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Response {
             .load(std::sync::atomic::Ordering::Relaxed),
         proxies: probed.len(),
         proxies_healthy: probed.iter().filter(|p| p.health.is_healthy()).count(),
+        fleet: state.fleet.as_ref().map(|f| {
+            let h = f.health();
+            (
+                h.up,
+                h.instances,
+                f.dropped_notices.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        }),
     };
     (
         StatusCode::OK,

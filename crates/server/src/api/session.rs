@@ -99,11 +99,17 @@ pub(crate) async fn session_user(
         .ok_or_else(unauthorized)
 }
 
-async fn ping() -> Json<Value> {
+async fn ping(State(state): State<AppState>) -> Json<Value> {
     let ts = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    Json(json!({ "status": "ok", "timestamp": ts }))
+    let mut body = json!({ "status": "ok", "timestamp": ts });
+    if let Some(health) = state.fleet_health() {
+        // Still serving while degraded: each instance counts limits alone, with its share of every cap.
+        body["degraded"] = json!(!health.up);
+        body["fleet"] = json!({ "redis": if health.up { "up" } else { "down" }, "instances": health.instances });
+    }
+    Json(body)
 }
 
 #[derive(Deserialize)]

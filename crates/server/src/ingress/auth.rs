@@ -23,6 +23,8 @@ pub struct Caller {
     pub tenant: Arc<Tenant>,
     pub gateway_key_id: Arc<str>,
     pub gateway_key_prefix: Arc<str>,
+    /// The gateway key's requests-per-minute and tokens-per-day limits (checked fleet-wide in a fleet).
+    pub key_limits: (Option<u32>, Option<u64>),
 }
 
 impl Caller {
@@ -113,11 +115,19 @@ pub fn authenticate(
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
+    // In a fleet whose ledger answers, the per-minute window is the fleet's (checked after this, in
+    // `authenticated_body`); while it is down, this instance takes its share of each limit.
+    let share = state.books.limits.share();
+    let rpm_limit = match state.fleet_counts_gateway_keys() {
+        true => None,
+        false => entry.rpm_limit.map(|l| (l / share).max(1)),
+    };
+    let tpd_limit = entry.tpd_limit.map(|l| (l / u64::from(share)).max(1));
     entry
         .usage
         .admit(
-            entry.rpm_limit,
-            entry.tpd_limit,
+            rpm_limit,
+            tpd_limit,
             Instant::now(),
             router::Day::from_system_time(),
             now_ms,
@@ -127,6 +137,7 @@ pub fn authenticate(
         tenant: entry.tenant.clone(),
         gateway_key_id: entry.id.clone(),
         gateway_key_prefix: entry.prefix.clone(),
+        key_limits: (entry.rpm_limit, entry.tpd_limit),
     })
 }
 
@@ -170,6 +181,15 @@ pub(crate) async fn authenticated_body(
     endpoint: &'static str,
 ) -> Result<(Caller, HeaderMap, Bytes), ApiError> {
     let caller = authenticate(state, request.headers(), peer, endpoint)?;
+    let (rpm_limit, tpd_limit) = caller.key_limits;
+    if let Err(denied) = state
+        .admit_gateway_key(&caller.gateway_key_id, rpm_limit, tpd_limit)
+        .await
+    {
+        let e = key_limit_error(denied);
+        caller.refused(state, request.headers(), endpoint, "", &e);
+        return Err(e);
+    }
     let (parts, body) = request.into_parts();
     let bytes = read_limited(
         &parts.headers,

@@ -371,7 +371,7 @@ pub(super) fn learn_from_headers(
         .scores
         .record_hint(&key.id, &model, hint.remaining_fraction, now);
     if let Some(reset) = hint.exhausted_for {
-        state.books.cooldowns.record_failure(
+        state.cool(
             (&key.id, &model),
             Outcome::RateLimited {
                 retry_after: Some(reset),

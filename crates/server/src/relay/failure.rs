@@ -90,7 +90,7 @@ pub(super) fn on_failure(
     model: &str,
     failure: &UpstreamFailure,
 ) -> Option<Duration> {
-    let cooldown = state.books.cooldowns.record_failure(
+    let cooldown = state.cool(
         (&key.id, model),
         outcome_for(failure, request_id),
         Instant::now(),
@@ -121,7 +121,7 @@ pub(super) fn on_failure(
         "upstream attempt failed"
     );
     if failure.class == ErrorClass::Auth {
-        state.books.cooldowns.mark_invalid(&key.id, key.updated_at);
+        state.mark_invalid(&key.id, key.updated_at);
         state.events.publish(user, "key.status", || {
             serde_json::json!({ "key_id": key.id, "status": "invalid", "reason": failure.message })
         });

@@ -162,7 +162,7 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                 if guard.attempts as usize >= state.config.max_attempts {
                     break;
                 }
-                let Ok(permit) = state.books.acquire(&candidates[i], set.ask, now, day) else {
+                let Ok(permit) = state.acquire(&candidates[i], set.ask, now, day).await else {
                     // Taken by a concurrent request since planning; the next candidate may be free.
                     continue;
                 };
@@ -172,7 +172,7 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                     .cooldowns
                     .claim_probe((candidates[i].key, candidates[i].model), now)
                 {
-                    state.books.limits.refund(&permit);
+                    state.refund(&permit);
                     continue;
                 }
                 let route = &set.routes[i];
@@ -184,7 +184,7 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                     match with_model(&body, model) {
                         Ok(b) => b,
                         Err(_) => {
-                            state.books.limits.refund(&permit);
+                            state.refund(&permit);
                             let err = ApiError::invalid_request(
                                 "invalid_json",
                                 "request body is not a valid JSON object",
@@ -252,7 +252,7 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                     Ok(Upstream::Complete { body, usage }) => {
                         drop(turn.take());
                         let latency = attempt_started.elapsed();
-                        if state.books.cooldowns.record_success((&key.id, model)) {
+                        if state.recovered((&key.id, model)) {
                             // Back from a rest (its probe answered): requests queued for it may go now.
                             state.queue.wake_all();
                         }
@@ -264,10 +264,7 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                             .scores
                             .record(&key.id, model, true, Some(latency));
                         if let Some(u) = usage {
-                            state
-                                .books
-                                .limits
-                                .reconcile(&permit, u.prompt_tokens + u.completion_tokens);
+                            state.reconcile(&permit, u.prompt_tokens + u.completion_tokens);
                             state.queue.wake_all();
                         }
                         guard.served = Some((key.clone(), model.clone()));
@@ -291,7 +288,7 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                     Ok(Upstream::Stream(committed)) => {
                         drop(turn.take());
                         let ttft = attempt_started.elapsed();
-                        if state.books.cooldowns.record_success((&key.id, model)) {
+                        if state.recovered((&key.id, model)) {
                             // Back from a rest (its probe answered): requests queued for it may go now.
                             state.queue.wake_all();
                         }
@@ -324,7 +321,7 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                 if matches!(failure.class, ErrorClass::Network | ErrorClass::Proxy)
                     && failure.status.is_none()
                 {
-                    state.books.limits.refund(&permit);
+                    state.refund(&permit);
                     state.queue.wake_all();
                 }
                 guard.attempt_failed(&key, model, &failure, attempt_started.elapsed());

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use router::Permit;
 use store::RequestLog;
 use wire::{ApiError, Usage};
 
@@ -26,7 +25,7 @@ pub(super) struct RequestGuard {
     /// The attempts that failed before the one that answered (or all of them).
     pub(super) failed: Vec<store::FailedAttempt>,
     /// The limit permit of a stream being relayed, reconciled with the reported usage when it ends.
-    pub(super) permit: Option<Permit>,
+    pub(super) permit: Option<crate::runtime::fleet::Lease>,
 }
 
 pub(super) struct Completion {
@@ -59,17 +58,19 @@ impl RequestGuard {
             .map(|u| u.prompt_tokens)
             .or((c.status == "success").then_some(meta.input_estimate));
         let output_tokens = c.usage.map(|u| u.completion_tokens).or(c.output_estimate);
-        self.state.gateway_usage.add_tokens(
-            &meta.gateway_key_id,
-            input_tokens.unwrap_or(0) + output_tokens.unwrap_or(0),
-        );
+        let tokens = input_tokens.unwrap_or(0) + output_tokens.unwrap_or(0);
+        self.state
+            .gateway_usage
+            .add_tokens(&meta.gateway_key_id, tokens);
+        self.state
+            .count_gateway_tokens(&meta.gateway_key_id, tokens);
         let books = &self.state.books;
         if let (Some(permit), Some(input), Some(output)) =
             (self.permit.take(), input_tokens, output_tokens)
         {
             // A stream's reservation becomes what it used (reported, or estimated from its text); what it frees
             // may let a queued request run now rather than at the next window roll.
-            books.limits.reconcile(&permit, input + output);
+            self.state.reconcile(&permit, input + output);
             self.state.queue.wake_all();
         }
         if let (true, Some((key, model)), Some(output)) =

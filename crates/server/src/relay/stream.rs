@@ -322,13 +322,13 @@ impl RelayBody {
         let Some((key, model)) = &self.guard.served else {
             return;
         };
-        let books = &self.guard.state.books;
-        let cooldown = books.cooldowns.record_failure(
+        let state = &self.guard.state;
+        let cooldown = state.cool(
             (&key.id, model),
             Outcome::Transient { retry_after: None },
             Instant::now(),
         );
-        books.scores.record(&key.id, model, false, None);
+        state.books.scores.record(&key.id, model, false, None);
         tracing::warn!(
             target: "freellmapi::attempt",
             provider = key.platform.id(),

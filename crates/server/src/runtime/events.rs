@@ -7,9 +7,11 @@
 //! rather than slowing requests down.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -58,7 +60,17 @@ pub struct EventBus {
     in_flight: Mutex<HashMap<Arc<str>, InFlight>>,
     totals: Mutex<HashMap<Arc<str>, Totals>>,
     published: AtomicU64,
+    /// In a fleet: where events go for the users watching on another instance.
+    fleet: OnceLock<Arc<fleet::Fleet>>,
+    /// Users with a live dashboard open on another instance, until when (renewed while it stays open).
+    watched_elsewhere: Mutex<HashMap<Arc<str>, Instant>>,
+    any_watched_elsewhere: AtomicBool,
 }
+
+/// How long another instance's "watching" notice counts (it is repeated every [`WATCH_RENEWAL`]).
+const WATCH_TTL: Duration = Duration::from_secs(30);
+/// How often an instance with a live dashboard open repeats that it is watching.
+pub const WATCH_RENEWAL: Duration = Duration::from_secs(10);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -84,7 +96,47 @@ impl EventBus {
             in_flight: Mutex::new(HashMap::new()),
             totals: Mutex::new(HashMap::new()),
             published: AtomicU64::new(0),
+            fleet: OnceLock::new(),
+            watched_elsewhere: Mutex::new(HashMap::new()),
+            any_watched_elsewhere: AtomicBool::new(false),
         }
+    }
+
+    /// Joins a fleet: events of users watching on other instances are sent to them.
+    pub fn forward_to(&self, fleet: Arc<fleet::Fleet>) {
+        let _ = self.fleet.set(fleet);
+    }
+
+    /// Another instance has a live dashboard of `user` open.
+    pub fn watched_elsewhere(&self, user: &str, now: Instant) {
+        lock(&self.watched_elsewhere).insert(Arc::from(user), now + WATCH_TTL);
+        self.any_watched_elsewhere.store(true, Ordering::Relaxed);
+    }
+
+    /// An event another instance published for `user`: to this instance's subscribers only.
+    pub fn relay_remote(&self, user: &str, json: String) {
+        if self.sender.receiver_count() > 0 {
+            let _ = self.sender.send(Event {
+                user_id: Arc::from(user),
+                json: Arc::from(json),
+            });
+        }
+    }
+
+    /// Whether `user` has a live dashboard open on another instance (expired marks are dropped on the way).
+    fn is_watched_elsewhere(&self, user: &str) -> bool {
+        if !self.any_watched_elsewhere.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut watched = lock(&self.watched_elsewhere);
+        let now = Instant::now();
+        let live = watched.get(user).is_some_and(|until| *until > now);
+        if !live && watched.remove(user).is_some() {
+            watched.retain(|_, until| *until > now);
+            self.any_watched_elsewhere
+                .store(!watched.is_empty(), Ordering::Relaxed);
+        }
+        live
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -93,7 +145,7 @@ impl EventBus {
 
     /// Whether anyone listens (then events are worth building).
     pub fn listening(&self) -> bool {
-        self.sender.receiver_count() > 0
+        self.sender.receiver_count() > 0 || self.any_watched_elsewhere.load(Ordering::Relaxed)
     }
 
     /// Publishes `kind` with the fields `build` returns, if anyone listens.
@@ -106,10 +158,21 @@ impl EventBus {
             map.insert("type".into(), Value::String(kind.to_owned()));
         }
         self.published.fetch_add(1, Ordering::Relaxed);
-        let _ = self.sender.send(Event {
-            user_id: Arc::clone(user_id),
-            json: Arc::from(body.to_string()),
-        });
+        let json = body.to_string();
+        if let Some(fleet) = self.fleet.get() {
+            if self.is_watched_elsewhere(user_id) {
+                fleet.publish(&fleet::Notice::Live {
+                    user: user_id.to_string(),
+                    event: json.clone(),
+                });
+            }
+        }
+        if self.sender.receiver_count() > 0 {
+            let _ = self.sender.send(Event {
+                user_id: Arc::clone(user_id),
+                json: Arc::from(json),
+            });
+        }
     }
 
     /// A request began.

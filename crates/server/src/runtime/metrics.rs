@@ -70,6 +70,8 @@ pub struct Gauges {
     pub history_dropped: u64,
     pub proxies_healthy: usize,
     pub proxies: usize,
+    /// In a fleet: (Redis answers, instances alive, notices not delivered).
+    pub fleet: Option<(bool, u32, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -223,6 +225,27 @@ impl Metrics {
             "Outbound proxies whose last health check passed.",
             gauges.proxies_healthy as f64,
         );
+        if let Some((up, instances, dropped)) = gauges.fleet {
+            gauge(
+                &mut out,
+                "freellmapi_fleet_degraded",
+                "1 while the fleet's shared state (Redis) is unreachable and this instance counts limits alone.",
+                if up { 0.0 } else { 1.0 },
+            );
+            gauge(
+                &mut out,
+                "freellmapi_fleet_instances",
+                "Gateway instances alive in the fleet at the last heartbeat.",
+                f64::from(instances),
+            );
+            header(
+                &mut out,
+                "freellmapi_fleet_notices_dropped_total",
+                "counter",
+                "Notices to the other instances not sent (Redis unreachable or the outbox full).",
+            );
+            let _ = writeln!(out, "freellmapi_fleet_notices_dropped_total {dropped}");
+        }
         out
     }
 }

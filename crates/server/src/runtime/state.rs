@@ -45,6 +45,8 @@ pub struct Inner {
     pub gateway_usage: GatewayUsageBook,
     /// Prometheus counters and histograms (`GET /metrics`).
     pub metrics: crate::runtime::metrics::Metrics,
+    /// The fleet's shared state on Redis (`REDIS_URL`); `None` alone.
+    pub fleet: Option<Arc<fleet::Fleet>>,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
@@ -97,13 +99,32 @@ impl AppState {
         );
         proxies.apply_startup_settings(&store).await?;
         proxies.reload(&store).await?;
+        let (fleet, inbox) = match &config.redis_url {
+            Some(url) => {
+                if store.engine() != store::Engine::Postgres {
+                    return Err(StateError::Fleet(
+                        "REDIS_URL needs DATABASE_URL on PostgreSQL: the instances of a fleet share one database"
+                            .into(),
+                    ));
+                }
+                let (fleet, inbox) = fleet::Fleet::start(url)
+                    .await
+                    .map_err(|e| StateError::Fleet(e.to_string()))?;
+                (Some(fleet), Some(inbox))
+            }
+            None => (None, None),
+        };
+        let events = EventBus::default();
+        if let Some(fleet) = &fleet {
+            events.forward_to(Arc::clone(fleet));
+        }
         let state = Self(Arc::new(Inner {
             config,
             store,
             snapshot: ArcSwap::from_pointee(snapshot),
             books: RoutingBooks::default(),
             queue,
-            events: EventBus::default(),
+            events,
             conversations: crate::runtime::handoff::Conversations::default(),
             rotation: std::sync::atomic::AtomicUsize::new(0),
             direct,
@@ -114,8 +135,12 @@ impl AppState {
             login_throttle: LoginThrottle::default(),
             gateway_usage,
             metrics: crate::runtime::metrics::Metrics::default(),
+            fleet,
             reload_lock: tokio::sync::Mutex::new(()),
         }));
+        if let (Some(fleet), Some(inbox)) = (&state.fleet, inbox) {
+            crate::runtime::fleet::spawn(&state, fleet, inbox);
+        }
         state.mark_stored_invalid(&state.snapshot.load());
         state.spawn_retention();
         state.spawn_proxy_health();
@@ -123,9 +148,17 @@ impl AppState {
         Ok(state)
     }
 
+    /// Rebuilds the snapshot after an admin change, here and (in a fleet) on every other instance.
+    pub async fn reload(&self) -> Result<(), store::StoreError> {
+        let rebuilt = self.rebuild().await;
+        // Told even if this rebuild failed: the change is stored, the others may read it.
+        self.tell_fleet(|| fleet::Notice::Reload);
+        rebuilt
+    }
+
     /// Rebuilds the snapshot from the store and swaps it in. Serialised so two admin changes cannot race an older
     /// view over a newer one.
-    pub async fn reload(&self) -> Result<(), store::StoreError> {
+    pub(crate) async fn rebuild(&self) -> Result<(), store::StoreError> {
         let _guard = self.reload_lock.lock().await;
         let mut snapshot =
             Snapshot::load(&self.store, self.config.allow_private_provider_urls).await?;
@@ -261,4 +294,6 @@ pub enum StateError {
     Http(String),
     #[error("cannot start a thread: {0}")]
     Thread(String),
+    #[error("{0}")]
+    Fleet(String),
 }

@@ -33,17 +33,9 @@ async fn engines() -> Vec<TestDb> {
 }
 
 async fn fresh_postgres_db(base: &str) -> String {
-    use sqlx::Connection;
-    let name = format!("freellmapi_test_{}", store::random_hex(6));
-    let mut conn = sqlx::PgConnection::connect(base)
+    store::testing::fresh_postgres_database(base)
         .await
-        .expect("connect to FREELLMAPI_TEST_POSTGRES_URL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let (head, _) = base.rsplit_once('/').unwrap();
-    format!("{head}/{name}")
+        .expect("a fresh database on FREELLMAPI_TEST_POSTGRES_URL")
 }
 
 fn cipher() -> Cipher {
