@@ -10,7 +10,8 @@
 #
 # PostgreSQL: store tests also run against FREELLMAPI_TEST_POSTGRES_URL. If it is unset and a server answers on
 # 127.0.0.1:5432, that server is used (database `postgres`, user `postgres`); otherwise a loud notice says PostgreSQL
-# was not tested.
+# was not tested. Redis: the fleet tests start their own `redis-server` processes; without the binary they are
+# skipped with a loud notice (or fail, with FREELLMAPI_REQUIRE_REDIS=1 as .ci/run sets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,10 @@ if [ -z "${FREELLMAPI_TEST_POSTGRES_URL:-}" ]; then
   else
     echo "!!!! NOTICE: no PostgreSQL on 127.0.0.1:5432 and FREELLMAPI_TEST_POSTGRES_URL unset: PostgreSQL will NOT be tested !!!!"
   fi
+fi
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "!!!! NOTICE: redis-server is not installed: the fleet tests (shared limits across instances) will NOT run !!!!"
 fi
 
 step "cargo fmt --check"

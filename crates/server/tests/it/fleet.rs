@@ -45,7 +45,7 @@ async fn fleet(n: usize, keys: &[(&str, &[&str], KeyLimits)]) -> Option<Fleet> {
         );
         return None;
     };
-    let redis = TestRedis::start();
+    let redis = TestRedis::try_start()?;
     let database = store::testing::fresh_postgres_database(&base)
         .await
         .unwrap();
