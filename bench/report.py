@@ -11,7 +11,7 @@ import json
 import statistics
 import sys
 
-TARGET_ORDER = ["direct", "nginx", "gateway", "responses", "messages"]
+TARGET_ORDER = ["direct", "nginx", "gateway", "responses", "messages", "pg", "fleet"]
 # The translated surfaces, compared with chat completions through the same gateway (target: at most 15% more CPU).
 SURFACES = ["responses", "messages"]
 MODE_TITLE = {"plain": "Non-streaming", "stream": "Streaming (SSE)"}
@@ -185,23 +185,33 @@ def summary(rows, meta, levels):
     return lines
 
 
-def surfaces_summary(rows, levels):
+def versus(rows, levels, base, others, base_title):
+    """CPU per request of `others` against `base`, per phase: mean of the runs (best run in parentheses)."""
     agg = Agg(rows)
-    present = [s for s in SURFACES if any(r["target"] == s for r in rows)]
-    if not present or not any(r["target"] == "gateway" for r in rows):
+    present = [s for s in others if any(r["target"] == s for r in rows)]
+    if not present or not any(r["target"] == base for r in rows):
         return []
-    out = ["| phase | chat µs/req | " + " | ".join(f"{s} µs/req | {s} / chat" for s in present) + " |",
-           "|---|---:|" + "---:|---:|" * len(present)]
+    out = [f"| phase | {base_title} µs/req | " + " | ".join(f"{s} µs/req | {s} / {base_title}" for s in present)
+           + " | " + " | ".join(f"{s} p50 − {base_title} p50 (ms)" for s in present) + " |",
+           "|---|---:|" + "---:|---:|" * len(present) + "---:|" * len(present)]
     for mode in ("plain", "stream"):
-        for conc in levels[1:] or levels:
-            chat = agg.mean("gateway", mode, conc, "cpu_us")
+        for conc in levels:
+            chat = agg.mean(base, mode, conc, "cpu_us")
             cells = [f"{MODE_SHORT[mode]} c={conc}", fmt(chat, 1)]
             for s in present:
                 v, best = agg.mean(s, mode, conc, "cpu_us"), agg.best(s, mode, conc, "cpu_us")
                 cells.append(f"{fmt(v, 1)} ({fmt(best, 1)})")
                 cells.append(fmt(div(v, chat), 2) + "×" if div(v, chat) is not None else "n/a")
+            key = "ttfb_p50_ms" if mode == "stream" else "p50_ms"
+            for s in present:
+                a, b = agg.mean(s, mode, conc, key), agg.mean(base, mode, conc, key)
+                cells.append(fmt(a - b, 3) if a is not None and b is not None else "n/a")
             out.append("| " + " | ".join(cells) + " |")
     return out
+
+
+def surfaces_summary(rows, levels):
+    return versus(rows, levels[1:] or levels, "gateway", SURFACES, "chat")
 
 
 def main():
@@ -290,6 +300,18 @@ def main():
             "mean of the runs (best run in parentheses). Target: translation adds at most 15% CPU per request.",
             "",
         ] + surface_lines + [""]
+
+    fleet_lines = versus(rows, levels, "pg", ["fleet"], "pg")
+    if fleet_lines:
+        md += [
+            "## Fleet mode: Redis on vs off (same gateway on PostgreSQL, a capped key)",
+            "",
+            "Gateway CPU per request with `REDIS_URL` (every permit also taken from the shared ledger) against the "
+            "same gateway without it, mean of the runs (best run in parentheses), and the difference of the medians "
+            "(time to first byte for streams). Targets: at most +25% CPU, at most +0.2 ms at the median. "
+            f"redis-server's own CPU over the whole fleet target: {meta.get('redis_cpu_s', 'n/a')} s.",
+            "",
+        ] + fleet_lines + [""]
 
     problems = []
     for r in rows:

@@ -6,6 +6,10 @@
 #   gateway  `freellmapi serve` routing to the mock as a custom OpenAI-compatible provider
 #   responses  the same gateway through POST /v1/responses (OpenAI Responses, translated to chat and back)
 #   messages   the same gateway through POST /v1/messages (Anthropic Messages, translated to chat and back)
+#   pg         the gateway on PostgreSQL (FREELLMAPI_BENCH_POSTGRES_URL, default the local server), its key with an
+#              rpm limit far above the load, so every request takes a limit permit
+#   fleet      the same with REDIS_URL (a private redis-server on the load core): every permit also taken from the
+#              shared ledger, one Lua script call per request
 #
 # Everything listens on 127.0.0.1, every process is started by this script and killed on
 # exit, and every load run is bounded in time. See bench/README.md.
@@ -15,6 +19,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT_DIR="$ROOT/bench/out"
 
 TARGETS="direct,nginx,gateway,responses,messages"
+BENCH_PG=${FREELLMAPI_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 DURATION=10
 WARMUP=2
 RUNS=2
@@ -36,7 +41,8 @@ usage() {
 usage: bench/run.sh [--targets direct,nginx,gateway] [--duration SECS] [--warmup SECS]
                     [--runs N] [--concurrency 1,16,128] [--keep-tmp] [--no-build]
 
-  --targets      comma-separated subset of direct,nginx,gateway,responses,messages (default: all)
+  --targets      comma-separated subset of direct,nginx,gateway,responses,messages,pg,fleet
+                 (default: direct,nginx,gateway,responses,messages)
   --duration     measured seconds per phase (default 10)
   --warmup       discarded warm-up seconds per phase (default 2)
   --runs         repetitions of every phase per target (default 2)
@@ -86,11 +92,11 @@ done
 IFS=',' read -r -a TARGET_LIST <<<"$TARGETS"
 [ "${#TARGET_LIST[@]}" -ge 1 ] || die "--targets is empty"
 for t in "${TARGET_LIST[@]}"; do
-    case "$t" in direct|nginx|gateway|responses|messages) ;; *) die "unknown target: $t" ;; esac
+    case "$t" in direct|nginx|gateway|responses|messages|pg|fleet) ;; *) die "unknown target: $t" ;; esac
 done
 has_target() { [[ ",$TARGETS," == *",$1,"* ]]; }
 # Whether any target runs the gateway (chat completions or a translated surface).
-needs_gateway() { has_target gateway || has_target responses || has_target messages; }
+needs_gateway() { has_target gateway || has_target responses || has_target messages || has_target pg || has_target fleet; }
 
 for tool in curl python3 timeout; do
     command -v "$tool" >/dev/null || die "$tool is required"
@@ -367,10 +373,15 @@ EOF
         || { cat "$dir/stdout.log" "$dir/error.log" >&2 2>/dev/null || true; log "nginx did not become ready"; return 1; }
 }
 
+# Extra environment and key settings of the next gateway start (the pg and fleet targets set them).
+GATEWAY_ENV=()
+GATEWAY_KEY_EXTRA=""
+
 start_gateway() {
     chat_surface
     local dir="$WORK/gateway" port
     port=$(free_port)
+    rm -rf "$dir"
     mkdir -p "$dir/data"
     cat >"$dir/gateway.toml" <<EOF
 [[provider_keys]]
@@ -379,13 +390,15 @@ platform = "custom"
 label = "bench mock"
 base_url = "http://127.0.0.1:$MOCK_PORT/ok/v1"
 models = ["mock-model"]
+$GATEWAY_KEY_EXTRA
 
 [[gateway_keys]]
 name = "bench"
 key = "$GATEWAY_KEY"
 EOF
     log "starting gateway on 127.0.0.1:$port"
-    PORT=$port HOST_BIND=127.0.0.1 DATA_DIR="$dir/data" FREELLMAPI_CONFIG="$dir/gateway.toml" \
+    env "${GATEWAY_ENV[@]+"${GATEWAY_ENV[@]}"}" \
+        PORT=$port HOST_BIND=127.0.0.1 DATA_DIR="$dir/data" FREELLMAPI_CONFIG="$dir/gateway.toml" \
         PROXY_RATE_LIMIT_RPM=0 ADMIN_PASSWORD=bench-password-123 LOG_LEVEL=info LOG_FORMAT=json \
         "${PIN_PROXY[@]}" "$GATEWAY_BIN" serve >"$dir/gateway.log" 2>&1 &
     TARGET_PID=$!
@@ -413,6 +426,48 @@ start_messages() {
     TARGET_BODY=$MESSAGES_BODY
     TARGET_BODY_STREAM=$MESSAGES_BODY_STREAM
     TARGET_STREAM_END="message_stop"
+}
+
+# A fresh database on the PostgreSQL server of $BENCH_PG; prints its URL.
+fresh_pg_database() {
+    command -v psql >/dev/null || { log "psql is required for the pg and fleet targets"; return 1; }
+    local name="freellmapi_bench_$(date +%s)_$RANDOM"
+    psql -q "$BENCH_PG" -c "CREATE DATABASE $name" >&2 || { log "cannot create a database on $BENCH_PG"; return 1; }
+    echo "${BENCH_PG%/*}/$name"
+}
+
+# The gateway on PostgreSQL with a capped key: the baseline of the fleet target.
+start_pg() {
+    local db rc=0
+    db=$(fresh_pg_database) || return 1
+    GATEWAY_ENV=(DATABASE_URL="$db")
+    GATEWAY_KEY_EXTRA='limits = { rpm = 1000000000, no_catalog_limits = true }'
+    start_gateway || rc=$?
+    GATEWAY_ENV=()
+    GATEWAY_KEY_EXTRA=""
+    return $rc
+}
+
+REDIS_PID=""
+start_fleet() {
+    command -v redis-server >/dev/null || { log "redis-server is required for the fleet target"; return 1; }
+    local db rport rc=0
+    db=$(fresh_pg_database) || return 1
+    rport=$(free_port)
+    "${PIN_LOAD[@]}" redis-server --bind 127.0.0.1 --port "$rport" --save "" --appendonly no \
+        >"$WORK/redis.log" 2>&1 &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    for _ in $(seq 1 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break
+        sleep 0.1
+    done
+    GATEWAY_ENV=(DATABASE_URL="$db" REDIS_URL="redis://127.0.0.1:$rport/")
+    GATEWAY_KEY_EXTRA='limits = { rpm = 1000000000, no_catalog_limits = true }'
+    start_gateway || rc=$?
+    GATEWAY_ENV=()
+    GATEWAY_KEY_EXTRA=""
+    return $rc
 }
 
 # One non-streaming and one streaming request through the target must succeed.
@@ -530,8 +585,13 @@ for target in "${TARGET_LIST[@]}"; do
     fi
     case "$target" in
         nginx) meta nginx_access_log_lines "$(wc -l <"$WORK/nginx/access.log" 2>/dev/null || echo 0)" ;;
-        gateway|responses|messages) meta "${target}_log_lines" "$(wc -l <"$WORK/gateway/gateway.log" 2>/dev/null || echo 0)" ;;
+        gateway|responses|messages|pg|fleet) meta "${target}_log_lines" "$(wc -l <"$WORK/gateway/gateway.log" 2>/dev/null || echo 0)" ;;
     esac
+    if [ "$target" = fleet ] && [ -n "$REDIS_PID" ]; then
+        meta redis_cpu_s "$(awk -v t="$CLK_TCK" '{printf "%.2f", $0 / t}' <<<"$(cpu_ticks "$REDIS_PID")")"
+        stop_pid "$REDIS_PID"
+        REDIS_PID=""
+    fi
     TARGET_PID=""
 done
 meta rss_kb_mock "$(vmhwm_kb "$MOCK_PID")"

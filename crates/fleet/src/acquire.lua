@@ -69,10 +69,13 @@ if wait > 0 then return {0, wait, ''} end
 local member = now .. ':' .. ARGV[2] .. ':' .. tokens
 for i = 0, n - 1 do
   local m, mt, h, d = KEYS[i * 4 + 1], KEYS[i * 4 + 2], KEYS[i * 4 + 3], KEYS[i * 4 + 4]
-  redis.call('ZADD', m, now, member)
-  redis.call('INCRBY', mt, tokens)
-  redis.call('PEXPIRE', m, 61000)
-  redis.call('PEXPIRE', mt, 61000)
+  -- The minute window is kept only for a scope with a per-minute cap.
+  if cap(i, 0) >= 0 or cap(i, 3) >= 0 then
+    redis.call('ZADD', m, now, member)
+    redis.call('INCRBY', mt, tokens)
+    redis.call('PEXPIRE', m, 61000)
+    redis.call('PEXPIRE', mt, 61000)
+  end
   if cap(i, 1) >= 0 then
     redis.call('ZADD', h, now, member)
     redis.call('PEXPIRE', h, 3601000)

@@ -22,6 +22,8 @@ use crate::runtime::state::AppState;
 pub struct Lease {
     pub local: Permit,
     shared: Option<SharedPermit>,
+    /// Whether a scope caps tokens (only then is the shared permit reconciled with the reported usage).
+    counts_tokens: bool,
 }
 
 /// A gateway key's limit scope in the shared ledger.
@@ -40,10 +42,15 @@ impl AppState {
         day: Day,
     ) -> Result<Lease, Denied> {
         let local = self.books.acquire(candidate, ask, now, day)?;
+        let counts_tokens = candidate
+            .scopes
+            .iter()
+            .any(|(_, l)| l.tpm.is_some() || l.tpd.is_some());
         let Some(fleet) = self.fleet.as_ref().filter(|_| !local.scopes().is_empty()) else {
             return Ok(Lease {
                 local,
                 shared: None,
+                counts_tokens,
             });
         };
         let scopes: Vec<(&str, Limits)> =
@@ -52,10 +59,12 @@ impl AppState {
             Shared::Granted(p) => Ok(Lease {
                 local,
                 shared: Some(p),
+                counts_tokens,
             }),
             Shared::Unavailable => Ok(Lease {
                 local,
                 shared: None,
+                counts_tokens,
             }),
             Shared::Capped(wait) => {
                 self.books.limits.refund(&local);
@@ -87,7 +96,7 @@ impl AppState {
     pub(crate) fn reconcile(&self, lease: &Lease, tokens: u64) {
         self.books.limits.reconcile(&lease.local, tokens);
         if let (Some(fleet), Some(shared)) = (&self.fleet, &lease.shared) {
-            if lease.local.tokens() != tokens {
+            if lease.counts_tokens && lease.local.tokens() != tokens {
                 let (fleet, shared) = (Arc::clone(fleet), shared.clone());
                 tokio::spawn(async move { fleet.reconcile(&shared, tokens).await });
             }
