@@ -340,9 +340,12 @@ impl LimitLedger {
             let Some(window) = windows.get_mut(scope) else {
                 continue;
             };
+            // From the newest end: a permit is reconciled soon after it was taken, and a busy key's minute holds
+            // thousands of entries.
             if let Some(entry) = window
                 .minute
                 .iter_mut()
+                .rev()
                 .find(|(at, t)| *at == permit.at && *t == permit.tokens)
             {
                 entry.1 = actual_tokens;
