@@ -331,6 +331,12 @@ pub struct ServeArgs {
     #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: String,
 
+    /// An /api request (the dashboard, the admin API) not answered within this many milliseconds gets a 503
+    /// `api_timeout` instead of hanging on a stalled disk or database (the playground and proxy tests excepted).
+    /// 0 never times out.
+    #[arg(long, env = "API_TIMEOUT_MS", default_value_t = 30_000)]
+    pub api_timeout_ms: u64,
+
     /// Redis (or Valkey) shared by several gateway instances on one PostgreSQL DATABASE_URL: outbound limits, gateway
     /// keys' limits, cooldowns, invalid keys, admin changes and live events become fleet-wide. Unset: one instance.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]

@@ -80,6 +80,7 @@ fn server_config(
         trust,
         trusted_proxies: std::sync::Arc::new(trusted_proxies),
         redis_url: args.redis_url.clone().filter(|u| !u.trim().is_empty()),
+        api_timeout: Duration::from_millis(args.api_timeout_ms),
         metrics_token_hash: args
             .metrics_token
             .as_deref()

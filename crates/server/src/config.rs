@@ -60,6 +60,8 @@ pub struct ServerConfig {
     /// The fleet's shared state (`REDIS_URL`): limits, cooldowns, admin changes and live events shared with the
     /// other instances on the same PostgreSQL database. `None`: this instance is alone.
     pub redis_url: Option<String>,
+    /// An `/api` request not answered within this gets a 503 (`API_TIMEOUT_MS`); zero never times out.
+    pub api_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +88,7 @@ impl Default for ServerConfig {
             metrics_token_hash: None,
             trusted_proxies: Default::default(),
             redis_url: None,
+            api_timeout: Duration::from_secs(30),
             allow_private_provider_urls: true,
             model_refresh: None,
             connections: crate::guard::listener::ConnectionLimits::default(),

@@ -48,8 +48,12 @@ pub fn app(state: AppState) -> Router {
         .merge(api::settings::routes())
         .merge(proxy::admin::routes())
         .fallback(dashboard)
+        .layer(axum::middleware::from_fn(error::uniform_errors))
         .layer(axum::middleware::from_fn_with_state(
-            std::sync::Arc::<[String]>::from(state.config.dashboard_origins.clone()),
+            std::sync::Arc::new(guard::inbound::Inbound {
+                origins: state.config.dashboard_origins.clone(),
+                api_timeout: state.config.api_timeout,
+            }),
             guard::inbound::protect,
         ))
         .with_state(state)

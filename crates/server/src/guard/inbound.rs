@@ -3,7 +3,7 @@
 //!   with credentials; a preflight from any other origin is refused (403), and its responses carry no CORS headers.
 //! - **CSRF**: a state-changing `/api` request (POST, PUT, PATCH, DELETE) whose `Origin` — or, without one, whose
 //!   `Referer` — is not an allowed origin is refused with 403, whatever its credentials; so is one a browser marks
-//!   `Sec-Fetch-Site: cross-site`. This comes on top of the SameSite=Strict cookie and the `application/json`
+//!   `Sec-Fetch-Site: cross-site` unless it comes from one of `DASHBOARD_ORIGINS`. This comes on top of the SameSite=Strict cookie and the `application/json`
 //!   requirement (which a cross-site form cannot meet without a preflight).
 //! - **Headers**: `/api` answers are `no-store` and carry `nosniff`, `X-Frame-Options: DENY` and
 //!   `Referrer-Policy: no-referrer`.
@@ -54,15 +54,19 @@ fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&s
 }
 
 /// The CSRF rule for a state-changing request (see the module comment). A request without `Origin`, `Referer`
-/// and `Sec-Fetch-Site` does not come from a browser page, so there is no forged cross-site request to stop.
+/// and `Sec-Fetch-Site` does not come from a browser page, so there is no forged cross-site request to stop. A
+/// browser's `Sec-Fetch-Site: cross-site` is believed whatever else the request says: such a request passes only
+/// from an origin in `DASHBOARD_ORIGINS` (the gateway's own origin is never cross-site to itself).
 fn csrf_allowed(headers: &HeaderMap, configured: &[String]) -> bool {
-    if let Some(origin) = header_str(headers, header::ORIGIN) {
-        return origin_allowed(origin, headers, configured);
+    let cross_site =
+        header_str(headers, "sec-fetch-site").is_some_and(|s| s.eq_ignore_ascii_case("cross-site"));
+    let claimed =
+        header_str(headers, header::ORIGIN).or_else(|| header_str(headers, header::REFERER));
+    match claimed {
+        Some(origin) if cross_site => origin_of(origin).is_some_and(|o| configured.contains(&o)),
+        Some(origin) => origin_allowed(origin, headers, configured),
+        None => !cross_site,
     }
-    if let Some(referer) = header_str(headers, header::REFERER) {
-        return origin_allowed(referer, headers, configured);
-    }
-    header_str(headers, "sec-fetch-site").is_none_or(|s| !s.eq_ignore_ascii_case("cross-site"))
 }
 
 fn refused(code: &'static str, message: &str) -> Response {
@@ -107,20 +111,35 @@ fn add_api_headers(response: &mut Response) {
         .or_insert(HeaderValue::from_static("no-store"));
 }
 
+/// What the middleware needs from the settings.
+#[derive(Debug)]
+pub struct Inbound {
+    /// `DASHBOARD_ORIGINS`.
+    pub origins: Vec<String>,
+    /// `/api` requests are answered 503 past this (`API_TIMEOUT_MS`; zero: never).
+    pub api_timeout: std::time::Duration,
+}
+
+/// `/api` routes whose work is bounded by its own deadlines and may take longer than `API_TIMEOUT_MS`: the
+/// playground (a relayed request that may wait in the queue) and the proxy pool's bulk tests and imports.
+fn runs_long(path: &str) -> bool {
+    path.starts_with("/api/playground") || path.starts_with("/api/proxies")
+}
+
 /// The middleware (installed by [`crate::app`]).
 /// Its state is the list of extra allowed origins (`DASHBOARD_ORIGINS`), shared.
 pub async fn protect(
-    State(configured): State<std::sync::Arc<[String]>>,
+    State(settings): State<std::sync::Arc<Inbound>>,
     request: Request,
     next: Next,
 ) -> Response {
+    let configured = &settings.origins;
     let path = request.uri().path();
     let is_api = path == "/api" || path.starts_with("/api/");
     let is_v1 = path == "/v1" || path.starts_with("/v1/") || path.starts_with("/v1beta/");
     if !is_api && !is_v1 {
         return next.run(request).await;
     }
-    let configured = &configured[..];
     let headers = request.headers();
     let origin = header_str(headers, header::ORIGIN).map(str::to_owned);
     let cors_origin = origin
@@ -164,6 +183,24 @@ pub async fn protect(
             "cross_site_request",
             "cross-site request refused: this call must come from the dashboard's own origin or one in DASHBOARD_ORIGINS",
         )
+    } else if is_api && !settings.api_timeout.is_zero() && !runs_long(path) {
+        let path = path.to_owned();
+        match tokio::time::timeout(settings.api_timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => {
+                // A stalled disk or database must not hang the dashboard: the caller hears why.
+                tracing::warn!(
+                    path,
+                    "an /api request ran past API_TIMEOUT_MS and was abandoned"
+                );
+                error_response(&ApiError::new(
+                    503,
+                    ErrorType::ServiceUnavailable,
+                    "api_timeout",
+                    "the gateway could not complete this in time (its database is slow or unreachable); try again",
+                ))
+            }
+        }
     } else {
         next.run(request).await
     };

@@ -81,6 +81,26 @@ async fn cross_site_requests_with_a_valid_cookie_are_refused() {
             .status(),
         201
     );
+    // A browser that says the call is cross-site is believed, even with the gateway's own Origin; a configured
+    // origin on another site may still call.
+    let r = admin
+        .request(reqwest::Method::POST, "/api/gateway-keys")
+        .header("origin", &own_origin)
+        .header("sec-fetch-site", "cross-site")
+        .json(&json!({ "label": "csrf" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = admin
+        .request(reqwest::Method::POST, "/api/gateway-keys")
+        .header("origin", "https://dash.example.com")
+        .header("sec-fetch-site", "cross-site")
+        .json(&json!({ "label": "csrf" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
     // Reads are not state changes.
     let r = admin
         .request(reqwest::Method::GET, "/api/gateway-keys")
@@ -90,6 +110,79 @@ async fn cross_site_requests_with_a_valid_cookie_are_refused() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("access-control-allow-origin").is_none());
+}
+
+/// Refusals made by the framework itself (a wrong method, a body too large for `/api`, a path that does not
+/// decode, `/ws` without an upgrade) come in the API's error shape too, not as plain text or an empty body.
+#[tokio::test]
+async fn the_frameworks_own_refusals_have_the_error_shape() {
+    let gw = start(&[]).await;
+    let admin = login_as(&gw, "admin", &gw.admin_password).await;
+    let expect = |status: u16, code: &'static str| {
+        move |r: reqwest::Response| async move {
+            assert_eq!(r.status().as_u16(), status);
+            assert!(
+                r.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("application/json"),
+                "{:?}",
+                r.headers()
+            );
+            let allow = r.headers().get("allow").cloned();
+            let body: Value = r.json().await.unwrap();
+            assert_openai_error(&body, code);
+            (body, allow)
+        }
+    };
+    let r = gw
+        .http
+        .get(format!("{}/v1/chat/completions", gw.url))
+        .send()
+        .await
+        .unwrap();
+    let (body, allow) = expect(405, "method_not_allowed")(r).await;
+    assert_eq!(allow.unwrap(), "POST", "the Allow header is kept");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("GET is not allowed on /v1/chat/completions"),
+        "{body}"
+    );
+    let r = gw
+        .http
+        .post(format!("{}/api/auth/login", gw.url))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 3 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    expect(413, "request_too_large")(r).await;
+    let r = admin
+        .request(reqwest::Method::PATCH, "/api/keys/%FF%FE")
+        .json(&json!({ "label": "x" }))
+        .send()
+        .await
+        .unwrap();
+    expect(400, "invalid_request")(r).await;
+    let r = admin
+        .request(reqwest::Method::GET, "/ws")
+        .send()
+        .await
+        .unwrap();
+    expect(400, "websocket_upgrade_required")(r).await;
+    // Google's shape on the Gemini surface.
+    let r = gw
+        .http
+        .delete(format!("{}/v1beta/models", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], 405, "{body}");
+    assert!(body["error"]["status"].is_string(), "{body}");
 }
 
 #[tokio::test]
@@ -246,4 +339,46 @@ async fn loopback_follows_the_setting() {
         !text.contains("encryption") && !text.contains("password\":\""),
         "{text}"
     );
+}
+
+/// A database that stops answering (here: another process holding SQLite's write lock) does not hang `/api`: the
+/// request gets a 503 in the error shape once `API_TIMEOUT_MS` has passed, and `/v1` is not affected.
+#[tokio::test]
+async fn a_stalled_database_gets_api_requests_a_503_in_time() {
+    use sqlx::Connection;
+    let config = server::ServerConfig {
+        api_timeout: std::time::Duration::from_millis(400),
+        ..fast_config()
+    };
+    let gw = start_with(config, &[("ok", &["m"])]).await;
+    let file = gw.store.sqlite_file().unwrap().to_owned();
+    let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = gw
+        .http
+        .post(format!("{}/api/auth/login", gw.url))
+        .json(&json!({ "username": "admin", "password": gw.admin_password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert_openai_error(&r.json().await.unwrap(), "api_timeout");
+    let (status, _, _) = gw.chat_json(simple_chat("m")).await;
+    assert_eq!(status, 200, "/v1 reads no database");
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    let r = gw
+        .http
+        .post(format!("{}/api/auth/login", gw.url))
+        .json(&json!({ "username": "admin", "password": gw.admin_password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "answers again once the database does");
 }
