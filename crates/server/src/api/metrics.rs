@@ -58,6 +58,8 @@ async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Response {
             .logs
             .dropped
             .load(std::sync::atomic::Ordering::Relaxed),
+        history_lost: state.logs.lost(),
+        history_held: state.logs.held(),
         proxies: probed.len(),
         proxies_healthy: probed.iter().filter(|p| p.health.is_healthy()).count(),
         fleet: state.fleet.as_ref().map(|f| {

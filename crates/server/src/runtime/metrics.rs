@@ -68,6 +68,9 @@ pub struct Gauges {
     pub provider_keys: usize,
     pub history_written: u64,
     pub history_dropped: u64,
+    /// Rows lost after the store refused them too long, and rows held in memory waiting for it.
+    pub history_lost: u64,
+    pub history_held: usize,
     pub proxies_healthy: usize,
     pub proxies: usize,
     /// In a fleet: (Redis answers, instances alive, notices not delivered).
@@ -206,12 +209,18 @@ impl Metrics {
             &mut out,
             "freellmapi_history_rows_total",
             "counter",
-            "Request-history rows written, and dropped because the writer's channel was full.",
+            "Request-history rows written, dropped because the writer's channel was full, and lost because the store refused them for too long.",
         );
         let _ = writeln!(
             out,
-            "freellmapi_history_rows_total{{outcome=\"written\"}} {}\nfreellmapi_history_rows_total{{outcome=\"dropped\"}} {}",
-            gauges.history_written, gauges.history_dropped
+            "freellmapi_history_rows_total{{outcome=\"written\"}} {}\nfreellmapi_history_rows_total{{outcome=\"dropped\"}} {}\nfreellmapi_history_rows_total{{outcome=\"lost\"}} {}",
+            gauges.history_written, gauges.history_dropped, gauges.history_lost
+        );
+        gauge(
+            &mut out,
+            "freellmapi_history_rows_held",
+            "Request-history rows the store refused, held in memory until it takes them again.",
+            gauges.history_held as f64,
         );
         gauge(
             &mut out,

@@ -8,6 +8,10 @@
 //! the p99 latency at concurrency 16.) When rows pile up the thread paces less, then not at all, so that it keeps up
 //! instead of dropping rows. On PostgreSQL the work happens in the database server, so the thread writes large
 //! batches through the store's pool, without pacing.
+//!
+//! A write the store refuses is retried for about 3 s (a lock, a killed connection, a database failover). If the
+//! store still refuses (a full or read-only disk, a database that is down), the rows are held in memory, up to
+//! [`HELD_MAX`], and offered again every [`HELD_RETRY`]; new rows queue behind them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
@@ -35,6 +39,11 @@ const MAX_PAUSE: Duration = Duration::from_millis(10);
 const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(2);
 /// How often the SQLite writer copies the write-ahead log back into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Rows kept in memory while the store refuses them (a full or read-only disk, a database that is down), written
+/// once it takes them again. Past this, the oldest are dropped and counted. About 300 bytes each.
+const HELD_MAX: usize = 100_000;
+/// How often held rows are offered to the store again.
+const HELD_RETRY: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 pub struct RequestLogWriter {
@@ -53,6 +62,10 @@ struct Shared {
     /// Set at shutdown: write what is left at full speed.
     closing: AtomicBool,
     written: AtomicU64,
+    /// Rows the store refused, waiting in memory for it to take them.
+    held: AtomicUsize,
+    /// Rows lost: held past [`HELD_MAX`], or still refused at shutdown.
+    lost: AtomicU64,
 }
 
 /// How long request logs are kept (`REQUEST_ANALYTICS_RETENTION_DAYS`, `REQUEST_ANALYTICS_MAX_ROWS`).
@@ -72,6 +85,64 @@ enum Sink {
     Sqlite(HistoryConnection),
     /// The store's pool: PostgreSQL, or SQLite in memory. Driven from the writer thread through the runtime.
     Pool(Box<Store>, tokio::runtime::Handle),
+}
+
+impl Sink {
+    /// One attempt at inserting `rows`.
+    fn insert(&mut self, rows: &[RequestLog]) -> Result<(), store::StoreError> {
+        match self {
+            Sink::Sqlite(conn) => conn.write(rows, None).map(|_| ()),
+            Sink::Pool(store, runtime) => runtime.block_on(store.insert_request_logs(rows)),
+        }
+    }
+}
+
+/// Rows the store refused, oldest first, bounded by [`HELD_MAX`].
+struct Held {
+    rows: std::collections::VecDeque<RequestLog>,
+    next_try: Instant,
+}
+
+impl Held {
+    fn keep(&mut self, rows: &mut Vec<RequestLog>, shared: &Shared) {
+        self.rows.extend(rows.drain(..));
+        let excess = self.rows.len().saturating_sub(HELD_MAX);
+        if excess > 0 {
+            self.rows.drain(..excess);
+            let lost = shared.lost.fetch_add(excess as u64, Ordering::Relaxed) + excess as u64;
+            tracing::error!(
+                lost,
+                "request history: the store has refused rows for too long; the oldest are dropped"
+            );
+        }
+        shared.held.store(self.rows.len(), Ordering::Relaxed);
+    }
+
+    /// Offers the oldest held rows to the store if it is time; true if it took them.
+    fn retry(&mut self, sink: &mut Sink, chunk: usize, shared: &Shared, now: Instant) -> bool {
+        if self.rows.is_empty() || now < self.next_try {
+            return false;
+        }
+        let n = self.rows.len().min(chunk);
+        let taken = sink.insert(&self.rows.make_contiguous()[..n]);
+        match taken {
+            Ok(()) => {
+                self.rows.drain(..n);
+                shared.written.fetch_add(n as u64, Ordering::Relaxed);
+                shared.held.store(self.rows.len(), Ordering::Relaxed);
+                if self.rows.is_empty() {
+                    tracing::info!(
+                        "request history: the store takes rows again; every held row is written"
+                    );
+                }
+                true
+            }
+            Err(_) => {
+                self.next_try = now + HELD_RETRY;
+                false
+            }
+        }
+    }
 }
 
 impl RequestLogWriter {
@@ -94,6 +165,8 @@ impl RequestLogWriter {
             capacity,
             closing: AtomicBool::new(false),
             written: AtomicU64::new(0),
+            held: AtomicUsize::new(0),
+            lost: AtomicU64::new(0),
         });
         let thread = {
             let shared = shared.clone();
@@ -132,6 +205,16 @@ impl RequestLogWriter {
     /// Rows written to the store so far.
     pub fn written(&self) -> u64 {
         self.shared.written.load(Ordering::Relaxed)
+    }
+
+    /// Rows the store refused that wait in memory to be written.
+    pub fn held(&self) -> usize {
+        self.shared.held.load(Ordering::Relaxed)
+    }
+
+    /// Rows lost because the store refused them for too long (see [`HELD_MAX`]).
+    pub fn lost(&self) -> u64 {
+        self.shared.lost.load(Ordering::Relaxed)
     }
 
     /// Closes the channel and waits for the writer to write what it holds.
@@ -177,14 +260,20 @@ fn write_loop(
     let mut bound: Option<i64> = None;
     let mut next_check = Instant::now();
     let mut pruned = 0usize;
+    let mut held = Held {
+        rows: std::collections::VecDeque::new(),
+        next_try: Instant::now(),
+    };
     loop {
-        // Wait for rows: without end when there is nothing else to do, otherwise until retention has work.
-        let wait = if retention.is_none() {
-            None
-        } else if bound.is_some() {
-            Some(Duration::ZERO)
-        } else {
-            Some(next_check.saturating_duration_since(Instant::now()))
+        // Wait for rows: without end when there is nothing else to do, otherwise until retention or held rows
+        // have work.
+        let now = Instant::now();
+        let wait = match (retention.is_some(), held.rows.is_empty()) {
+            _ if bound.is_some() => Some(Duration::ZERO),
+            (false, true) => None,
+            (true, true) => Some(next_check.saturating_duration_since(now)),
+            (false, false) => Some(held.next_try.saturating_duration_since(now)),
+            (true, false) => Some(next_check.min(held.next_try).saturating_duration_since(now)),
         };
         let mut closed = match wait {
             None => match rx.recv() {
@@ -209,86 +298,108 @@ fn write_loop(
         shared.queued.fetch_sub(rows.len(), Ordering::Relaxed);
 
         let started = Instant::now();
-        match &mut sink {
-            Sink::Sqlite(conn) => {
-                if let Some(retention) = retention.filter(|_| started >= next_check) {
-                    next_check = started + RETENTION_CHECK_EVERY;
-                    bound = conn
-                        .retention_bound(
-                            retention.max_age,
-                            retention.max_rows,
-                            crate::runtime::events::now_ms() as i64,
-                        )
-                        .unwrap_or_else(|e| {
-                            tracing::warn!(error = %e, "request history retention check failed");
-                            None
-                        });
-                }
-                // New rows and old ones go in separate transactions, each followed by its rest: two short holds of
-                // the core rather than one long one.
-                if !rows.is_empty() {
-                    match with_retries(|| conn.write(&rows, None)) {
-                        Ok(_) => {
-                            shared
-                                .written
-                                .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, rows = rows.len(), "request logs could not be written")
-                        }
-                    }
-                    rest(started, shared);
-                }
-                if let Some(through) = bound {
-                    let started = Instant::now();
-                    match conn.write(&[], Some((through, SQLITE_CHUNK))) {
-                        Ok(deleted) => {
-                            pruned += deleted;
-                            if deleted < SQLITE_CHUNK {
-                                bound = None;
-                                tracing::debug!(
-                                    rows = pruned,
-                                    "request history pruned by retention settings"
-                                );
-                                pruned = 0;
-                            }
-                        }
-                        Err(e) => {
-                            bound = None;
-                            tracing::warn!(error = %e, "request history pruning failed");
-                        }
-                    }
-                    rest(started, shared);
-                }
-                if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-                    let started = Instant::now();
-                    last_checkpoint = started;
-                    if let Err(e) = conn.checkpoint() {
-                        tracing::warn!(error = %e, "database checkpoint failed");
-                    }
-                    rest(started, shared);
-                }
+        if let (Sink::Sqlite(conn), Some(retention)) = (&mut sink, retention) {
+            if started >= next_check {
+                next_check = started + RETENTION_CHECK_EVERY;
+                bound = conn
+                    .retention_bound(
+                        retention.max_age,
+                        retention.max_rows,
+                        crate::runtime::events::now_ms() as i64,
+                    )
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "request history retention check failed");
+                        None
+                    });
             }
-            Sink::Pool(store, runtime) => {
-                if !rows.is_empty() {
-                    match with_retries(|| runtime.block_on(store.insert_request_logs(&rows))) {
-                        Ok(()) => {
-                            shared
-                                .written
-                                .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, rows = rows.len(), "request logs could not be written")
+        }
+        if !rows.is_empty() || !held.rows.is_empty() {
+            insert_or_hold(&mut sink, &mut rows, &mut held, chunk, shared);
+            if matches!(sink, Sink::Sqlite(_)) {
+                // New rows and old ones go in separate transactions, each followed by its rest: two short holds
+                // of the core rather than one long one.
+                rest(started, shared);
+            }
+        }
+        if let Sink::Sqlite(conn) = &mut sink {
+            if let Some(through) = bound {
+                let started = Instant::now();
+                match conn.write(&[], Some((through, SQLITE_CHUNK))) {
+                    Ok(deleted) => {
+                        pruned += deleted;
+                        if deleted < SQLITE_CHUNK {
+                            bound = None;
+                            tracing::debug!(
+                                rows = pruned,
+                                "request history pruned by retention settings"
+                            );
+                            pruned = 0;
                         }
                     }
+                    Err(e) => {
+                        bound = None;
+                        tracing::warn!(error = %e, "request history pruning failed");
+                    }
                 }
+                rest(started, shared);
+            }
+            if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                let started = Instant::now();
+                last_checkpoint = started;
+                if let Err(e) = conn.checkpoint() {
+                    tracing::warn!(error = %e, "database checkpoint failed");
+                }
+                rest(started, shared);
             }
         }
         rows.clear();
         if closed {
+            // Last chance for held rows: the store may have come back.
+            held.next_try = Instant::now();
+            while held.retry(&mut sink, chunk, shared, Instant::now()) {}
+            if !held.rows.is_empty() {
+                let n = held.rows.len() as u64;
+                shared.lost.fetch_add(n, Ordering::Relaxed);
+                tracing::error!(
+                    rows = n,
+                    "request history: rows still refused by the store at shutdown are lost"
+                );
+            }
             break;
         }
     }
+}
+
+/// Writes new rows (with retries), or keeps them with the held ones while the store refuses rows, then offers the
+/// held rows again when their retry is due. New rows wait behind held ones, so that a failing store is asked once
+/// per [`HELD_RETRY`], not once per batch.
+fn insert_or_hold(
+    sink: &mut Sink,
+    rows: &mut Vec<RequestLog>,
+    held: &mut Held,
+    chunk: usize,
+    shared: &Shared,
+) {
+    if !rows.is_empty() {
+        if held.rows.is_empty() {
+            match with_retries(|| sink.insert(rows)) {
+                Ok(()) => {
+                    shared
+                        .written
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    rows.clear();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, rows = rows.len(), "request logs could not be written; held in memory until the store takes them");
+                    held.next_try = Instant::now() + HELD_RETRY;
+                    held.keep(rows, shared);
+                }
+            }
+        } else {
+            held.keep(rows, shared);
+        }
+    }
+    held.retry(sink, chunk, shared, Instant::now());
 }
 
 /// Pauses before the retries of a failed write: a lock held by another writer, a database connection killed
@@ -484,22 +595,14 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_writer_goes_through_the_pool() {
-        use sqlx::Connection;
-        let Some(base) = std::env::var("FREELLMAPI_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-        else {
+        let Some(base) = store::testing::postgres_base() else {
             eprintln!("\n!!!! NOTICE: FREELLMAPI_TEST_POSTGRES_URL is not set; the PostgreSQL history writer was NOT tested !!!!\n");
             return;
         };
-        let name = format!("freellmapi_test_{}", store::random_hex(6));
-        let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
+        let url = store::testing::fresh_postgres_database(&base)
             .await
             .unwrap();
-        let (head, _) = base.rsplit_once('/').unwrap();
-        burst_is_written_in_full(&format!("{head}/{name}"), false).await;
+        burst_is_written_in_full(&url, false).await;
     }
 
     #[test]
@@ -509,6 +612,8 @@ mod tests {
             capacity: 8192,
             closing: AtomicBool::new(false),
             written: AtomicU64::new(0),
+            held: AtomicUsize::new(0),
+            lost: AtomicU64::new(0),
         };
         let work = Duration::from_micros(150);
         assert_eq!(pause_after(work, &shared), Some(work * PACE));

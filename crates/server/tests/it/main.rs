@@ -10,6 +10,7 @@ mod failover;
 mod fleet;
 mod gemini_surface;
 mod harness;
+mod history;
 mod isolation;
 mod key_checks;
 mod live;
