@@ -377,6 +377,22 @@ fn extract_think_tags(message: &mut Map<String, Value>) -> bool {
     true
 }
 
+/// Whether the platform honours `stream_options.include_usage`, so that the gateway may ask for the usage of a
+/// stream whose client did not (and take the extra chunk out again): the token counts of the limit ledger, the
+/// gateway keys' daily tokens and the history then come from the provider instead of an estimate from the text.
+/// Platforms not known to accept the field (Mistral's strict schema refuses unknown ones; custom servers vary) are
+/// left alone.
+pub fn asks_stream_usage(platform: Platform) -> bool {
+    matches!(
+        platform,
+        Platform::Groq
+            | Platform::Cerebras
+            | Platform::OpenRouter
+            | Platform::GitHub
+            | Platform::Nvidia
+    )
+}
+
 /// The chat request body for an OpenAI-dialect platform: the client's bytes untouched unless the platform has a
 /// request quirk that changes them.
 pub fn openai_chat_request(platform: Platform, body: Bytes) -> Bytes {

@@ -5,6 +5,7 @@
 pub mod error;
 pub mod request;
 pub mod sse;
+pub mod stream_usage;
 
 pub use error::{ApiError, ErrorType};
 pub use request::{ChatRequestView, EmbeddingsRequestView, Needs, RequestFieldError};

@@ -38,6 +38,8 @@ pub(super) struct Committed {
     pub(super) held: Vec<Bytes>,
     pub(super) rest: UpstreamStream,
     pub(super) watch: StreamWatch,
+    /// The gateway asked the upstream for usage the client did not ask for: its usage-only chunk is not relayed.
+    pub(super) strip_usage: bool,
 }
 
 pub(super) const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -232,6 +234,22 @@ pub(super) async fn attempt(
         let base64 = providers::dialect::openai_embeddings_wants_base64(&body);
         (include_usage, base64)
     });
+    // A stream's usage from the provider, where the platform gives it, rather than an estimate from its text.
+    let mut usage_added = false;
+    let body = match operation {
+        Operation::Chat { stream: true }
+            if !adapter.is_native() && providers::quirks::asks_stream_usage(key.platform) =>
+        {
+            match wire::stream_usage::with_usage_requested(&body) {
+                Some(asked) => {
+                    usage_added = true;
+                    Bytes::from(asked)
+                }
+                None => body,
+            }
+        }
+        _ => body,
+    };
     let request = match operation {
         Operation::Chat { stream } => adapter.chat_request(&key.endpoint, model, body, stream),
         Operation::Embeddings => adapter.embeddings_request(&key.endpoint, model, body),
@@ -350,7 +368,11 @@ pub(super) async fn attempt(
         }),
         None => upstream,
     };
-    hold_until_first_delta(upstream, config.first_token_stall).await
+    let mut held = hold_until_first_delta(upstream, config.first_token_stall).await?;
+    if let Upstream::Stream(committed) = &mut held {
+        committed.strip_usage = usage_added;
+    }
+    Ok(held)
 }
 
 /// A provider's own rate-limit headers: the remaining share feeds the score's headroom, and a used-up allowance

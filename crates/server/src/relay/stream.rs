@@ -47,7 +47,12 @@ pub(super) async fn hold_until_first_delta(
             None => {
                 watch.finish_splitter();
                 if watch.finished {
-                    return Ok(Upstream::Stream(Committed { held, rest, watch }));
+                    return Ok(Upstream::Stream(Committed {
+                        held,
+                        rest,
+                        watch,
+                        strip_usage: false,
+                    }));
                 }
                 return Err(UpstreamFailure::new(
                     ErrorClass::Server,
@@ -74,7 +79,12 @@ pub(super) async fn hold_until_first_delta(
                 }
                 // A finish reason without output is a legitimately empty answer; `[DONE]` without either is not.
                 if signal.output || watch.finished || held_bytes > MAX_HELD_BYTES {
-                    return Ok(Upstream::Stream(Committed { held, rest, watch }));
+                    return Ok(Upstream::Stream(Committed {
+                        held,
+                        rest,
+                        watch,
+                        strip_usage: false,
+                    }));
                 }
                 if watch.done {
                     return Err(UpstreamFailure::new(
@@ -233,6 +243,17 @@ pub(super) struct RelayBody {
     ttfb: Duration,
     /// When the live board last heard this stream's output count.
     last_progress: Option<Instant>,
+    /// Usage-only events are not relayed (the gateway asked for them, the client did not).
+    strip_usage: bool,
+}
+
+/// Adds a chunk to the outgoing batch, without its usage-only events when the client did not ask for usage.
+fn push_chunk(batch: &mut BytesMut, chunk: &[u8], strip_usage: bool) {
+    if strip_usage {
+        wire::stream_usage::without_usage_events(chunk, |b| batch.extend_from_slice(b));
+    } else {
+        batch.extend_from_slice(chunk);
+    }
 }
 
 /// Inactivity checks per idle timeout (see `RelayBody::idle`).
@@ -258,7 +279,7 @@ impl RelayBody {
         let held_len = committed.held.iter().map(Bytes::len).sum::<usize>();
         let mut batch = BytesMut::with_capacity(held_len.max(4096));
         for chunk in &committed.held {
-            batch.extend_from_slice(chunk);
+            push_chunk(&mut batch, chunk, committed.strip_usage);
         }
         Self {
             batch,
@@ -273,6 +294,7 @@ impl RelayBody {
             guard,
             ttfb,
             last_progress: None,
+            strip_usage: committed.strip_usage,
         }
     }
 
@@ -404,7 +426,7 @@ impl http_body::Body for RelayBody {
                     this.progress();
                     this.active = true;
                     this.turns_given = 0;
-                    this.batch.extend_from_slice(&chunk);
+                    push_chunk(&mut this.batch, &chunk, this.strip_usage);
                     if this.batch.len() >= MAX_BATCH {
                         return this.flush();
                     }

@@ -221,3 +221,37 @@ async fn a_stream_without_usage_is_counted_from_its_text_not_its_delta_count() {
     // 230 bytes of text are about 58 tokens; the 40 deltas were what used to be recorded.
     assert!((52..=64).contains(&output), "output_tokens {output}");
 }
+
+/// On a platform that honours `stream_options.include_usage`, the gateway asks for the usage the client did not:
+/// the history (and the limit ledger) get the provider's token counts, and the client gets exactly the stream it
+/// asked for, without the extra usage chunk.
+#[tokio::test]
+async fn usage_the_client_did_not_ask_for_is_asked_for_upstream_and_not_relayed() {
+    let gw = start_with(stream_config(), &[("groq:chunks40", &["m"])]).await;
+    let body = serde_json::json!({
+        "model": "m", "stream": true, "messages": [{ "role": "user", "content": "Say hello" }]
+    });
+    let r = gw.chat(body).send().await.unwrap();
+    assert_eq!(r.headers()["x-freellmapi-provider"], "groq");
+    let events = sse_events(r).await;
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    assert_eq!(contents(&events).len(), 230);
+    assert!(
+        !events.iter().any(|e| e.contains("\"usage\"")),
+        "no usage chunk for a client that did not ask: {events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .filter(|e| *e != "[DONE]")
+            .all(|e| e.contains("\"choices\":[{")),
+        "every relayed chunk has a choice: {events:?}"
+    );
+    let sent = gw.mock.requests("chunks40")[0].json().unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    let user = gw.user_id.clone();
+    let store = gw.stop().await;
+    let rows = store.recent_requests(&user, 1).await.unwrap();
+    // The provider's count (the mock reports one token per delta), not the estimate from the text (about 58).
+    assert_eq!(rows[0]["output_tokens"], 40, "{}", rows[0]);
+}
