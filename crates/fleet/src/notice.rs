@@ -21,6 +21,10 @@ pub enum Notice {
     Live { user: String, event: String },
     /// `user` has a live dashboard open on some instance (repeated while it stays open).
     Watching { user: String },
+    /// A failed login (or password confirmation) for `account` from `address`: counted by every instance's throttle.
+    LoginFailed { account: String, address: String },
+    /// `account` logged in: its failures are cleared everywhere.
+    LoginSucceeded { account: String },
 }
 
 #[derive(Serialize)]

@@ -164,7 +164,7 @@ async fn login(
         .verify_login(&body.username, &body.password)
         .await?
     else {
-        state.login_throttle.failed(&body.username, peer.ip(), now);
+        state.login_failed(&body.username, peer.ip(), now);
         return Err(ApiError::new(
             401,
             ErrorType::AuthenticationError,
@@ -173,7 +173,7 @@ async fn login(
         )
         .into());
     };
-    state.login_throttle.succeeded(&body.username);
+    state.login_succeeded(&body.username);
     let ttl = state.config.session_ttl;
     let token = state.store.create_session(&user.id, ttl).await?;
     tracing::info!(user = %user.username, "login");

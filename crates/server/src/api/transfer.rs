@@ -81,7 +81,7 @@ async fn export_keys(
         .check(&user.username, peer.ip(), now)
         .map_err(too_many_attempts)?;
     if !state.store.check_password(&user.id, &body.password).await? {
-        state.login_throttle.failed(&user.username, peer.ip(), now);
+        state.login_failed(&user.username, peer.ip(), now);
         return Err(GatewayError(ApiError::new(
             403,
             ErrorType::PermissionError,

@@ -235,7 +235,7 @@ async fn change_password(
         .check_password(&user.id, &body.current_password)
         .await?
     {
-        state.login_throttle.failed(&user.username, peer.ip(), now);
+        state.login_failed(&user.username, peer.ip(), now);
         return Err(GatewayError(ApiError::new(
             403,
             ErrorType::PermissionError,

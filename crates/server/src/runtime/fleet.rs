@@ -192,6 +192,24 @@ impl AppState {
         });
     }
 
+    /// Counts a failed login here and on every instance of the fleet (a guesser behind a load balancer gets the
+    /// attempts of one instance, not of N).
+    pub(crate) fn login_failed(&self, username: &str, address: std::net::IpAddr, now: Instant) {
+        self.login_throttle.failed(username, address, now);
+        self.tell_fleet(|| Notice::LoginFailed {
+            account: username.to_owned(),
+            address: address.to_string(),
+        });
+    }
+
+    /// Clears an account's failed logins here and on every instance.
+    pub(crate) fn login_succeeded(&self, username: &str) {
+        self.login_throttle.succeeded(username);
+        self.tell_fleet(|| Notice::LoginSucceeded {
+            account: username.to_owned(),
+        });
+    }
+
     /// Tells the other instances something this one learned (no-op outside a fleet).
     pub(crate) fn tell_fleet(&self, notice: impl FnOnce() -> Notice) {
         if let Some(fleet) = &self.fleet {
@@ -262,5 +280,11 @@ async fn apply(state: &AppState, notice: Notice) {
         Notice::Invalid { key, generation } => state.books.cooldowns.mark_invalid(&key, generation),
         Notice::Live { user, event } => state.events.relay_remote(&user, event),
         Notice::Watching { user } => state.events.watched_elsewhere(&user, now),
+        Notice::LoginFailed { account, address } => {
+            if let Ok(address) = address.parse() {
+                state.login_throttle.failed(&account, address, now);
+            }
+        }
+        Notice::LoginSucceeded { account } => state.login_throttle.succeeded(&account),
     }
 }

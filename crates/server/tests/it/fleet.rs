@@ -396,3 +396,24 @@ async fn losing_redis_fails_no_request_and_limits_are_shared_again_when_it_is_ba
     }
     assert_eq!(successes(&f.burst("m", 15).await), 15);
 }
+
+#[tokio::test]
+async fn failed_logins_count_over_the_fleet() {
+    let Some(f) = fleet(3, &[]).await else {
+        return;
+    };
+    let login = |i: usize, password: &'static str| {
+        f.http
+            .post(format!("{}/api/auth/login", f.instances[i].url))
+            .json(&json!({ "username": "admin", "password": password }))
+            .send()
+    };
+    // Five wrong passwords spread over three instances: alone, none of them would have seen enough to lock.
+    for i in 0..5 {
+        assert_eq!(login(i % 3, "wrong-password").await.unwrap().status(), 401);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = login(2, "admin-password-1").await.unwrap();
+    assert_eq!(r.status(), 429, "the account is locked on every instance");
+    assert!(r.headers().contains_key("retry-after"));
+}
