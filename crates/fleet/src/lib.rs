@@ -349,6 +349,29 @@ impl Fleet {
         }
     }
 
+    /// Takes the fleet's one probe of a candidate whose rest ended, for `hold`; false when another instance holds
+    /// it. While Redis is down every instance decides alone (true).
+    pub async fn claim_probe(&self, key: &str, model: &str, hold: Duration) -> bool {
+        let Some(mut connection) = self.connection() else {
+            return true;
+        };
+        let taken: Result<Option<String>, _> = redis::cmd("SET")
+            .arg(format!("freellmapi:probe:{key}:{model}"))
+            .arg(&self.instance)
+            .arg("NX")
+            .arg("PX")
+            .arg(hold.as_millis() as u64)
+            .query_async(&mut connection)
+            .await;
+        match taken {
+            Ok(answer) => answer.is_some(),
+            Err(e) => {
+                self.down("probe", &e);
+                true
+            }
+        }
+    }
+
     /// Tells the other instances (never this one) about `notice`. Never waits; dropped while the fleet is down.
     pub fn publish(&self, notice: &Notice) {
         if !self.is_up() {

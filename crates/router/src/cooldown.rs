@@ -75,6 +75,17 @@ struct Entry {
     probe_until: Option<Instant>,
 }
 
+/// What a request about to try a candidate found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The candidate is not resting.
+    Free,
+    /// Its rest ended and this request is its one probe.
+    Probe,
+    /// It rests, or another request is probing it.
+    Busy,
+}
+
 /// How long one probe keeps the others off a candidate whose rest ended.
 pub const PROBE_HOLD: Duration = Duration::from_secs(10);
 
@@ -240,20 +251,25 @@ impl CooldownBook {
     /// Called by a request about to try the candidate. `true` unless another request is probing it. When its rest
     /// has just ended, the caller becomes the one probe: others see the candidate resting for up to
     /// [`PROBE_HOLD`], until the probe's outcome is recorded.
-    pub fn claim_probe(&self, (key, model): Attempted<'_>, now: Instant) -> bool {
+    pub fn claim_probe(&self, attempted: Attempted<'_>, now: Instant) -> bool {
+        self.claim(attempted, now) != Claim::Busy
+    }
+
+    /// Like [`CooldownBook::claim_probe`], saying whether the caller became the candidate's probe.
+    pub fn claim(&self, (key, model): Attempted<'_>, now: Instant) -> Claim {
         let mut cooling = lock(&self.cooling);
         if cooling.is_empty() {
-            return true;
+            return Claim::Free;
         }
         let id = (Arc::<str>::from(key), Arc::<str>::from(model));
         let Some(e) = cooling.get_mut(&id) else {
-            return true;
+            return Claim::Free;
         };
         if e.until > now || e.probe_until.is_some_and(|p| p > now) {
-            return false;
+            return Claim::Busy;
         }
         e.probe_until = Some(now + PROBE_HOLD);
-        true
+        Claim::Probe
     }
 
     /// A probe ended without saying anything about the candidate (the client left, the request did not fit):

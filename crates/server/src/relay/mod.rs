@@ -168,9 +168,8 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                 };
                 // A candidate whose rest just ended is probed by one request; another got there first.
                 if !state
-                    .books
-                    .cooldowns
                     .claim_probe((candidates[i].key, candidates[i].model), now)
+                    .await
                 {
                     state.refund(&permit);
                     continue;

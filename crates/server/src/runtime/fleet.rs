@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleet::{Fleet, Health, Inbox, Notice, Shared, SharedPermit};
-use router::{Candidate, Day, Denied, Limits, Outcome, Permit, TokenAsk};
+use router::{Candidate, Claim, Day, Denied, Limits, Outcome, Permit, TokenAsk};
 use tokio::time::Instant;
 
 use crate::runtime::gateway_usage::KeyLimitDenied;
@@ -147,6 +147,21 @@ impl AppState {
         if let Some(fleet) = self.fleet.as_ref().filter(|f| f.is_up() && tokens > 0) {
             let (fleet, scope) = (Arc::clone(fleet), gateway_scope(id));
             tokio::spawn(async move { fleet.count_tokens(&scope, tokens).await });
+        }
+    }
+
+    /// Whether this request may try the candidate now: not while it rests or another request (on any instance of
+    /// the fleet) probes it after its rest.
+    pub(crate) async fn claim_probe(&self, (key, model): (&str, &str), now: Instant) -> bool {
+        match self.books.cooldowns.claim((key, model), now) {
+            Claim::Free => true,
+            Claim::Busy => false,
+            // Another instance probing keeps this one's hold in place: the candidate rests here until that
+            // probe's outcome arrives (a recovery or a new cooldown) or the hold ends.
+            Claim::Probe => match &self.fleet {
+                Some(fleet) => fleet.claim_probe(key, model, router::PROBE_HOLD).await,
+                None => true,
+            },
         }
     }
 

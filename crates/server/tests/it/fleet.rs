@@ -417,3 +417,35 @@ async fn failed_logins_count_over_the_fleet() {
     assert_eq!(r.status(), 429, "the account is locked on every instance");
     assert!(r.headers().contains_key("retry-after"));
 }
+
+/// When a candidate's rest ends, the fleet sends it one probe, not one per instance.
+#[tokio::test]
+async fn a_rested_candidate_gets_one_probe_from_the_whole_fleet() {
+    let none = KeyLimits::default();
+    // The first hit answers 429 with Retry-After: 1; later ones succeed, slowly enough to overlap.
+    let Some(f) = fleet(3, &[("429+ra1+first1+slow300", &["m"], none)]).await else {
+        return;
+    };
+    let scenario = "429+ra1+first1+slow300";
+    let key = f.key_ids[0].clone();
+    assert_eq!(f.chat(0, "m").await.0, 429);
+    assert_eq!(f.mock.hits(scenario), 1);
+    within(Duration::from_secs(1), async || {
+        f.instances.iter().all(|i| {
+            i.state
+                .books
+                .cooldowns
+                .cooling_until((&key, "m"), tokio::time::Instant::now())
+                .is_some()
+        })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let answers = f.burst("m", 6).await;
+    assert_eq!(
+        f.mock.hits(scenario),
+        2,
+        "one probe over three instances: {answers:?}"
+    );
+    assert_eq!(successes(&answers), 1, "{answers:?}");
+}
