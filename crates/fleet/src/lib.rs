@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 mod notice;
 pub mod test_redis;
 
-pub use notice::Notice;
+pub use notice::{Notice, Outcomes};
 
 /// The pub/sub channel of notices.
 const CHANNEL: &str = "freellmapi:notices";

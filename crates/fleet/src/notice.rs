@@ -25,6 +25,19 @@ pub enum Notice {
     LoginFailed { account: String, address: String },
     /// `account` logged in: its failures are cleared everywhere.
     LoginSucceeded { account: String },
+    /// Attempt outcomes of the last second on the sender, per candidate, for the others' scores.
+    Scores { outcomes: Vec<Outcomes> },
+}
+
+/// One candidate's attempts over a period on one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcomes {
+    pub key: String,
+    pub model: String,
+    pub successes: u32,
+    pub failures: u32,
+    /// Mean latency of the successes, in milliseconds.
+    pub latency_ms: Option<u64>,
 }
 
 #[derive(Serialize)]

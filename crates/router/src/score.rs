@@ -32,6 +32,8 @@ const LATENCY_ALPHA: f64 = 0.3;
 const DEFAULT_LATENCY_MS: f64 = 0.0;
 /// Scores closer than this are equal (rotated, not ranked).
 pub const TIE: f64 = 0.02;
+/// Most samples replayed when another instance's outcomes are merged (0.9^20 ≈ 0.12: older ones barely count).
+pub const MERGED_SAMPLES: u32 = 20;
 /// A provider's own rate-limit headers are trusted for this long.
 const HINT_TTL: Duration = Duration::from_secs(60);
 
@@ -115,6 +117,42 @@ impl ScoreBook {
         }
     }
 
+    /// Merges another instance's outcomes of one candidate: its latest samples (at most [`MERGED_SAMPLES`], since
+    /// older ones would have decayed away anyway) are replayed here, successes and failures interleaved.
+    pub fn merge(
+        &self,
+        key: &Arc<str>,
+        model: &Arc<str>,
+        successes: u32,
+        failures: u32,
+        latency: Option<Duration>,
+    ) {
+        let total = successes.saturating_add(failures);
+        if total == 0 {
+            return;
+        }
+        let replayed = total.min(MERGED_SAMPLES);
+        let ok = (u64::from(replayed) * u64::from(successes)).div_ceil(u64::from(total)) as u32;
+        let mut stats = lock(&self.stats);
+        let entry = stats
+            .entry((Arc::clone(key), Arc::clone(model)))
+            .or_default();
+        for i in 0..replayed {
+            // Spread the successes over the replay (Bresenham), so that neither kind ends up weighing more.
+            let success = (u64::from(i + 1) * u64::from(ok) / u64::from(replayed))
+                > (u64::from(i) * u64::from(ok) / u64::from(replayed));
+            entry.successes = entry.successes * DECAY + f64::from(u8::from(success));
+            entry.attempts = entry.attempts * DECAY + 1.0;
+        }
+        if let Some(latency) = latency.filter(|_| successes > 0) {
+            let ms = latency.as_secs_f64() * 1000.0;
+            entry.latency_ms = Some(match entry.latency_ms {
+                Some(avg) => avg + LATENCY_ALPHA * (ms - avg),
+                None => ms,
+            });
+        }
+    }
+
     /// Records the provider's own view of the remaining allowance (`remaining / limit`).
     pub fn record_hint(
         &self,
@@ -189,6 +227,36 @@ pub fn rank(scores: &[f64], ready: &mut [usize], rotation: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn merged_outcomes_move_the_score_like_local_ones() {
+        let (local, merged) = (ScoreBook::default(), ScoreBook::default());
+        let (k, m): (Arc<str>, Arc<str>) = (Arc::from("k"), Arc::from("m"));
+        for i in 0..10 {
+            local.record(
+                &k,
+                &m,
+                i % 2 == 0,
+                (i % 2 == 0).then(|| Duration::from_millis(200)),
+            );
+        }
+        merged.merge(&k, &m, 5, 5, Some(Duration::from_millis(200)));
+        let now = Instant::now();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        local.inputs([("k", "m", 1.0)].into_iter(), now, &mut a);
+        merged.inputs([("k", "m", 1.0)].into_iter(), now, &mut b);
+        assert!(
+            (a[0].reliability - b[0].reliability).abs() < 0.05,
+            "{a:?} {b:?}"
+        );
+        assert!(b[0].reliability < 0.7);
+        assert_eq!(b[0].latency_ms, Some(200.0));
+        // A flood of failures elsewhere weighs like the last 20 of them.
+        merged.merge(&k, &m, 0, 5000, None);
+        let mut c = Vec::new();
+        merged.inputs([("k", "m", 1.0)].into_iter(), now, &mut c);
+        assert!(c[0].reliability < 0.25, "{c:?}");
+    }
 
     fn id(s: &str) -> Arc<str> {
         Arc::from(s)

@@ -258,10 +258,7 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                         if let Some(t) = &turn_of_conversation {
                             state.conversations.served(t, model, Instant::now());
                         }
-                        state
-                            .books
-                            .scores
-                            .record(&key.id, model, true, Some(latency));
+                        state.scored(&key.id, model, true, Some(latency));
                         if let Some(u) = usage {
                             state.reconcile(&permit, u.prompt_tokens + u.completion_tokens);
                             state.queue.wake_all();
@@ -294,7 +291,7 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                         if let Some(t) = &turn_of_conversation {
                             state.conversations.served(t, model, Instant::now());
                         }
-                        state.books.scores.record(&key.id, model, true, Some(ttft));
+                        state.scored(&key.id, model, true, Some(ttft));
                         guard.served = Some((key.clone(), model.clone()));
                         guard.permit = Some(permit);
                         let ttfb = guard.meta.started.elapsed();
@@ -334,7 +331,7 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                 );
                 if cooldown.is_some() {
                     // Only the candidate's own failures count against it, not a request it could not take.
-                    state.books.scores.record(&key.id, model, false, None);
+                    state.scored(&key.id, model, false, None);
                 }
                 state
                     .events

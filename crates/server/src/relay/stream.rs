@@ -350,7 +350,7 @@ impl RelayBody {
             Outcome::Transient { retry_after: None },
             Instant::now(),
         );
-        state.books.scores.record(&key.id, model, false, None);
+        state.scored(&key.id, model, false, None);
         tracing::warn!(
             target: "freellmapi::attempt",
             provider = key.platform.id(),

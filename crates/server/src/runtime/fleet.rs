@@ -10,7 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleet::{Fleet, Health, Inbox, Notice, Shared, SharedPermit};
+use std::collections::HashMap;
+
+use fleet::{Fleet, Health, Inbox, Notice, Outcomes, Shared, SharedPermit};
 use router::{Candidate, Claim, Day, Denied, Limits, Outcome, Permit, TokenAsk};
 use tokio::time::Instant;
 
@@ -25,6 +27,55 @@ pub struct Lease {
     /// Whether a scope caps tokens (only then is the shared permit reconciled with the reported usage).
     counts_tokens: bool,
 }
+
+/// This instance's attempt outcomes since they were last told to the fleet, per candidate: (successes, failures,
+/// latency sum of the successes in ms). Filled only in a fleet.
+#[derive(Debug, Default)]
+pub struct ScoreOutbox {
+    pending: std::sync::Mutex<HashMap<(Arc<str>, Arc<str>), (u32, u32, u64)>>,
+}
+
+impl ScoreOutbox {
+    fn add(&self, key: &Arc<str>, model: &Arc<str>, success: bool, latency: Option<Duration>) {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = pending
+            .entry((Arc::clone(key), Arc::clone(model)))
+            .or_default();
+        if success {
+            entry.0 += 1;
+            entry.2 += latency.map_or(0, |d| d.as_millis() as u64);
+        } else {
+            entry.1 += 1;
+        }
+    }
+
+    fn take(&self) -> Vec<Outcomes> {
+        let pending = std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        pending
+            .into_iter()
+            .map(
+                |((key, model), (successes, failures, latency_sum))| Outcomes {
+                    key: key.to_string(),
+                    model: model.to_string(),
+                    successes,
+                    failures,
+                    latency_ms: (successes > 0).then(|| latency_sum / u64::from(successes)),
+                },
+            )
+            .collect()
+    }
+}
+
+/// How often this instance tells the fleet its attempt outcomes.
+const SCORES_EVERY: Duration = Duration::from_secs(1);
 
 /// A gateway key's limit scope in the shared ledger.
 fn gateway_scope(id: &str) -> String {
@@ -165,6 +216,20 @@ impl AppState {
         }
     }
 
+    /// Records an attempt's outcome in the score book (and, in a fleet, for the others' books: sent every second).
+    pub(crate) fn scored(
+        &self,
+        key: &Arc<str>,
+        model: &Arc<str>,
+        success: bool,
+        latency: Option<Duration>,
+    ) {
+        self.books.scores.record(key, model, success, latency);
+        if self.fleet.is_some() {
+            self.score_outbox.add(key, model, success, latency);
+        }
+    }
+
     /// Records a failed attempt in the cooldown book; a cooldown it sets is told to the fleet.
     pub(crate) fn cool(
         &self,
@@ -255,6 +320,21 @@ pub(crate) fn spawn(state: &AppState, fleet: &Fleet, mut inbox: Inbox) {
         }
     });
     let weak = state.downgrade();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SCORES_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(state) = AppState::upgrade(&weak) else {
+                break;
+            };
+            let outcomes = state.score_outbox.take();
+            if !outcomes.is_empty() {
+                state.tell_fleet(|| Notice::Scores { outcomes });
+            }
+        }
+    });
+    let weak = state.downgrade();
     let mut health = fleet.watch();
     tokio::spawn(async move {
         loop {
@@ -301,5 +381,15 @@ async fn apply(state: &AppState, notice: Notice) {
             }
         }
         Notice::LoginSucceeded { account } => state.login_throttle.succeeded(&account),
+        Notice::Scores { outcomes } => {
+            for o in outcomes {
+                let (key, model): (Arc<str>, Arc<str>) = (Arc::from(o.key), Arc::from(o.model));
+                let latency = o.latency_ms.map(Duration::from_millis);
+                state
+                    .books
+                    .scores
+                    .merge(&key, &model, o.successes, o.failures, latency);
+            }
+        }
     }
 }

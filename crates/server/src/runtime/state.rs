@@ -47,6 +47,8 @@ pub struct Inner {
     pub metrics: crate::runtime::metrics::Metrics,
     /// The fleet's shared state on Redis (`REDIS_URL`); `None` alone.
     pub fleet: Option<Arc<fleet::Fleet>>,
+    /// Attempt outcomes not yet told to the fleet.
+    pub score_outbox: crate::runtime::fleet::ScoreOutbox,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
@@ -136,6 +138,7 @@ impl AppState {
             gateway_usage,
             metrics: crate::runtime::metrics::Metrics::default(),
             fleet,
+            score_outbox: Default::default(),
             reload_lock: tokio::sync::Mutex::new(()),
         }));
         if let (Some(fleet), Some(inbox)) = (&state.fleet, inbox) {

@@ -449,3 +449,32 @@ async fn a_rested_candidate_gets_one_probe_from_the_whole_fleet() {
     );
     assert_eq!(successes(&answers), 1, "{answers:?}");
 }
+
+/// What one instance learns about a candidate's reliability and speed reaches the others' scores within seconds.
+#[tokio::test]
+async fn scores_learned_on_one_instance_reach_the_others() {
+    let none = KeyLimits::default();
+    let Some(f) = fleet(2, &[("ok+slow150+id8", &["m"], none)]).await else {
+        return;
+    };
+    let key = f.key_ids[0].clone();
+    for _ in 0..4 {
+        assert_eq!(f.chat(0, "m").await.0, 200);
+    }
+    let inputs = |i: usize| {
+        let mut out = Vec::new();
+        f.instances[i].state.books.scores.inputs(
+            [(key.as_str(), "m", 1.0)].into_iter(),
+            tokio::time::Instant::now(),
+            &mut out,
+        );
+        out[0]
+    };
+    within(Duration::from_secs(3), async || inputs(1).samples > 3.0).await;
+    let seen = inputs(1);
+    assert!(
+        seen.latency_ms.is_some_and(|ms| ms >= 150.0),
+        "instance 1 never served the key, yet knows its speed: {seen:?}"
+    );
+    assert_eq!(f.mock.hits("ok+slow150+id8"), 4);
+}
