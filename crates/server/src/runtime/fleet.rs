@@ -32,8 +32,12 @@ pub struct Lease {
 /// latency sum of the successes in ms). Filled only in a fleet.
 #[derive(Debug, Default)]
 pub struct ScoreOutbox {
-    pending: std::sync::Mutex<HashMap<(Arc<str>, Arc<str>), (u32, u32, u64)>>,
+    pending: std::sync::Mutex<HashMap<CandidateId, Tally>>,
 }
+
+type CandidateId = (Arc<str>, Arc<str>);
+/// (successes, failures, latency sum of the successes in ms).
+type Tally = (u32, u32, u64);
 
 impl ScoreOutbox {
     fn add(&self, key: &Arc<str>, model: &Arc<str>, success: bool, latency: Option<Duration>) {
