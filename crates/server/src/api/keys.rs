@@ -55,22 +55,27 @@ fn key_view(state: &AppState, row: &ProviderKeyRow) -> Value {
             }
         }
     }
-    // Whether a request went through the key since the gateway started (its statistics have samples).
+    // What the router learned from requests through the key since the gateway started: a latency is measured on
+    // successes only, samples count failures that cooled it too.
     let mut scores = Vec::new();
     state.books.scores.inputs(
         upstream_models.iter().map(|m| (row.id.as_str(), *m, 1.0)),
         now,
         &mut scores,
     );
-    let tried = scores.iter().any(|s| s.samples > 0.0);
+    let served = scores.iter().any(|s| s.latency_ms.is_some());
+    let failed = scores.iter().any(|s| s.samples > 0.0);
     let live_status = if !row.enabled {
         "disabled"
     } else if invalid || row.status == "invalid" {
         "invalid"
     } else if !cooldowns.is_empty() {
         "rate_limited"
-    } else if tried {
+    } else if served {
         "healthy"
+    } else if failed {
+        // Failed and rested; no success yet: the next request that needs it tries it again.
+        "cooldown_ended"
     } else if row.status == "unknown" {
         // Never checked and not used since the start: nothing is known about it yet.
         "unknown"
