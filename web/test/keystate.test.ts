@@ -42,6 +42,7 @@ describe('keyState', () => {
   it('a cooldown that ended puts the key back in rotation, not healthy', () => {
     const cooldowns = coolingOf([{ model: 'a', remaining_ms: 1000, reason: 'rate_limited' }], NOW);
     expect(keyState({ ...fresh, cooldowns }, NOW + 5000)).toMatchObject({ kind: 'recovered', color: 'grey' });
+    expect(keyState({ ...fresh, live_status: 'cooldown_ended' }, NOW)).toMatchObject({ kind: 'recovered', word: 'back in rotation' });
   });
 
   it('an invalid key is excluded, with the stored reason, until a healthy check', () => {

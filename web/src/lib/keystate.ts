@@ -132,7 +132,9 @@ export function keyState(k: KeyStateInput, now: number = Date.now()): KeyState {
   }
   switch (k.live_status ?? k.status) {
     case 'healthy':
-      return { kind: 'healthy', color: 'green', word: 'healthy', detail: 'Used or checked since the gateway started, with no cooldown now.' };
+      return { kind: 'healthy', color: 'green', word: 'healthy', detail: 'Served a request or passed a check, with no cooldown now.' };
+    case 'cooldown_ended':
+      return { kind: 'recovered', color: 'grey', word: 'back in rotation', detail: 'It failed and rested; no success since: the next request that needs it tries it again.' };
     case 'error':
       return { kind: 'error', color: 'red', word: 'error', detail: `Its last check failed${k.status_reason ? `: ${k.status_reason}` : ''}.` };
     case 'rate_limited':

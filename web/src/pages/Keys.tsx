@@ -358,7 +358,7 @@ function KeyRow({ k, onChange, onDelete }: { k: ProviderKey; onChange: (k: Provi
             </span>
           </div>
           {k.base_url && <div class="key-url mono">{k.base_url}</div>}
-          {st.kind !== 'healthy' && st.kind !== 'disabled' && <div class="key-reason">{st.detail}</div>}
+          {st.kind !== 'healthy' && st.kind !== 'disabled' && <div class={`key-reason key-reason-${st.color}`}>{st.detail}</div>}
         </div>
         <div class="key-actions">
           <Switch checked={k.enabled} label={k.enabled ? `Disable ${k.label}` : `Enable ${k.label}`} disabled={busy} onChange={(v) => run(() => patch({ enabled: v }))} />
