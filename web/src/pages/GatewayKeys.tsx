@@ -237,7 +237,7 @@ function GatewayKeyRow({
           <div class="gk-usage" data-testid="gk-usage">
             <Gauge label="Requests this minute" used={usage.requests_last_minute} limit={k.rpm_limit} />
             <Gauge label="Tokens today" used={usage.tokens_today} limit={k.tpd_limit} />
-            <span class="muted small">
+            <span class="muted small" title="Totals since the key was created, saved every few seconds">
               {formatInt(k.request_count ?? 0)} request{k.request_count === 1 ? '' : 's'} · {formatCompact(k.token_count ?? 0)} tokens in all
             </span>
           </div>
