@@ -3,7 +3,8 @@
 // Starts target/debug/mock-provider and target/debug/freellmapi on free ports with a temporary DATA_DIR, logs in,
 // adds a custom key pointing at the mock, mints a gateway key, chats in the playground, watches the live dashboard,
 // checks analytics and the planned pages, drives the Proxies page (proxies at closed loopback ports only), the routing
-// inspector (a key cooling after the mock's 429ra30) and a failover profile in the playground, looks for console
+// inspector (a key cooling after the mock's 429ra30) and a failover profile in the playground, gateway-key limits and
+// allow-lists and provider-key states (e2e/limits.mjs), looks for console
 // errors, and takes screenshots (1280 and 390 px, light and dark) into e2e/out/. Every step reports on its own. Steps that depend on planned server routes do not fail the
 // run unless E2E_STRICT=1. Both servers are always stopped.
 //
@@ -20,6 +21,7 @@ import { dirname, extname, join, normalize, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { createShim } from './shim.mjs';
+import { gatewayKeyLimitSteps, keyStateSteps } from './limits.mjs';
 
 const WEB = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const ROOT = resolve(WEB, '..');
@@ -397,6 +399,8 @@ async function main() {
     return `${gatewayKey.slice(0, 14)}… shown once; base URL snippet present: ${html.includes(`${base}/v1`)}`;
   });
 
+  await gatewayKeyLimitSteps({ step, page, nav, base, shoot });
+
   // Live dashboard in a second tab, open before any request is sent.
   const livePage = await context.newPage();
   watch(livePage, 'live');
@@ -772,6 +776,8 @@ async function main() {
     if (!found) throw new Error('the request to cool-model is not in the analytics history');
     return `dot "${label}"; the request is in the history`;
   });
+
+  await keyStateSteps({ step, page, nav, mock, shoot });
 
   await step('profiles: a failover profile over the mock models answers in the playground and is listed with its traffic', async () => {
     await nav('Profiles');

@@ -136,7 +136,9 @@ export interface ProviderKey {
   enabled: boolean;
   status: string;
   status_reason: string | null;
-  cooldowns: { model: string; remaining_ms: number }[];
+  /** `reason`: the failure class that started the cooldown (`rate_limited`, `server_error`, `network`, `timeout`, …),
+   * `null` while the history does not have it yet; `message`: that failure's message. */
+  cooldowns: { model: string; remaining_ms: number; reason?: string | null; message?: string | null }[];
   source: 'config' | 'api';
   created_at: number;
   updated_at: number;
@@ -146,7 +148,8 @@ export interface ProviderKey {
   effective_limits?: KeyLimits | null;
   /** Current use against those limits. */
   usage?: KeyLimits | null;
-  /** healthy / rate_limited / invalid / disabled, as the router sees the key now. */
+  /** disabled / invalid / rate_limited (cooling) / healthy (used since the start) / unknown (never checked nor used
+   * since the start) / the last check's verdict, as the router sees the key now. */
   live_status?: string;
   rpm_limit?: number | null;
   tpm_limit?: number | null;
@@ -170,6 +173,17 @@ export interface GatewayKey {
   config_name: string | null;
   created_at: number;
   last_used_at: number | null;
+  /** Requests per minute allowed (sliding minute); null = no limit. */
+  rpm_limit?: number | null;
+  /** Prompt + completion tokens per UTC day; null = no limit. */
+  tpd_limit?: number | null;
+  /** Models (and profiles) the key may ask for; null = every model. */
+  allowed_models?: string[] | null;
+  /** Totals since the key was created (flushed every few seconds). */
+  request_count?: number;
+  token_count?: number;
+  /** Live use against the limits. */
+  usage?: { requests_last_minute: number; tokens_today: number } | null;
   key?: string;
   notice?: string;
 }

@@ -45,6 +45,11 @@ export interface LiveKey {
   rpm_limit?: number | null;
   tpm_used: number;
   tpm_limit?: number | null;
+  /** Where `status` comes from: a snapshot ("healthy" there only means not cooling and not invalid) or a
+   * `key.status` event (news about the key). */
+  source?: 'snapshot' | 'event';
+  /** When a request this dashboard watched last succeeded through the key (since its last `key.status`). */
+  last_ok_ms?: number;
 }
 
 export interface Totals {
@@ -177,6 +182,8 @@ export function reduceLive(state: LiveState, raw: unknown, now: number = Date.no
           rpm_limit: optNum(k.rpm_limit) ?? null,
           tpm_used: num(k.tpm_used),
           tpm_limit: optNum(k.tpm_limit) ?? null,
+          source: 'snapshot',
+          last_ok_ms: state.keys[id]?.last_ok_ms,
         };
       }
       const t = (m.totals ?? {}) as Msg;
@@ -318,10 +325,16 @@ export function reduceLive(state: LiveState, raw: unknown, now: number = Date.no
       const inFlight = { ...state.inFlight };
       delete inFlight[id];
       const recent = [fin, ...state.recent.filter((r) => r.req_id !== id)].slice(0, MAX_RECENT);
+      // The key that served a successful request is seen working.
+      const servedBy = status === 'success' ? (str(m.key_id) ?? row?.key_id) : undefined;
+      const keys = servedBy
+        ? { ...state.keys, [servedBy]: { ...(state.keys[servedBy] ?? { id: servedBy, status: 'unknown' as KeyStatus, rpm_used: 0, tpm_used: 0 }), last_ok_ms: now } }
+        : state.keys;
       return {
         ...state,
         inFlight,
         recent,
+        keys,
         totals: {
           requests: state.totals.requests + 1,
           success: state.totals.success + (status === 'success' ? 1 : 0),
@@ -355,6 +368,8 @@ export function reduceLive(state: LiveState, raw: unknown, now: number = Date.no
         status,
         reason: str(m.reason),
         cooldown_until_ms: optNum(m.cooldown_until_ms) ?? null,
+        source: 'event',
+        last_ok_ms: status === 'healthy' ? prev.last_ok_ms : undefined,
       };
       const changed = prev.status !== status;
       return {

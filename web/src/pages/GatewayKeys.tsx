@@ -1,10 +1,15 @@
 import { useState } from 'preact/hooks';
 import { api, listOf, type GatewayKey } from '../lib/api';
-import { formatDateTime, formatRelative, toMs } from '../lib/format';
-import { ConfirmButton, CopyButton, Empty, ErrorNote, Field, InlineEdit, LoadState, PageHeader, Section, Switch, toast, useAsync } from '../components/ui';
+import { loadCatalog, type Catalog } from '../lib/catalog';
+import { formatCompact, formatDateTime, formatInt, formatRelative, toMs } from '../lib/format';
+import { allowListSummary, parseLimitInput } from '../lib/gatewaykeys';
+import { AllowListEditor } from '../components/AllowList';
+import { ConfirmButton, CopyButton, Empty, ErrorNote, Field, Gauge, InlineEdit, LoadState, PageHeader, Section, Switch, toast, useAsync, type Async } from '../components/ui';
 
 export function GatewayKeysPage() {
   const keys = useAsync((signal) => api<unknown>('GET', '/api/gateway-keys', undefined, { signal }).then((b) => listOf<GatewayKey>(b)), []);
+  // The allow-list editor picks from the same model list as the playground and the routing inspector.
+  const catalog = useAsync(loadCatalog, []);
   const [label, setLabel] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
@@ -81,7 +86,21 @@ export function GatewayKeysPage() {
         />
       </Section>
 
-      <Section title="Your gateway keys" id="gk-list-title">
+      <Section
+        title="Your gateway keys"
+        id="gk-list-title"
+        actions={
+          (keys.data?.length ?? 0) > 0 ? (
+            <button type="button" class="btn btn-small" onClick={() => void keys.reload()} disabled={keys.loading}>
+              {keys.loading ? 'Refreshing…' : 'Refresh usage'}
+            </button>
+          ) : null
+        }
+      >
+        <p class="muted small">
+          Limits apply per key: over its requests per minute (a sliding minute) or tokens per day (UTC) a client gets 429 with
+          Retry-After; a model outside its allow-list gets 403. Leave a limit empty for none.
+        </p>
         <LoadState a={keys} what="Gateway keys" />
         {keys.data && keys.data.length === 0 && (
           <Empty title="No gateway keys yet">Create one above, then use it as the API key of your OpenAI client.</Empty>
@@ -93,7 +112,9 @@ export function GatewayKeysPage() {
                 <tr>
                   <th scope="col">Name</th>
                   <th scope="col">Key</th>
-                  <th scope="col">Created</th>
+                  <th scope="col">Limits</th>
+                  <th scope="col">Models</th>
+                  <th scope="col">Usage</th>
                   <th scope="col">Last used</th>
                   <th scope="col">Enabled</th>
                   <th scope="col">
@@ -103,7 +124,13 @@ export function GatewayKeysPage() {
               </thead>
               <tbody>
                 {keys.data.map((k) => (
-                  <GatewayKeyRow key={k.id} k={k} onChange={replace} onDelete={() => keys.setData((l) => (l ?? []).filter((x) => x.id !== k.id))} />
+                  <GatewayKeyRow
+                    key={k.id}
+                    k={k}
+                    catalog={catalog}
+                    onChange={replace}
+                    onDelete={() => keys.setData((l) => (l ?? []).filter((x) => x.id !== k.id))}
+                  />
                 ))}
               </tbody>
             </table>
@@ -114,24 +141,106 @@ export function GatewayKeysPage() {
   );
 }
 
-function GatewayKeyRow({ k, onChange, onDelete }: { k: GatewayKey; onChange: (k: GatewayKey) => void; onDelete: () => void }) {
+const COLUMNS = 8;
+
+function GatewayKeyRow({
+  k,
+  catalog,
+  onChange,
+  onDelete,
+}: {
+  k: GatewayKey;
+  catalog: Async<Catalog>;
+  onChange: (k: GatewayKey) => void;
+  onDelete: () => void;
+}) {
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
+  const [editModels, setEditModels] = useState(false);
   const patch = async (body: Record<string, unknown>) => onChange(await api<GatewayKey>('PATCH', `/api/gateway-keys/${encodeURIComponent(k.id)}`, body));
+  const saveLimit = (field: 'rpm_limit' | 'tpd_limit') => async (v: string) => {
+    await patch({ [field]: parseLimitInput(v) });
+  };
   const created = toMs(k.created_at);
   const used = toMs(k.last_used_at);
+  const allowed = k.allowed_models ?? null;
+  const usage = k.usage ?? { requests_last_minute: 0, tokens_today: 0 };
   return (
     <>
-      <tr class={k.enabled ? '' : 'row-disabled'}>
+      <tr class={k.enabled ? '' : 'row-disabled'} data-testid="gateway-key-row" data-id={k.id}>
         <td data-label="Name">
-          <InlineEdit value={k.label} label="name" onSave={(v) => patch({ label: v })} />
-          {k.config_name && <span class="tag tag-muted">config file</span>}
+          <span>
+            <InlineEdit value={k.label} label="name" onSave={(v) => patch({ label: v })} />
+            {k.config_name && <span class="tag tag-muted">config file</span>}
+            <span class="muted small gk-created" title={formatDateTime(created)}>
+              created {formatRelative(created)}
+            </span>
+          </span>
         </td>
         <td data-label="Key">
           <code class="mono">{k.prefix.endsWith('…') ? k.prefix : `${k.prefix}…`}</code>
         </td>
-        <td data-label="Created" title={formatDateTime(created)}>
-          {formatRelative(created)}
+        <td data-label="Limits">
+          <div class="caps gk-limits">
+            <span class="cap">
+              <span class="cap-label" title="Requests per minute (a sliding minute)">
+                RPM
+              </span>
+              <InlineEdit
+                value={k.rpm_limit ? String(k.rpm_limit) : ''}
+                type="number"
+                label="requests-per-minute limit"
+                placeholder="no limit"
+                onSave={saveLimit('rpm_limit')}
+              />
+            </span>
+            <span class="cap">
+              <span class="cap-label" title="Prompt and completion tokens per UTC day">
+                TPD
+              </span>
+              <InlineEdit
+                value={k.tpd_limit ? String(k.tpd_limit) : ''}
+                type="number"
+                label="tokens-per-day limit"
+                placeholder="no limit"
+                onSave={saveLimit('tpd_limit')}
+              />
+            </span>
+          </div>
+        </td>
+        <td data-label="Models">
+          <div class="gk-models" data-testid="allow-list">
+            {allowed && allowed.length > 0 ? (
+              <ul class="chips" aria-label={`Models ${k.label} may use`}>
+                {allowed.slice(0, 3).map((m) => (
+                  <li key={m} class="chip mono">
+                    {m}
+                  </li>
+                ))}
+                {allowed.length > 3 && <li class="chip">+{allowed.length - 3} more</li>}
+              </ul>
+            ) : (
+              <span class="tag tag-muted">all models</span>
+            )}
+            <button
+              type="button"
+              class="btn btn-small btn-ghost"
+              aria-expanded={editModels}
+              aria-label={`Edit the models ${k.label} may use (${allowListSummary(allowed)})`}
+              onClick={() => setEditModels(!editModels)}
+            >
+              {editModels ? 'Close' : 'Edit'}
+            </button>
+          </div>
+        </td>
+        <td data-label="Usage">
+          <div class="gk-usage" data-testid="gk-usage">
+            <Gauge label="Requests this minute" used={usage.requests_last_minute} limit={k.rpm_limit} />
+            <Gauge label="Tokens today" used={usage.tokens_today} limit={k.tpd_limit} />
+            <span class="muted small" title="Totals since the key was created, saved every few seconds">
+              {formatInt(k.request_count ?? 0)} request{k.request_count === 1 ? '' : 's'} · {formatCompact(k.token_count ?? 0)} tokens in all
+            </span>
+          </div>
         </td>
         <td data-label="Last used" title={used ? formatDateTime(used) : 'never used'}>
           {used ? formatRelative(used) : 'never'}
@@ -170,9 +279,26 @@ function GatewayKeyRow({ k, onChange, onDelete }: { k: GatewayKey; onChange: (k:
           />
         </td>
       </tr>
+      {editModels ? (
+        <tr class="gk-editor-row">
+          <td colSpan={COLUMNS}>
+            <AllowListEditor
+              label={k.label}
+              current={allowed}
+              catalog={catalog}
+              onCancel={() => setEditModels(false)}
+              onSave={async (list) => {
+                await patch({ allowed_models: list });
+                setEditModels(false);
+                toast(list ? `${k.label} may use ${allowListSummary(list)}` : `${k.label} may use every model`);
+              }}
+            />
+          </td>
+        </tr>
+      ) : null}
       {error ? (
         <tr>
-          <td colSpan={6}>
+          <td colSpan={COLUMNS}>
             <ErrorNote error={error} />
           </td>
         </tr>

@@ -1,6 +1,7 @@
 import { useMemo, useState } from 'preact/hooks';
 import { api, ApiError, listOf, type KeyStats, type Platform, type ProviderKey } from '../lib/api';
 import { formatDateTime, formatDuration, formatInt, formatPercent, formatTime, formatUntil } from '../lib/format';
+import { causeWords, coolingOf, keyState } from '../lib/keystate';
 import { useLive } from '../lib/ws';
 import { KeysTabs } from './Routing';
 import {
@@ -18,7 +19,6 @@ import {
   StatusDot,
   Switch,
   Unavailable,
-  statusColor,
   toast,
   useAsync,
   useNow,
@@ -299,11 +299,9 @@ function KeyRow({ k, onChange, onDelete }: { k: ProviderKey; onChange: (k: Provi
   // Cooldowns come as `remaining_ms` at the time the key was loaded.
   const loadedAt = useMemo(() => Date.now(), [k]);
 
-  const status = liveKey && liveKey.status !== 'unknown' ? liveKey.status : (k.live_status ?? k.status);
-  const cooling = k.cooldowns.some((c) => loadedAt + c.remaining_ms > now) || (liveKey?.cooldown_until_ms ?? 0) > now;
-  const color = statusColor(status, k.enabled, cooling);
-  const statusText = !k.enabled ? 'disabled' : cooling && status === 'healthy' ? 'cooling down' : status.replace('_', ' ');
-  const reason = liveKey?.reason ?? k.status_reason;
+  const cooldowns = useMemo(() => coolingOf(k.cooldowns, loadedAt), [k, loadedAt]);
+  const st = keyState({ enabled: k.enabled, status: k.status, status_reason: k.status_reason, live_status: k.live_status, cooldowns, live: liveKey }, now);
+  const color = st.color;
 
   const patch = async (body: Record<string, unknown>) => {
     const updated = await api<ProviderKey>('PATCH', `/api/keys/${encodeURIComponent(k.id)}`, body);
@@ -343,7 +341,7 @@ function KeyRow({ k, onChange, onDelete }: { k: ProviderKey; onChange: (k: Provi
   return (
     <li class="key-row" data-testid="key-row">
       <div class="key-main">
-        <StatusDot color={color} label={`Status: ${statusText}`} />
+        <StatusDot color={color} label={`Status: ${st.word}`} />
         <div class="key-title">
           <InlineEdit value={k.label} label="label" onSave={(v) => patch({ label: v })} />
           <div class="key-meta">
@@ -354,10 +352,13 @@ function KeyRow({ k, onChange, onDelete }: { k: ProviderKey; onChange: (k: Provi
                 config file
               </span>
             )}
-            <span class={`status-text status-${color}`}>{statusText}</span>
+            <span class={`status-text status-${color}`} data-testid="key-state" data-state={st.kind} title={st.detail}>
+              {st.word}
+              {st.until_ms ? ` · back ${formatUntil(st.until_ms, now)}` : ''}
+            </span>
           </div>
           {k.base_url && <div class="key-url mono">{k.base_url}</div>}
-          {reason && color !== 'green' && <div class="key-reason">{reason}</div>}
+          {st.kind !== 'healthy' && st.kind !== 'disabled' && <div class={`key-reason key-reason-${st.color}`}>{st.detail}</div>}
         </div>
         <div class="key-actions">
           <Switch checked={k.enabled} label={k.enabled ? `Disable ${k.label}` : `Enable ${k.label}`} disabled={busy} onChange={(v) => run(() => patch({ enabled: v }))} />
@@ -414,6 +415,27 @@ function KeyRow({ k, onChange, onDelete }: { k: ProviderKey; onChange: (k: Provi
           >
             {busy ? 'Working…' : 'Discover models'}
           </button>
+          <button
+            type="button"
+            class="btn btn-small"
+            disabled={busy}
+            title="Ask the provider whether the key works (a cheap request, e.g. its model list)"
+            onClick={() =>
+              run(async () => {
+                const res = await api<{ status: string; reason?: string | null }>('POST', `/api/keys/${encodeURIComponent(k.id)}/check`, {});
+                onChange({
+                  ...k,
+                  status: res.status,
+                  status_reason: res.reason ?? null,
+                  live_status: res.status,
+                  cooldowns: res.status === 'healthy' ? [] : k.cooldowns,
+                });
+                setNotice(`Checked: ${res.status.replace('_', ' ')}${res.reason ? ` — ${res.reason}` : ''}.`);
+              })
+            }
+          >
+            Check
+          </button>
           <button type="button" class="btn btn-small" aria-expanded={showStats} onClick={() => setShowStats(!showStats)}>
             {showStats ? 'Hide stats' : 'Stats'}
           </button>
@@ -432,12 +454,13 @@ function KeyRow({ k, onChange, onDelete }: { k: ProviderKey; onChange: (k: Provi
         </div>
       </div>
 
-      {k.cooldowns.length > 0 && (
+      {cooldowns.some((c) => c.until_ms > now) && (
         <ul class="cooldowns" aria-label="Active cooldowns">
-          {k.cooldowns.map((c) => (
+          {cooldowns.filter((c) => c.until_ms > now).map((c) => (
             <li key={c.model}>
-              <StatusDot color="amber" label="cooling down" /> {c.model || 'all models'} cooling down, back{' '}
-              {formatUntil(loadedAt + c.remaining_ms, now)}
+              <StatusDot color="amber" label="cooling down" /> {c.model || 'all models'} cooling down ({causeWords(c.reason, c.message)}), back{' '}
+              {formatUntil(c.until_ms, now)}
+              {c.message ? <span class="muted"> — {c.message}</span> : null}
             </li>
           ))}
         </ul>

@@ -1,16 +1,26 @@
 import { api, listOf, type ProviderKey } from '../lib/api';
 import { formatCompact, formatDuration, formatInt, formatPercent, formatTime, formatUntil } from '../lib/format';
+import { coolingOf, keyState } from '../lib/keystate';
 import { successRate, type LiveKey } from '../lib/live';
 import { linkClick } from '../lib/router';
 import { live, useLive } from '../lib/ws';
-import { useEffect } from 'preact/hooks';
-import { Empty, Gauge, Kpi, PageHeader, Section, StatusDot, statusColor, useAsync, useNow } from '../components/ui';
+import { useEffect, useMemo } from 'preact/hooks';
+import { Empty, Gauge, Kpi, PageHeader, Section, StatusDot, useAsync, useNow } from '../components/ui';
 
 export function LivePage() {
   const { state, conn } = useLive();
   const inFlight = Object.values(state.inFlight).sort((a, b) => a.started_at_ms - b.started_at_ms);
-  const now = useNow(250, inFlight.length > 0);
+  // Fast while requests run (elapsed timers), else once a second (cooldown countdowns).
+  const now = useNow(inFlight.length > 0 ? 250 : 1000);
   const keys = useAsync((signal) => api<unknown>('GET', '/api/keys', undefined, { signal }).then((b) => listOf<ProviderKey>(b)), []);
+  // Cooldowns come as `remaining_ms` at the time the list was loaded.
+  const loadedAt = useMemo(() => Date.now(), [keys.data]);
+  const stateOf = (k: LiveKey) => {
+    const row = keys.data?.find((x) => x.id === k.id);
+    return row
+      ? keyState({ enabled: row.enabled, status: row.status, status_reason: row.status_reason, live_status: row.live_status, cooldowns: coolingOf(row.cooldowns, loadedAt), live: k }, now)
+      : keyState({ enabled: true, live: k }, now);
+  };
   const keyName = (id?: string) => {
     if (!id) return '';
     const k = keys.data?.find((x) => x.id === id);
@@ -173,18 +183,24 @@ export function LivePage() {
               </p>
             ) : (
               <ul class="gauges">
-                {liveKeys.map((k) => (
-                  <li key={k.id}>
-                    <div class="gauge-name">
-                      <StatusDot color={statusColor(k.status, true, (k.cooldown_until_ms ?? 0) > now)} label={k.status.replace('_', ' ')} />
-                      <span>{keyName(k.id) || k.label || k.id}</span>
-                      {k.platform && <span class="tag">{k.platform}</span>}
-                      {(k.cooldown_until_ms ?? 0) > Date.now() && <span class="tag tag-warn">back {formatUntil(k.cooldown_until_ms)}</span>}
-                    </div>
-                    <Gauge label="Requests / min" used={k.rpm_used} limit={k.rpm_limit} />
-                    <Gauge label="Tokens / min" used={k.tpm_used} limit={k.tpm_limit} />
-                  </li>
-                ))}
+                {liveKeys.map((k) => {
+                  const st = stateOf(k);
+                  return (
+                    <li key={k.id} data-testid="live-key" data-state={st.kind}>
+                      <div class="gauge-name">
+                        <StatusDot color={st.color} label={st.word} />
+                        <span>{keyName(k.id) || k.label || k.id}</span>
+                        {k.platform && <span class="tag">{k.platform}</span>}
+                        <span class={`status-text status-${st.color}`} title={st.detail}>
+                          {st.word}
+                        </span>
+                        {st.until_ms ? <span class="tag tag-warn">back {formatUntil(st.until_ms, now)}</span> : null}
+                      </div>
+                      <Gauge label="Requests / min" used={k.rpm_used} limit={k.rpm_limit} />
+                      <Gauge label="Tokens / min" used={k.tpm_used} limit={k.tpm_limit} />
+                    </li>
+                  );
+                })}
               </ul>
             )}
           </Section>

@@ -212,7 +212,9 @@ function Candidate({ c, elapsed, profile }: { c: RoutingCandidate; elapsed: numb
       <dl class="cand-inputs">
         <div>
           <dt>Score</dt>
-          <dd class="num">{c.score.toFixed(3)}</dd>
+          <dd class="num" data-testid="candidate-score">
+            {c.status.state === 'invalid' ? <span class="muted" title="An invalid key is never tried: it has no score">excluded</span> : c.score.toFixed(3)}
+          </dd>
         </div>
         <div>
           <dt>Reliability</dt>

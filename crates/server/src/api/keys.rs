@@ -34,36 +34,55 @@ fn key_view(state: &AppState, row: &ProviderKeyRow) -> Value {
         .map(|(model, remaining)| json!({ "model": model, "remaining_ms": remaining.as_millis() as u64 }))
         .collect();
     let invalid = state.books.cooldowns.is_invalid(&row.id);
+    let snapshot = state.snapshot.load();
+    let tenant = snapshot.tenants.get(row.user_id.as_str());
+    let index = tenant.and_then(|t| t.keys.iter().position(|k| *k.id == *row.id));
+    let entry = tenant.zip(index).map(|(t, i)| &t.keys[i]);
+    // The per-model scopes the key's requests also fall under (the catalog's per-model figures, with the key's own
+    // fields in their place), and the upstream models the router may have tried on it.
+    let mut model_limits = serde_json::Map::new();
+    let mut upstream_models: Vec<&str> = Vec::new();
+    if let (Some(t), Some(i)) = (tenant, index) {
+        for (model, routes) in &t.models {
+            for r in routes.iter().filter(|r| r.key == i) {
+                upstream_models.push(&r.model);
+                for (_, l) in r.scopes.iter().skip(1) {
+                    model_limits.insert(
+                        model.to_string(),
+                        json!({ "rpm": l.rpm, "rph": l.rph, "rpd": l.rpd, "tpm": l.tpm, "tpd": l.tpd }),
+                    );
+                }
+            }
+        }
+    }
+    // What the router learned from requests through the key since the gateway started: a latency is measured on
+    // successes only, samples count failures that cooled it too.
+    let mut scores = Vec::new();
+    state.books.scores.inputs(
+        upstream_models.iter().map(|m| (row.id.as_str(), *m, 1.0)),
+        now,
+        &mut scores,
+    );
+    let served = scores.iter().any(|s| s.latency_ms.is_some());
+    let failed = scores.iter().any(|s| s.samples > 0.0);
     let live_status = if !row.enabled {
         "disabled"
     } else if invalid || row.status == "invalid" {
         "invalid"
     } else if !cooldowns.is_empty() {
         "rate_limited"
-    } else {
+    } else if served {
         "healthy"
+    } else if failed {
+        // Failed and rested; no success yet: the next request that needs it tries it again.
+        "cooldown_ended"
+    } else if row.status == "unknown" {
+        // Never checked and not used since the start: nothing is known about it yet.
+        "unknown"
+    } else {
+        // The verdict of its last check.
+        row.status.as_str()
     };
-    let snapshot = state.snapshot.load();
-    let tenant = snapshot.tenants.get(row.user_id.as_str());
-    let index = tenant.and_then(|t| t.keys.iter().position(|k| *k.id == *row.id));
-    let entry = tenant.zip(index).map(|(t, i)| &t.keys[i]);
-    // The per-model scopes the key's requests also fall under (the catalog's per-model figures, with the key's own
-    // fields in their place).
-    let mut model_limits = serde_json::Map::new();
-    if let (Some(t), Some(i)) = (tenant, index) {
-        for (model, routes) in &t.models {
-            for (_, l) in routes
-                .iter()
-                .filter(|r| r.key == i)
-                .flat_map(|r| r.scopes.iter().skip(1))
-            {
-                model_limits.insert(
-                    model.to_string(),
-                    json!({ "rpm": l.rpm, "rph": l.rph, "rpd": l.rpd, "tpm": l.tpm, "tpd": l.tpd }),
-                );
-            }
-        }
-    }
     let day = router::Day::from_system_time();
     let (effective, usage) = match entry {
         Some(k) => {
@@ -106,9 +125,52 @@ fn key_view(state: &AppState, row: &ProviderKeyRow) -> Value {
 async fn list_keys(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     let user = session_user(&state, &headers).await?;
     let rows = state.store.provider_keys_of(&user.id).await?;
-    Ok(Json(
-        json!({ "data": rows.iter().map(|r| key_view(&state, r)).collect::<Vec<_>>() }),
-    ))
+    let mut views = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mut view = key_view(&state, row);
+        add_cooldown_reasons(&state, row, &mut view).await;
+        views.push(view);
+    }
+    Ok(Json(json!({ "data": views })))
+}
+
+/// Failure classes that cool a candidate (the others leave it alone or mark the key invalid).
+const COOLING_CLASSES: [&str; 6] = [
+    "rate_limited",
+    "quota_exhausted",
+    "server_error",
+    "network",
+    "timeout",
+    "model_not_found",
+];
+
+/// Adds to each active cooldown of a key why it began: the class and message of the newest failed attempt on that
+/// model. Failures reach the history in batches, so a cooldown of the last seconds may have `null` ones.
+async fn add_cooldown_reasons(state: &AppState, row: &ProviderKeyRow, view: &mut Value) {
+    let Some(cooldowns) = view["cooldowns"].as_array_mut().filter(|c| !c.is_empty()) else {
+        return;
+    };
+    // The longest cooldown is a day.
+    let since = crate::runtime::events::now_ms() as i64 - 25 * 3_600_000;
+    let failures = match state
+        .store
+        .attempt_failures_since(&row.user_id, &row.id, since, 200)
+        .await
+    {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the failures behind a key's cooldowns");
+            Vec::new()
+        }
+    };
+    for c in cooldowns.iter_mut() {
+        let model = c["model"].as_str().unwrap_or_default();
+        let cause = failures
+            .iter()
+            .find(|f| f.model == model && COOLING_CLASSES.contains(&f.error_class.as_str()));
+        c["reason"] = json!(cause.map(|f| f.error_class.as_str()));
+        c["message"] = json!(cause.and_then(|f| f.error_message.as_deref()));
+    }
 }
 
 #[derive(Deserialize)]
