@@ -27,6 +27,15 @@ impl From<store::StoreError> for GatewayError {
             store::StoreError::Password(p) => {
                 Self(ApiError::invalid_request("invalid_password", p.to_string()))
             }
+            other if other.is_unavailable() => {
+                tracing::warn!(error = %other, "the database is unavailable");
+                Self(ApiError::new(
+                    503,
+                    ErrorType::ServiceUnavailable,
+                    "database_unavailable",
+                    "the database is unavailable right now (requests to /v1 are still served); try again shortly",
+                ))
+            }
             other => {
                 tracing::error!(error = %other, "store error");
                 Self(internal("the database could not complete the operation"))
@@ -174,4 +183,20 @@ pub async fn uniform_errors(
 enum Surface {
     OpenAi,
     Google,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_a_503_and_a_refused_write_a_500() {
+        let down = GatewayError::from(store::StoreError::Database(sqlx::Error::PoolTimedOut));
+        assert_eq!((down.0.status, down.0.code), (503, "database_unavailable"));
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let down = GatewayError::from(store::StoreError::Database(sqlx::Error::Io(io)));
+        assert_eq!(down.0.status, 503);
+        let other = GatewayError::from(store::StoreError::Database(sqlx::Error::RowNotFound));
+        assert_eq!(other.0.status, 500);
+    }
 }

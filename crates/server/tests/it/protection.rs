@@ -382,3 +382,32 @@ async fn a_stalled_database_gets_api_requests_a_503_in_time() {
         .unwrap();
     assert_eq!(r.status(), 200, "answers again once the database does");
 }
+
+/// A database that stays locked past its busy timeout is "unavailable" (503, worth a retry), not an internal error.
+#[tokio::test]
+async fn a_locked_database_is_a_503_not_a_500() {
+    use sqlx::Connection;
+    let config = server::ServerConfig {
+        api_timeout: std::time::Duration::ZERO,
+        ..fast_config()
+    };
+    let gw = start_with(config, &[]).await;
+    let file = gw.store.sqlite_file().unwrap().to_owned();
+    let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let r = gw
+        .http
+        .post(format!("{}/api/auth/login", gw.url))
+        .json(&json!({ "username": "admin", "password": gw.admin_password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_openai_error(&r.json().await.unwrap(), "database_unavailable");
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+}
