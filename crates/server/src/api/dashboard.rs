@@ -116,8 +116,19 @@ fn snapshot_message(state: &AppState, user_id: &str) -> String {
                         .map(|(_, d)| d.as_millis() as u64)
                         .max()
                         .map(|d| now_ms() + d);
+                    // The same words as `/api/keys` (the status above only says cooling or invalid or neither).
+                    let live = super::keys::live_status(
+                        state,
+                        &k.id,
+                        k.models.iter().map(|m| &**m),
+                        true,
+                        status == "invalid" || k.stored_invalid,
+                        !cooling.is_empty(),
+                        &k.stored_status,
+                    );
                     json!({
                         "id": k.id, "platform": k.platform.id(), "label": k.label, "status": status,
+                        "live_status": live,
                         "cooldown_until_ms": until, "rpm_used": usage.rpm_used, "rpm_limit": k.limits.rpm,
                         "tpm_used": usage.tpm_used, "tpm_limit": k.limits.tpm,
                     })

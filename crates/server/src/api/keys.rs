@@ -19,6 +19,52 @@ use crate::error::{not_found, GatewayError};
 use crate::runtime::state::AppState;
 
 use super::session::{parse_json, session_user, ApiResult};
+/// A key's state in words, for the Keys page and the live feed: `disabled`, `invalid`, `rate_limited` (cooling),
+/// `healthy` (it served a request since the start), `cooldown_ended` (it failed and rested, with no success yet),
+/// `unknown` (never checked, not used since the start), or the verdict of its last check.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn live_status<'m>(
+    state: &AppState,
+    key_id: &str,
+    upstream_models: impl Iterator<Item = &'m str>,
+    enabled: bool,
+    invalid: bool,
+    cooling: bool,
+    stored_status: &str,
+) -> &'static str {
+    // What the router learned from requests through the key since the gateway started: a latency is measured on
+    // successes only, samples count failures that cooled it too.
+    let mut scores = Vec::new();
+    state.books.scores.inputs(
+        upstream_models.map(|m| (key_id, m, 1.0)),
+        tokio::time::Instant::now(),
+        &mut scores,
+    );
+    let served = scores.iter().any(|s| s.latency_ms.is_some());
+    let failed = scores.iter().any(|s| s.samples > 0.0);
+    if !enabled {
+        "disabled"
+    } else if invalid {
+        "invalid"
+    } else if cooling {
+        "rate_limited"
+    } else if served {
+        "healthy"
+    } else if failed {
+        // Failed and rested; no success yet: the next request that needs it tries it again.
+        "cooldown_ended"
+    } else {
+        match stored_status {
+            "healthy" => "healthy",
+            "invalid" => "invalid",
+            "rate_limited" => "rate_limited",
+            "error" => "error",
+            // Never checked and not used since the start: nothing is known about it yet.
+            _ => "unknown",
+        }
+    }
+}
+
 fn key_view(state: &AppState, row: &ProviderKeyRow) -> Value {
     let masked = match state.store.reveal(row) {
         Ok(Some(secret)) => Some(mask_secret(&secret)),
@@ -55,34 +101,15 @@ fn key_view(state: &AppState, row: &ProviderKeyRow) -> Value {
             }
         }
     }
-    // What the router learned from requests through the key since the gateway started: a latency is measured on
-    // successes only, samples count failures that cooled it too.
-    let mut scores = Vec::new();
-    state.books.scores.inputs(
-        upstream_models.iter().map(|m| (row.id.as_str(), *m, 1.0)),
-        now,
-        &mut scores,
+    let live_status = live_status(
+        state,
+        &row.id,
+        upstream_models.iter().copied(),
+        row.enabled,
+        invalid || row.status == "invalid",
+        !cooldowns.is_empty(),
+        &row.status,
     );
-    let served = scores.iter().any(|s| s.latency_ms.is_some());
-    let failed = scores.iter().any(|s| s.samples > 0.0);
-    let live_status = if !row.enabled {
-        "disabled"
-    } else if invalid || row.status == "invalid" {
-        "invalid"
-    } else if !cooldowns.is_empty() {
-        "rate_limited"
-    } else if served {
-        "healthy"
-    } else if failed {
-        // Failed and rested; no success yet: the next request that needs it tries it again.
-        "cooldown_ended"
-    } else if row.status == "unknown" {
-        // Never checked and not used since the start: nothing is known about it yet.
-        "unknown"
-    } else {
-        // The verdict of its last check.
-        row.status.as_str()
-    };
     let day = router::Day::from_system_time();
     let (effective, usage) = match entry {
         Some(k) => {

@@ -25,6 +25,8 @@ pub struct ProviderKeyEntry {
     pub limits: Limits,
     /// The store says a provider refused this key's credential; it stays out of rotation until edited.
     pub stored_invalid: bool,
+    /// The verdict of the key's last check as stored (`unknown` when never checked).
+    pub stored_status: Arc<str>,
     /// The stored version this entry was built from.
     pub updated_at: i64,
 }
@@ -368,6 +370,7 @@ impl Snapshot {
                 models,
                 limits,
                 stored_invalid: row.status == "invalid",
+                stored_status: Arc::from(row.status.as_str()),
                 updated_at: row.updated_at,
             }));
         }

@@ -53,6 +53,10 @@ async fn websocket_shows_requests_live_and_only_to_their_owner() {
     assert_eq!(first["type"], "snapshot");
     assert_eq!(first["keys"].as_array().unwrap().len(), 1);
     assert_eq!(first["keys"][0]["status"], "healthy");
+    assert_eq!(
+        first["keys"][0]["live_status"], "unknown",
+        "never checked nor used yet: not called healthy"
+    );
 
     let r = gw
         .chat(json!({ "model": "m", "stream": true, "messages": [{ "role": "user", "content": "hi" }] }))
@@ -89,6 +93,7 @@ async fn websocket_shows_requests_live_and_only_to_their_owner() {
     let again = next_json(&mut ws).await;
     assert_eq!(again["type"], "snapshot");
     assert_eq!(again["totals"]["success"], 1);
+    assert_eq!(again["keys"][0]["live_status"], "healthy", "it served a request");
     assert!(again["in_flight"].as_array().unwrap().is_empty());
 }
 
