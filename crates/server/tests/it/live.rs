@@ -93,7 +93,10 @@ async fn websocket_shows_requests_live_and_only_to_their_owner() {
     let again = next_json(&mut ws).await;
     assert_eq!(again["type"], "snapshot");
     assert_eq!(again["totals"]["success"], 1);
-    assert_eq!(again["keys"][0]["live_status"], "healthy", "it served a request");
+    assert_eq!(
+        again["keys"][0]["live_status"], "healthy",
+        "it served a request"
+    );
     assert!(again["in_flight"].as_array().unwrap().is_empty());
 }
 
