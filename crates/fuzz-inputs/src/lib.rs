@@ -231,3 +231,25 @@ pub fn chat_request_bytes() -> impl Strategy<Value = Vec<u8>> {
             serde_json::to_vec(&body).unwrap_or_default()
         })
 }
+
+/// Panics, naming `what` and showing the bytes, unless `bytes` is one JSON value.
+#[allow(clippy::panic)] // test support: the panic is the property failing
+pub fn assert_json(bytes: &[u8], what: &str) {
+    if let Err(e) = serde_json::from_slice::<Value>(bytes) {
+        panic!(
+            "{what} is not JSON ({e}): {}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+}
+
+/// Panics unless every `data:` payload of an SSE output is JSON (or `[DONE]`).
+pub fn assert_sse_json(out: &[u8]) {
+    for line in out.split(|b| *b == b'\n') {
+        if let Some(data) = line.strip_prefix(b"data: ") {
+            if data != b"[DONE]" {
+                assert_json(data, "an SSE data line");
+            }
+        }
+    }
+}

@@ -3,28 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use fuzz_inputs::{body_bytes, chat_request_bytes, chunks, json_value, sse_stream, text};
+use fuzz_inputs::{
+    assert_json, assert_sse_json, body_bytes, chat_request_bytes, chunks, json_value, sse_stream,
+    text,
+};
 use proptest::prelude::*;
 use providers::dialect::{cohere, gemini};
-
-fn assert_json(bytes: &[u8], what: &str) {
-    if let Err(e) = serde_json::from_slice::<serde_json::Value>(bytes) {
-        panic!(
-            "{what} is not JSON ({e}): {}",
-            String::from_utf8_lossy(bytes)
-        );
-    }
-}
-
-fn assert_sse_json(out: &[u8]) {
-    for line in out.split(|b| *b == b'\n') {
-        if let Some(data) = line.strip_prefix(b"data: ") {
-            if data != b"[DONE]" {
-                assert_json(data, "an SSE data line");
-            }
-        }
-    }
-}
 
 /// The `data:` payloads of an SSE byte stream cut into chunks, in order, as the relay hands them over.
 fn payloads(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {

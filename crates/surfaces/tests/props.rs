@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use fuzz_inputs::{body_bytes, json_value};
+use fuzz_inputs::{assert_json, assert_sse_json, body_bytes, json_value};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -11,26 +11,6 @@ const RESPONSES_REQUEST: &[u8] = br#"{"model":"m","input":"hi","stream":true}"#;
 const MESSAGES_REQUEST: &[u8] =
     br#"{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"hi"}],"stream":true}"#;
 const GEMINI_REQUEST: &[u8] = br#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#;
-
-fn assert_json(bytes: &[u8], what: &str) {
-    if let Err(e) = serde_json::from_slice::<Value>(bytes) {
-        panic!(
-            "{what} is not JSON ({e}): {}",
-            String::from_utf8_lossy(bytes)
-        );
-    }
-}
-
-/// Every `data:` payload of an SSE output is JSON (or `[DONE]`).
-fn assert_sse_json(out: &[u8]) {
-    for line in out.split(|b| *b == b'\n') {
-        if let Some(data) = line.strip_prefix(b"data: ") {
-            if data != b"[DONE]" {
-                assert_json(data, "an SSE data line");
-            }
-        }
-    }
-}
 
 /// A delta or message body: text, reasoning, tool calls, or anything.
 fn message_body() -> impl Strategy<Value = Value> {
