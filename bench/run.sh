@@ -27,6 +27,7 @@ CONCURRENCY="1,16,128"
 MOCK_CHUNKS=20
 KEEP_TMP=0
 BUILD=1
+PERF=0
 
 GATEWAY_KEY="freellmapi-bench-0123456789abcdef0123456789abcdef"
 BODY='{"model":"mock-model","messages":[{"role":"user","content":"Say hello"}]}'
@@ -49,6 +50,10 @@ usage: bench/run.sh [--targets direct,nginx,gateway] [--duration SECS] [--warmup
   --concurrency  comma-separated connection counts (default 1,16,128)
   --keep-tmp     keep the temp dir (configs, logs, gateway data) for inspection
   --no-build     do not run cargo build (use the existing target/release binaries)
+  --perf         also sample the proxy process with `perf record -g` during every measured phase
+                 and write bench/out/perf-<timestamp>-<target>-<mode>-c<N>-run<R>.{data,txt}
+                 (the .txt is the top of `perf report --no-children`); CPU figures of a sampled
+                 phase include perf's own overhead, so do not mix them with unsampled runs
 
 Environment: FREELLMAPI_BIN=/path/to/freellmapi benchmarks that binary instead of
 target/release/freellmapi (and skips building it).
@@ -76,6 +81,7 @@ while [ $# -gt 0 ]; do
         --concurrency=*) CONCURRENCY=${1#*=}; shift ;;
         --keep-tmp) KEEP_TMP=1; shift ;;
         --no-build) BUILD=0; shift ;;
+        --perf) PERF=1; command -v perf >/dev/null || die "--perf needs perf (apt-get install -y linux-perf)"; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -514,8 +520,22 @@ run_phase() {
         >"$WORK/load.out" 2>"$WORK/load.err" &
     local load_pid=$!
     PIDS+=("$load_pid")
+    local perf_pid="" perf_base=""
+    if [ "$PERF" = 1 ] && [ -n "$TARGET_PID" ]; then
+        perf_base="$OUT_DIR/perf-$TS-$target-$mode-c$conc-run$run"
+        # Sample only the measured seconds: skip the warm-up, stop before the load does.
+        (sleep "$WARMUP"; exec perf record -q -F 1999 -g -p "$TARGET_PID" -o "$perf_base.data" -- sleep "$DURATION") \
+            >"$perf_base.log" 2>&1 &
+        perf_pid=$!
+    fi
     wait "$load_pid" || rc=$?
     stop_pid "$load_pid"
+    if [ -n "$perf_pid" ]; then
+        wait "$perf_pid" 2>/dev/null || true
+        perf report -i "$perf_base.data" --stdio --no-children --percent-limit 0.7 -g none \
+            >"$perf_base.txt" 2>/dev/null || true
+        log "perf profile: $perf_base.txt"
+    fi
     sys_after=$(sys_ticks)
     children_cpu_s
     child_after=$CHILD_CPU_S

@@ -150,8 +150,15 @@ pub async fn serve(
         api::key_check::spawn_model_refresh(&state, every);
     }
     let trusted = state.config.trusted_proxies.clone();
-    let result =
-        guard::listener::run(listener, app(state.clone()), limits, trusted, shutdown).await;
+    let result = guard::listener::run(
+        listener,
+        app(state.clone()),
+        Some(ingress::lane(state.clone())),
+        limits,
+        trusted,
+        shutdown,
+    )
+    .await;
     state.shutdown().await;
     result
 }

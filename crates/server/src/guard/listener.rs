@@ -179,6 +179,7 @@ async fn refuse(mut tcp: TcpStream, refusal: Refusal, limits: ConnectionLimits) 
 pub async fn run(
     listener: TcpListener,
     app: Router,
+    lane: Option<Lane>,
     limits: ConnectionLimits,
     trusted: Arc<super::forwarded::TrustedProxies>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -222,6 +223,7 @@ pub async fn run(
         let _ = tcp.set_nodelay(true);
         let service = ConnectionService {
             app: app.clone(),
+            lane: lane.clone(),
             peer,
             // Decided once per connection: only a trusted peer's forwarding headers are read.
             forwarder: trusted.contains(peer.ip()).then(|| trusted.clone()),
@@ -257,28 +259,62 @@ pub async fn run(
     Ok(())
 }
 
+/// A route served without the router and its layers: given a request and its client address, it either takes the
+/// request (and answers it) or hands it back for the router. The hot inference endpoints go this way, where the
+/// router's per-request service clones, boxed layers and extractors would cost more than the routing decision.
+pub type Lane = Arc<
+    dyn Fn(
+            axum::extract::Request,
+            SocketAddr,
+        ) -> Result<BoxFuture<axum::response::Response>, axum::extract::Request>
+        + Send
+        + Sync,
+>;
+
+/// A lane's answer in the making.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
 /// The application for one connection, with the client address as `ConnectInfo`: the peer's, or, when the peer is
 /// a trusted proxy, the one its forwarding headers name.
 #[derive(Clone)]
 struct ConnectionService {
     app: Router,
+    lane: Option<Lane>,
     peer: SocketAddr,
     forwarder: Option<Arc<super::forwarded::TrustedProxies>>,
 }
 
+/// The router's future, or a lane's (which cannot fail either).
+type Answer = futures_util::future::Either<
+    axum::routing::future::RouteFuture<std::convert::Infallible>,
+    futures_util::future::Map<
+        BoxFuture<axum::response::Response>,
+        fn(axum::response::Response) -> Result<axum::response::Response, std::convert::Infallible>,
+    >,
+>;
+
 impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = axum::routing::future::RouteFuture<std::convert::Infallible>;
+    type Future = Answer;
 
     fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+        use futures_util::FutureExt;
         let mut request = request.map(axum::body::Body::new);
         let client = match &self.forwarder {
             Some(trusted) => trusted.client(self.peer, request.headers()),
             None => self.peer,
         };
+        if let Some(lane) = &self.lane {
+            match lane(request, client) {
+                Ok(answer) => {
+                    return futures_util::future::Either::Right(answer.map(Ok as fn(_) -> _))
+                }
+                Err(back) => request = back,
+            }
+        }
         request.extensions_mut().insert(ConnectInfo(client));
-        self.app.clone().call(request)
+        futures_util::future::Either::Left(self.app.clone().call(request))
     }
 }
 

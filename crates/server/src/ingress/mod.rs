@@ -45,6 +45,58 @@ pub fn routes() -> Router<AppState> {
         .route("/v1beta/{*rest}", axum::routing::any(unknown_endpoint))
 }
 
+/// The inference endpoints served straight from the listener (see [`crate::guard::listener::Lane`]): a `POST` to
+/// one of them without an `Origin` header goes to its handler directly. Everything else — browser requests, which
+/// need the CORS answer of [`crate::guard::inbound::protect`], other methods, other paths — goes through the router,
+/// and the answers are the same either way: these handlers answer every error in JSON themselves, so
+/// [`crate::error::uniform_errors`] has nothing to rewrite, and `Vary: origin` is added here as `protect` does.
+// The request is handed back by value when the lane does not take it: boxing it would cost the router's path an
+// allocation per request.
+#[allow(clippy::result_large_err)]
+pub fn lane(state: AppState) -> crate::guard::listener::Lane {
+    use axum::extract::{ConnectInfo, State};
+    std::sync::Arc::new(move |request: Request, client| {
+        if request.method() != http::Method::POST
+            || request.headers().contains_key(http::header::ORIGIN)
+        {
+            return Err(request);
+        }
+        let state = state.clone();
+        Ok(match request.uri().path() {
+            "/v1/chat/completions" => varied(async move {
+                chat::chat_completions(State(state), ConnectInfo(client), request)
+                    .await
+                    .into_response()
+            }),
+            "/v1/responses" => varied(responses::create(
+                State(state),
+                ConnectInfo(client),
+                request,
+            )),
+            "/v1/messages" => varied(messages::create(State(state), ConnectInfo(client), request)),
+            "/v1/embeddings" => varied(async move {
+                embeddings::embeddings(State(state), ConnectInfo(client), request)
+                    .await
+                    .into_response()
+            }),
+            _ => return Err(request),
+        })
+    })
+}
+
+/// A lane's answer with the `Vary: origin` that [`crate::guard::inbound::protect`] gives every `/v1` answer.
+fn varied(
+    answer: impl std::future::Future<Output = axum::response::Response> + Send + 'static,
+) -> crate::guard::listener::BoxFuture<axum::response::Response> {
+    Box::pin(async move {
+        let mut response = answer.await;
+        response
+            .headers_mut()
+            .append(http::header::VARY, http::HeaderValue::from_static("origin"));
+        response
+    })
+}
+
 async fn unknown_endpoint(request: Request) -> impl IntoResponse {
     // Logged so an operator sees what a client wanted (a surface or path the gateway does not serve).
     tracing::info!(
