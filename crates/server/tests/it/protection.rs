@@ -411,3 +411,74 @@ async fn a_locked_database_is_a_503_not_a_500() {
     assert_openai_error(&r.json().await.unwrap(), "database_unavailable");
     sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
 }
+
+/// The inference endpoints answer a request without `Origin` from the listener's lane and one with an `Origin` through
+/// the router; both must answer alike (status, error shape, `Vary: origin`), the browser one with its CORS header.
+#[tokio::test]
+async fn the_lane_and_the_router_answer_alike() {
+    let gw = start_with(config_with(&["https://dash.example.com"], true), &[]).await;
+    let cases: [(&str, Option<&str>, &str, u16, &str); 6] = [
+        ("/v1/chat/completions", None, "{}", 401, "missing_api_key"),
+        (
+            "/v1/chat/completions",
+            Some(gw.key.as_str()),
+            "{not json",
+            400,
+            "invalid_json",
+        ),
+        ("/v1/responses", Some(gw.key.as_str()), "[]", 400, ""),
+        ("/v1/messages", None, "{}", 401, ""),
+        (
+            "/v1/embeddings",
+            Some(gw.key.as_str()),
+            "{\"model\":1}",
+            400,
+            "",
+        ),
+        (
+            "/v1/chat/completions",
+            Some(gw.key.as_str()),
+            "{\"model\":\"nope\",\"messages\":[]}",
+            400,
+            "",
+        ),
+    ];
+    for (path, key, body, status, code) in cases {
+        let mut answers = Vec::new();
+        for origin in [None, Some("https://dash.example.com")] {
+            let mut r = gw
+                .http
+                .post(format!("{}{path}", gw.url))
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+            if let Some(k) = key {
+                r = r.bearer_auth(k).header("x-api-key", k);
+            }
+            if let Some(o) = origin {
+                r = r.header("origin", o);
+            }
+            let r = r.send().await.unwrap();
+            let cors = r.headers().get("access-control-allow-origin").cloned();
+            assert_eq!(cors.is_some(), origin.is_some(), "{path} {origin:?}");
+            let vary: Vec<_> = r.headers().get_all("vary").iter().cloned().collect();
+            assert!(
+                vary.iter().any(|v| v == "origin"),
+                "{path} {origin:?}: {vary:?}"
+            );
+            let got = r.status().as_u16();
+            let json: Value = r.json().await.unwrap();
+            answers.push((got, json));
+        }
+        assert_eq!(answers[0].0, status, "{path}: {}", answers[0].1);
+        assert_eq!(answers[0].0, answers[1].0, "{path}");
+        // The same error, word for word (no ids in these refusals).
+        assert_eq!(answers[0].1, answers[1].1, "{path}");
+        if !code.is_empty() {
+            assert_eq!(
+                answers[0].1["error"]["code"], code,
+                "{path}: {}",
+                answers[0].1
+            );
+        }
+    }
+}
