@@ -278,11 +278,28 @@ pub(crate) fn write_chat(c: &Chat, out: &mut Vec<u8>) -> (Range<usize>, Range<us
     (messages, tools)
 }
 
-/// `prompt_tokens`, `completion_tokens` and cached prompt tokens from a chat `usage` object.
-pub(crate) fn usage_of(u: &UsageIn) -> (u64, u64, u64) {
+/// A chat `usage` object's counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Usage {
+    pub(crate) prompt: u64,
+    pub(crate) completion: u64,
+    /// Cached prompt tokens (at most `prompt`).
+    pub(crate) cached: u64,
+    /// `total_tokens`, or the sum when the upstream sent none.
+    pub(crate) total: u64,
+    pub(crate) reasoning: u64,
+}
+
+pub(crate) fn usage_of(u: &UsageIn) -> Usage {
     let prompt = u.prompt.as_u64().unwrap_or(0);
-    let cached = u.details.cached.as_u64().unwrap_or(0).min(prompt);
-    (prompt, u.completion.as_u64().unwrap_or(0), cached)
+    let completion = u.completion.as_u64().unwrap_or(0);
+    Usage {
+        prompt,
+        completion,
+        cached: u.details.cached.as_u64().unwrap_or(0).min(prompt),
+        total: u.total.as_u64().unwrap_or(prompt.wrapping_add(completion)),
+        reasoning: u.completion_details.reasoning.as_u64().unwrap_or(0),
+    }
 }
 
 /// A leading `<think>…</think>` split off content: (thinking, rest). No closing tag: all of it is thinking.
@@ -295,12 +312,15 @@ pub(crate) fn split_think(content: &str) -> Option<(&str, &str)> {
 }
 
 lenient!(TextPart { "text" => text: Sc<'a>, });
-lenient!(ErrObj { "type" => kind: Sc<'a>, "message" => message: Sc<'a>, });
+lenient!(ErrObj { "type" => kind: Sc<'a>, "code" => code: Sc<'a>, "message" => message: Sc<'a>, });
 lenient!(Details { "cached_tokens" => cached: Sc<'a>, });
+lenient!(OutDetails { "reasoning_tokens" => reasoning: Sc<'a>, });
 lenient!(UsageIn {
     "prompt_tokens" => prompt: Sc<'a>,
     "completion_tokens" => completion: Sc<'a>,
+    "total_tokens" => total: Sc<'a>,
     "prompt_tokens_details" => details: Details<'a>,
+    "completion_tokens_details" => completion_details: OutDetails<'a>,
 });
 lenient!(Function { "name" => name: Sc<'a>, "arguments" => arguments: Args<'a>, });
 lenient!(Call { "id" => id: Sc<'a>, "index" => index: Sc<'a>, "function" => function: Function<'a>, });
@@ -317,6 +337,7 @@ lenient!(StreamChoice {
     "finish_reason" => finish_reason: Sc<'a>,
 });
 lenient!(Chunk {
+    "model" => model: Sc<'a>,
     "error" => error: ErrObj<'a>,
     "usage" => usage: UsageIn<'a>,
     "choices" => choices: LVec<StreamChoice<'a>>,
@@ -333,6 +354,7 @@ lenient!(AnswerChoice {
     "finish_reason" => finish_reason: Sc<'a>,
 });
 lenient!(Answer {
+    "model" => model: Sc<'a>,
     "error" => error: ErrObj<'a>,
     "choices" => choices: LVec<AnswerChoice<'a>>,
     "usage" => usage: UsageIn<'a>,

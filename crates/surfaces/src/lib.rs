@@ -8,6 +8,7 @@
 //! each chat SSE event (`data:` value, `[DONE]` included, and the gateway's terminal `{"error":…}` event).
 
 mod chat;
+mod chunks;
 pub mod gemini;
 mod json;
 pub mod messages;

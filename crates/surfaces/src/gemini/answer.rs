@@ -184,7 +184,10 @@ pub fn chat_to_gemini_response(chat: &[u8], ctx: &GeminiContext) -> Result<Vec<u
         &mut out,
         ctx,
         Some(finish_reason(choice.finish_reason.as_str())),
-        Some(usage_of(&v.usage)),
+        Some({
+            let u = usage_of(&v.usage);
+            (u.prompt, u.completion, u.cached)
+        }),
     );
     Ok(out)
 }

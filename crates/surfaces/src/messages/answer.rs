@@ -141,7 +141,12 @@ pub fn chat_to_messages_response(chat: &[u8], ctx: &MessageContext) -> Result<Ve
         esc(&mut out, f.name.as_str().unwrap_or_default());
         put(&mut out, r#","type":"tool_use"}"#);
     }
-    let (prompt, completion, cached) = usage_of(&v.usage);
+    let Usage {
+        prompt,
+        completion,
+        cached,
+        ..
+    } = usage_of(&v.usage);
     put(&mut out, r#"],"id":"#);
     esc(&mut out, &ctx.message_id);
     put(&mut out, r#","model":"#);

@@ -30,8 +30,6 @@
 //! borrowing visitors (any JSON value reads; a field of an unexpected type reads as absent, as `Value` indexing
 //! did) and every output is written by hand, keys in the order `Value` (a sorted map) used to print them.
 
-use serde::de::IgnoredAny;
-
 use crate::chat::*;
 use crate::json::*;
 

@@ -1,11 +1,9 @@
 //! Answer direction, shared: error bodies, usage, output items, the `response` object, and a complete chat answer
 //! turned into it.
 
-use std::borrow::Cow;
-
-use serde_json::Value;
-
 use super::*;
+use crate::chat::{self, usage_of, Answer, Content, Usage};
+use crate::json::from_json;
 
 // ---- answer direction -------------------------------------------------------------------------------------------
 
@@ -53,23 +51,13 @@ pub(super) struct Tokens {
     pub(super) reasoning: u64,
 }
 
-pub(super) fn tokens(u: &UsageView) -> Tokens {
-    let (input, output) = (
-        u.prompt_tokens.0.unwrap_or(0),
-        u.completion_tokens.0.unwrap_or(0),
-    );
-    let nested = |n: Option<Num>| n.and_then(|n| n.0).unwrap_or(0);
+pub(super) fn tokens(u: &Usage) -> Tokens {
     Tokens {
-        input,
-        output,
-        total: u.total_tokens.0.unwrap_or(input.wrapping_add(output)),
-        cached: nested(u.prompt_tokens_details.0.as_ref().map(|d| d.cached_tokens)),
-        reasoning: nested(
-            u.completion_tokens_details
-                .0
-                .as_ref()
-                .map(|d| d.reasoning_tokens),
-        ),
+        input: u.prompt,
+        output: u.completion,
+        total: u.total,
+        cached: u.cached,
+        reasoning: u.reasoning,
     }
 }
 
@@ -255,55 +243,37 @@ pub(super) fn put_response(
     out.push(b'}');
 }
 
-/// Splits a leading `<think>…</think>` block off `content`: (reasoning, rest). An unclosed block is all reasoning.
-pub(super) fn split_think(content: &str) -> (String, String) {
-    let Some(rest) = content.trim_start().strip_prefix(THINK_OPEN) else {
-        return (String::new(), content.to_string());
-    };
-    match rest.find(THINK_CLOSE) {
-        Some(end) => (
-            rest[..end].trim().into(),
-            rest[end + THINK_CLOSE.len()..].trim_start().into(),
-        ),
-        None => (rest.trim().into(), String::new()),
-    }
-}
-
-/// Parses an upstream answer; the error text on failure is the one a `Value` parse gives.
-pub(super) fn parse_answer(chat: &[u8]) -> Result<Completion<'_>, String> {
-    if let Ok(Ok(c)) = std::str::from_utf8(chat).map(parse_top::<Completion>) {
-        return Ok(c);
-    }
-    Err(match serde_json::from_slice::<Value>(chat) {
-        Err(e) => format!("the upstream answer is not valid JSON: {e}"),
-        Ok(_) => "the upstream answer is not a JSON object".into(),
-    })
-}
-
 /// Non-streamed answer: a chat.completion body → a Responses `response` object.
 pub fn chat_to_responses_response(chat: &[u8], ctx: &ResponseContext) -> Result<Vec<u8>, String> {
-    let c = parse_answer(chat)?;
-    if let Some(e) = c.error.present() {
-        return Err(format!(
-            "the upstream answered with an error: {}",
-            value_of(e)
-        ));
+    let c: Answer =
+        from_json(chat).map_err(|e| format!("the upstream answer is not valid JSON: {e}"))?;
+    if !c.is_obj {
+        return Err("the upstream answer is not a JSON object".into());
     }
-    let choice = c.choices.0.and_then(|c| c.0).unwrap_or_default();
-    let msg = choice.message.0.unwrap_or_default();
-    let reasoning = msg
-        .reasoning_content
-        .0
-        .or(msg.reasoning.0)
-        .unwrap_or_default();
-    let mut reasoning = reasoning.0.into_owned();
-    let (think, content) = split_think(&msg.content.0);
+    if c.error.is_obj {
+        let message = c.error.message.as_str().unwrap_or("upstream error");
+        return Err(format!("the upstream answered with an error: {message}"));
+    }
+    let choice = c.choices.0.first();
+    let msg = choice.map(|c| &c.message);
+    let content = match msg.map(|m| &m.content) {
+        Some(Content::Str(s)) => &**s,
+        Some(Content::Parts(s)) => s.as_str(),
+        _ => "",
+    };
+    let mut reasoning = msg
+        .and_then(|m| m.reasoning_content.text().or(m.reasoning.text()))
+        .unwrap_or_default()
+        .to_string();
+    let (think, content) = match chat::split_think(content) {
+        Some((think, rest)) => (think.trim(), rest),
+        None => ("", content),
+    };
     if !think.is_empty() {
-        reasoning = if reasoning.is_empty() {
-            think
-        } else {
-            format!("{reasoning}\n\n{think}")
-        };
+        if !reasoning.is_empty() {
+            reasoning.push_str("\n\n");
+        }
+        reasoning.push_str(think);
     }
     let mut output = Vec::new();
     if !reasoning.is_empty() {
@@ -315,10 +285,10 @@ pub fn chat_to_responses_response(chat: &[u8], ctx: &ResponseContext) -> Result<
     }
     let mut parts = Vec::new();
     if !content.is_empty() {
-        parts.push(OutPart::Text(content));
+        parts.push(OutPart::Text(content.to_string()));
     }
-    if !msg.refusal.0.is_empty() {
-        parts.push(OutPart::Refusal(msg.refusal.0.into_owned()));
+    if let Some(refusal) = msg.and_then(|m| m.refusal.text()) {
+        parts.push(OutPart::Refusal(refusal.to_string()));
     }
     if !parts.is_empty() {
         output.push(OutItem::Message {
@@ -327,29 +297,23 @@ pub fn chat_to_responses_response(chat: &[u8], ctx: &ResponseContext) -> Result<
             parts,
         });
     }
-    for tc in msg.tool_calls.0.into_iter().flatten() {
-        let tc = tc.0.unwrap_or_default();
+    for tc in msg.map_or(&[][..], |m| &m.tool_calls.0[..]) {
         let index = output.len();
-        let call_id = tc
-            .id
-            .0
-            .map_or_else(|| item_id(ctx, "call", index), Cow::into_owned);
-        let f = tc.function.0.unwrap_or_default();
+        let call_id = match tc.id.as_str() {
+            Some(id) => id.to_string(),
+            None => item_id(ctx, "call", index),
+        };
         output.push(OutItem::Call {
             id: item_id(ctx, "fc", index),
             call_id,
-            name: f.name.get().unwrap_or("").to_string(),
-            arguments: args_of(&f.arguments).into_owned(),
+            name: tc.function.name.as_str().unwrap_or("").to_string(),
+            arguments: tc.function.arguments.text().to_string(),
             status: "completed",
         });
     }
-    let end = end_state(choice.finish_reason.get());
-    let model = c
-        .model
-        .get()
-        .filter(|m| !m.is_empty())
-        .unwrap_or(&ctx.model);
-    let usage = c.usage.0.as_ref().map(tokens);
+    let end = end_state(choice.and_then(|c| c.finish_reason.as_str()));
+    let model = c.model.text().unwrap_or(&ctx.model);
+    let usage = c.usage.is_obj.then(|| tokens(&usage_of(&c.usage)));
     let mut out = Vec::with_capacity(512 + ctx.echo.len());
     put_response(&mut out, ctx, &end, model, &output, usage.as_ref());
     Ok(out)

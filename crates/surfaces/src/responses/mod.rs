@@ -17,9 +17,6 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAcces
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-const THINK_OPEN: &str = "<think>";
-const THINK_CLOSE: &str = "</think>";
-
 mod answer;
 mod request;
 mod stream;
@@ -276,25 +273,6 @@ impl<'de> Deserialize<'de> for Str<'de> {
     }
 }
 
-/// An unsigned integer member (`as_u64`).
-#[derive(Default, Clone, Copy)]
-struct Num(Option<u64>);
-
-impl<'de> Lax<'de> for Num {
-    fn unsigned(v: u64) -> Self {
-        Num(Some(v))
-    }
-    fn signed(v: i64) -> Self {
-        Num(u64::try_from(v).ok())
-    }
-}
-
-impl<'de> Deserialize<'de> for Num {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        lax(d)
-    }
-}
-
 /// An object member read through a view; `None` for anything but an object.
 struct Obj<T>(Option<T>);
 
@@ -338,122 +316,6 @@ impl<'de, T: Deserialize<'de>> Lax<'de> for Arr<T> {
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Arr<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         lax(d)
-    }
-}
-
-/// The first element of an array member (`pointer("/x/0")`).
-struct First<T>(Option<T>);
-
-impl<T> Default for First<T> {
-    fn default() -> Self {
-        First(None)
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Lax<'de> for First<T> {
-    fn seq<A: SeqAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
-        let first = a.next_element()?;
-        drain_seq(&mut a)?;
-        Ok(First(first))
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for First<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        lax(d)
-    }
-}
-
-/// A member that was present (even as `null`): `Value::get(..).is_some()`.
-struct Had<T>(Option<T>);
-
-impl<T> Default for Had<T> {
-    fn default() -> Self {
-        Had(None)
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Had<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        T::deserialize(d).map(|t| Had(Some(t)))
-    }
-}
-
-/// A string, or the concatenated `text` of an array of parts; empty for anything else.
-struct TextOf<'de>(Cow<'de, str>);
-
-impl Default for TextOf<'_> {
-    fn default() -> Self {
-        TextOf(Cow::Borrowed(""))
-    }
-}
-
-impl<'de> Lax<'de> for TextOf<'de> {
-    fn string(s: Cow<'de, str>) -> Self {
-        TextOf(s)
-    }
-    fn seq<A: SeqAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
-        let mut text = String::new();
-        while let Some(Obj(part)) = a.next_element::<Obj<TextPart>>()? {
-            if let Some(t) = part.as_ref().and_then(|p| p.text.get()) {
-                text.push_str(t);
-            }
-        }
-        Ok(TextOf(Cow::Owned(text)))
-    }
-}
-
-impl<'de> Deserialize<'de> for TextOf<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        lax(d)
-    }
-}
-
-/// Any value: strings borrowed, `null`/absent apart, everything else (rare) as a `Value`.
-#[derive(Default)]
-enum Any<'de> {
-    #[default]
-    Null,
-    Str(Cow<'de, str>),
-    Other(Value),
-}
-
-impl<'de> Lax<'de> for Any<'de> {
-    fn string(s: Cow<'de, str>) -> Self {
-        Any::Str(s)
-    }
-    fn unsigned(v: u64) -> Self {
-        Any::Other(v.into())
-    }
-    fn signed(v: i64) -> Self {
-        Any::Other(v.into())
-    }
-    fn float(v: f64) -> Self {
-        Any::Other(v.into())
-    }
-    fn boolean(v: bool) -> Self {
-        Any::Other(v.into())
-    }
-    fn map<A: MapAccess<'de>>(a: A) -> Result<Self, A::Error> {
-        Value::deserialize(de::value::MapAccessDeserializer::new(a)).map(Any::Other)
-    }
-    fn seq<A: SeqAccess<'de>>(a: A) -> Result<Self, A::Error> {
-        Value::deserialize(de::value::SeqAccessDeserializer::new(a)).map(Any::Other)
-    }
-}
-
-impl<'de> Deserialize<'de> for Any<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        lax(d)
-    }
-}
-
-/// Tool-call arguments: a string as is, anything else (an object some upstreams send) serialized.
-fn args_of<'a>(v: &'a Any<'_>) -> Cow<'a, str> {
-    match v {
-        Any::Str(s) => Cow::Borrowed(s),
-        Any::Null => Cow::Borrowed(""),
-        Any::Other(other) => Cow::Owned(other.to_string()),
     }
 }
 
@@ -592,58 +454,6 @@ impl<'de> Deserialize<'de> for Input<'de> {
 }
 
 // Answer views: a chat.completion, and a chat.completion.chunk.
-view!(Completion<'de> {
-    error: Raw<'de> = "error",
-    model: Str<'de> = "model",
-    choices: First<Obj<Choice<'de>>> = "choices",
-    usage: Obj<UsageView<'de>> = "usage",
-});
-view!(Choice<'de> {
-    message: Obj<MessageView<'de>> = "message",
-    finish_reason: Str<'de> = "finish_reason",
-});
-view!(Chunk<'de> {
-    error: Raw<'de> = "error",
-    model: Str<'de> = "model",
-    choices: First<Obj<ChunkChoice<'de>>> = "choices",
-    usage: Obj<UsageView<'de>> = "usage",
-});
-view!(ChunkChoice<'de> {
-    delta: Obj<Delta<'de>> = "delta",
-    finish_reason: Str<'de> = "finish_reason",
-});
-view!(MessageView<'de> {
-    reasoning_content: Had<TextOf<'de>> = "reasoning_content",
-    reasoning: Had<TextOf<'de>> = "reasoning",
-    content: TextOf<'de> = "content",
-    refusal: TextOf<'de> = "refusal",
-    tool_calls: Arr<Obj<CallView<'de>>> = "tool_calls",
-});
-view!(Delta<'de> {
-    reasoning_content: Str<'de> = "reasoning_content",
-    reasoning: Str<'de> = "reasoning",
-    content: Str<'de> = "content",
-    refusal: Str<'de> = "refusal",
-    tool_calls: Arr<Obj<CallView<'de>>> = "tool_calls",
-});
-view!(CallView<'de> {
-    index: Num = "index",
-    id: Str<'de> = "id",
-    function: Obj<FunctionView<'de>> = "function",
-});
-view!(FunctionView<'de> {
-    name: Str<'de> = "name",
-    arguments: Any<'de> = "arguments",
-});
-view!(UsageView<'de> {
-    prompt_tokens: Num = "prompt_tokens",
-    completion_tokens: Num = "completion_tokens",
-    total_tokens: Num = "total_tokens",
-    prompt_tokens_details: Obj<CachedView<'de>> = "prompt_tokens_details",
-    completion_tokens_details: Obj<ReasoningTokensView<'de>> = "completion_tokens_details",
-});
-view!(CachedView<'de> { cached_tokens: Num = "cached_tokens" });
-view!(ReasoningTokensView<'de> { reasoning_tokens: Num = "reasoning_tokens" });
 
 // ---- JSON writing -----------------------------------------------------------------------------------------------
 

@@ -1,8 +1,7 @@
 //! Streaming: the chat-completion chunks turned into the Responses event sequence.
 
-use serde_json::Value;
-
 use super::*;
+use crate::chunks::{ChatStream, Sink, Step, ToolCalls, ToolDelta};
 
 // ---- streaming --------------------------------------------------------------------------------------------------
 
@@ -43,34 +42,13 @@ pub(super) enum Open {
     Reasoning(Place, String),
 }
 
-/// An open function_call item, keyed by the chat tool-call index. `added` is set once
-/// `response.output_item.added` went out — which waits for the name, since some upstreams send it after the id.
-pub(super) struct ToolSlot {
-    pub(super) chat_index: u64,
-    pub(super) call_id: Option<String>,
-    pub(super) name: String,
-    pub(super) args: String,
-    pub(super) added: Option<Place>,
-}
-
-/// Where the content stream stands with respect to a leading `<think>` block.
-pub(super) enum Think {
-    /// Start of content: buffered until it is clear whether it opens with `<think>`.
-    Detect(String),
-    /// Inside the block; holds a possible partial `</think>` held back from the reasoning.
-    Inside(String),
-    /// Just after `</think>`: leading whitespace is dropped.
-    After,
-    Off,
-}
-
 /// Numbers and frames SSE events; `kind` is the event type without its `response.` prefix. An event is
 /// `begin`, its members (each starting with a comma), then `end`.
-pub(super) struct Sink {
+pub(super) struct Seq {
     pub(super) seq: u64,
 }
 
-impl Sink {
+impl Seq {
     pub(super) fn begin(&mut self, out: &mut Vec<u8>, kind: &str) {
         out.extend_from_slice(b"event: response.");
         out.extend_from_slice(kind.as_bytes());
@@ -115,7 +93,7 @@ impl Sink {
         out.extend_from_slice(member);
         put_str(out, &text);
         out.extend_from_slice(tail);
-        Sink::end(out);
+        Seq::end(out);
         self.begin_at(out, "content_part.done", at, b",\"content_index\":", ci);
         out.extend_from_slice(member);
         put_str(out, &text);
@@ -126,7 +104,7 @@ impl Sink {
             PartKind::Refusal => OutPart::Refusal(text),
         };
         put_part(out, &part);
-        Sink::end(out);
+        Seq::end(out);
         msg.parts.push(part);
     }
 }
@@ -138,106 +116,77 @@ impl Sink {
 /// in output order when other output starts or the stream ends. Deltas for a tool-call index (and id) that was
 /// already closed are ignored.
 pub struct ResponsesStreamEncoder {
-    ctx: ResponseContext,
-    sink: Sink,
+    chat: ChatStream,
+    items: Items,
     started: bool,
+}
+
+/// The output items: the [`Sink`] side of the encoder.
+struct Items {
+    ctx: ResponseContext,
+    seq: Seq,
     ended: bool,
     /// Items by output_index: the in-progress snapshot until the item is done, then the finished item.
     output: Vec<OutItem>,
     open: Option<Open>,
-    tools: Vec<ToolSlot>,
-    /// (chat index, call id) of the function calls already closed.
-    closed_tools: Vec<(u64, Option<String>)>,
-    next_anon_index: u64,
-    think: Think,
-    finish_reason: Option<String>,
-    usage: Option<Tokens>,
-    model: Option<String>,
-    produced: bool,
+    /// The place of each tool call's item (by the stream's tool slot), once `response.output_item.added` went out —
+    /// which waits for the name, since some upstreams send it after the id.
+    calls: Vec<Option<Place>>,
 }
 
 impl ResponsesStreamEncoder {
     pub fn new(ctx: ResponseContext) -> Self {
         Self {
-            ctx,
-            sink: Sink { seq: 0 },
+            chat: ChatStream::default(),
+            items: Items {
+                ctx,
+                seq: Seq { seq: 0 },
+                ended: false,
+                output: Vec::new(),
+                open: None,
+                calls: Vec::new(),
+            },
             started: false,
-            ended: false,
-            output: Vec::new(),
-            open: None,
-            tools: Vec::new(),
-            closed_tools: Vec::new(),
-            next_anon_index: 1 << 32,
-            think: Think::Detect(String::new()),
-            finish_reason: None,
-            usage: None,
-            model: None,
-            produced: false,
         }
     }
 
     /// Emits `response.created` and `response.in_progress` (once).
     pub fn start(&mut self, out: &mut Vec<u8>) {
-        if !self.started {
-            self.started = true;
-            out.reserve(2 * (self.ctx.echo.len() + 400));
-            self.sink.begin(out, "created");
-            out.extend_from_slice(b",\"response\":");
-            let from = out.len();
-            self.put_snapshot(out, &End::InProgress);
-            let to = out.len();
-            Sink::end(out);
-            self.sink.begin(out, "in_progress");
-            out.extend_from_slice(b",\"response\":");
-            out.extend_from_within(from..to);
-            Sink::end(out);
+        if self.started {
+            return;
         }
+        self.started = true;
+        let items = &mut self.items;
+        out.reserve(2 * (items.ctx.echo.len() + 400));
+        items.seq.begin(out, "created");
+        out.extend_from_slice(b",\"response\":");
+        let from = out.len();
+        items.put_snapshot(out, &End::InProgress, &self.chat);
+        let to = out.len();
+        Seq::end(out);
+        items.seq.begin(out, "in_progress");
+        out.extend_from_slice(b",\"response\":");
+        out.extend_from_within(from..to);
+        Seq::end(out);
     }
 
     /// One chat SSE payload: a `chat.completion.chunk`, `[DONE]`, or the gateway's terminal `{"error":…}`.
     pub fn push(&mut self, event: &[u8], out: &mut Vec<u8>) {
-        if self.ended {
+        if self.items.ended {
             return;
         }
         self.start(out);
-        if event.trim_ascii() == b"[DONE]" {
-            return self.finalize(true, out);
-        }
-        let Ok(Ok(c)) = std::str::from_utf8(event).map(parse_top::<Chunk>) else {
-            return;
-        };
-        if let Some(e) = c.error.present() {
-            return self.fail_with(&value_of(e), out);
-        }
-        if self.model.is_none() {
-            self.model = c.model.get().filter(|m| !m.is_empty()).map(Into::into);
-        }
-        if let Some(u) = &c.usage.0 {
-            self.usage = Some(tokens(u));
-        }
-        let Some(choice) = c.choices.0 else {
-            return;
-        };
-        let Some(choice) = choice.0 else {
-            return;
-        };
-        if let Some(d) = choice.delta.0 {
-            let reasoning = d.reasoning_content.get().filter(|s| !s.is_empty());
-            if let Some(r) = reasoning.or_else(|| d.reasoning.get()) {
-                self.reasoning(r, out);
+        match self.chat.read(event, &mut self.items, out) {
+            Step::Chunk => {}
+            Step::Done => self.finalize(true, out),
+            Step::Error(e) => {
+                let code = e.code.as_deref().or(e.kind.as_deref());
+                let end = End::Failed {
+                    code: code.unwrap_or("server_error"),
+                    message: &e.message,
+                };
+                self.items.emit_response(out, "failed", &end, &self.chat);
             }
-            if let Some(s) = d.content.get() {
-                self.content(s, out);
-            }
-            if let Some(s) = d.refusal.get() {
-                self.message_delta(PartKind::Refusal, s, out);
-            }
-            for tc in d.tool_calls.0.into_iter().flatten() {
-                self.tool_delta(tc.0.unwrap_or_default(), out);
-            }
-        }
-        if let Some(f) = choice.finish_reason.get() {
-            self.finish_reason = Some(f.to_string());
         }
     }
 
@@ -247,152 +196,46 @@ impl ResponsesStreamEncoder {
     }
 
     pub fn usage(&self) -> Option<wire::Usage> {
-        let u = self.usage.as_ref()?;
+        let u = self.chat.usage?;
         Some(wire::Usage {
-            prompt_tokens: u.input,
-            completion_tokens: u.output,
+            prompt_tokens: u.prompt,
+            completion_tokens: u.completion,
         })
     }
 
-    pub(super) fn put_snapshot(&self, out: &mut Vec<u8>, end: &End) {
-        let model = self.model.as_deref().unwrap_or(&self.ctx.model);
-        put_response(
-            out,
-            &self.ctx,
-            end,
-            model,
-            &self.output,
-            self.usage.as_ref(),
-        );
-    }
-
-    /// A terminal event carrying the response.
-    pub(super) fn emit_response(&mut self, out: &mut Vec<u8>, kind: &str, end: &End) {
-        self.sink.begin(out, kind);
-        out.extend_from_slice(b",\"response\":");
-        self.put_snapshot(out, end);
-        Sink::end(out);
-        self.ended = true;
-    }
-
-    pub(super) fn finalize(&mut self, saw_done: bool, out: &mut Vec<u8>) {
-        if self.ended {
+    fn finalize(&mut self, saw_done: bool, out: &mut Vec<u8>) {
+        if self.items.ended {
             return;
         }
         self.start(out);
-        self.flush_detect(out);
-        if let Think::Inside(held) = std::mem::replace(&mut self.think, Think::Off) {
-            self.reasoning(&held, out);
-        }
-        self.close_all(out);
-        if self.finish_reason.is_none() && !saw_done && !self.produced {
+        self.chat.finish(&mut self.items, out);
+        self.items.close_all(&mut self.chat.calls, out);
+        let chat = &self.chat;
+        let end = if chat.finish_reason.is_none() && !saw_done && self.items.output.is_empty() {
             // A stream that ended without [DONE], finish_reason or a single piece of output is no answer.
             let message = "the upstream stream ended without a response";
-            return self.fail(out, "server_error", message);
-        }
-        let end = end_state(self.finish_reason.as_deref());
-        let kind = if matches!(end, End::Completed) {
-            "completed"
+            End::Failed {
+                code: "server_error",
+                message,
+            }
         } else {
-            "incomplete"
+            end_state(chat.finish_reason.as_deref())
         };
-        self.emit_response(out, kind, &end);
+        let kind = match end {
+            End::Completed => "completed",
+            End::Failed { .. } => "failed",
+            _ => "incomplete",
+        };
+        self.items.emit_response(out, kind, &end, chat);
     }
+}
 
-    /// Terminal failure from the gateway's `{"error":…}` event.
-    pub(super) fn fail_with(&mut self, e: &Value, out: &mut Vec<u8>) {
-        let str_of = |k: &str| e.get(k).and_then(Value::as_str);
-        let code = str_of("code").or_else(|| str_of("type"));
-        let message = str_of("message").map_or_else(|| e.to_string(), Into::into);
-        self.fail(out, code.unwrap_or("server_error"), &message);
-    }
-
-    /// Terminal failure: open items stay as they are; `response.failed` carries the error.
-    pub(super) fn fail(&mut self, out: &mut Vec<u8>, code: &str, message: &str) {
-        self.emit_response(out, "failed", &End::Failed { code, message });
-    }
-
-    /// Ends `<think>` detection: buffered content goes out as text, unless it is only whitespace.
-    pub(super) fn flush_detect(&mut self, out: &mut Vec<u8>) {
-        if let Think::Detect(buf) = &mut self.think {
-            let buf = std::mem::take(buf);
-            self.think = Think::Off;
-            if !buf.trim().is_empty() {
-                self.message_delta(PartKind::Text, &buf, out);
-            }
-        }
-    }
-
-    /// Content, minding a leading `<think>` block that may be split across chunks.
-    pub(super) fn content(&mut self, s: &str, out: &mut Vec<u8>) {
-        if let Think::Off = self.think {
-            return self.message_delta(PartKind::Text, s, out);
-        }
-        match std::mem::replace(&mut self.think, Think::Off) {
-            Think::Off => self.message_delta(PartKind::Text, s, out),
-            Think::Detect(mut buf) => {
-                buf.push_str(s);
-                let t = buf.trim_start();
-                if let Some(rest) = t.strip_prefix(THINK_OPEN) {
-                    let rest = rest.to_string();
-                    self.think = Think::Inside(String::new());
-                    self.content(&rest, out);
-                } else if THINK_OPEN.starts_with(t) {
-                    self.think = Think::Detect(buf);
-                } else {
-                    self.message_delta(PartKind::Text, &buf, out);
-                }
-            }
-            Think::Inside(mut buf) => {
-                buf.push_str(s);
-                if let Some(end) = buf.find(THINK_CLOSE) {
-                    self.reasoning(&buf[..end], out);
-                    self.think = Think::After;
-                    self.content(&buf[end + THINK_CLOSE.len()..], out);
-                } else {
-                    // Hold back a tail that may be the start of `</think>`.
-                    let tag = |k: &usize| buf.ends_with(&THINK_CLOSE[..*k]);
-                    let split = buf.len() - (1..THINK_CLOSE.len()).rev().find(tag).unwrap_or(0);
-                    self.reasoning(&buf[..split], out);
-                    self.think = Think::Inside(buf[split..].to_string());
-                }
-            }
-            Think::After => match s.trim_start() {
-                "" => self.think = Think::After,
-                t => self.message_delta(PartKind::Text, t, out),
-            },
-        }
-    }
-
-    /// Appends an in-progress item to the output and announces it.
-    pub(super) fn add_item(
-        &mut self,
-        out: &mut Vec<u8>,
-        prefix: &str,
-        item: impl FnOnce(String) -> OutItem,
-    ) -> Place {
-        let index = self.output.len();
-        let id = item_id(&self.ctx, prefix, index);
-        let item = item(id.clone());
-        self.sink.begin(out, "output_item.added");
-        out.extend_from_slice(b",\"output_index\":");
-        put_u64(out, index as u64);
-        out.extend_from_slice(b",\"item\":");
-        put_item(out, &item);
-        Sink::end(out);
-        self.output.push(item);
-        self.produced = true;
-        Place::new(index, id)
-    }
-
-    pub(super) fn reasoning(&mut self, s: &str, out: &mut Vec<u8>) {
-        if s.is_empty() {
-            return;
-        }
+impl Sink for Items {
+    fn thinking(&mut self, calls: &mut ToolCalls, s: &str, out: &mut Vec<u8>) {
         if !matches!(self.open, Some(Open::Reasoning(..))) {
-            self.close_all(out);
+            self.close_all(calls, out);
             let at = self.add_item(out, "rs", |id| OutItem::Reasoning { id, text: None });
-            self.sink.begin_at(
+            self.seq.begin_at(
                 out,
                 "reasoning_summary_part.added",
                 &at,
@@ -400,12 +243,12 @@ impl ResponsesStreamEncoder {
                 0,
             );
             out.extend_from_slice(b",\"part\":{\"type\":\"summary_text\",\"text\":\"\"}");
-            Sink::end(out);
+            Seq::end(out);
             self.open = Some(Open::Reasoning(at, String::new()));
         }
         if let Some(Open::Reasoning(at, text)) = &mut self.open {
             text.push_str(s);
-            self.sink.begin_at(
+            self.seq.begin_at(
                 out,
                 "reasoning_summary_text.delta",
                 at,
@@ -414,16 +257,72 @@ impl ResponsesStreamEncoder {
             );
             out.extend_from_slice(b",\"delta\":");
             put_str(out, s);
-            Sink::end(out);
+            Seq::end(out);
         }
     }
 
-    pub(super) fn message_delta(&mut self, kind: PartKind, s: &str, out: &mut Vec<u8>) {
-        if s.is_empty() {
-            return;
+    fn text(&mut self, calls: &mut ToolCalls, s: &str, out: &mut Vec<u8>) {
+        self.message_delta(calls, PartKind::Text, s, out);
+    }
+
+    fn refusal(&mut self, calls: &mut ToolCalls, s: &str, out: &mut Vec<u8>) {
+        self.message_delta(calls, PartKind::Refusal, s, out);
+    }
+
+    fn tool(&mut self, calls: &mut ToolCalls, d: ToolDelta, out: &mut Vec<u8>) {
+        if d.fresh {
+            self.close_open(out);
         }
+        match self.calls.get(d.slot) {
+            Some(Some(at)) if !d.args.is_empty() => {
+                Self::args_delta(&mut self.seq, out, at, d.args)
+            }
+            Some(Some(_)) => {}
+            _ if calls.slots[d.slot].name.is_some() => self.add_tool(calls, d.slot, out),
+            _ => {}
+        }
+    }
+}
+
+impl Items {
+    fn put_snapshot(&self, out: &mut Vec<u8>, end: &End, chat: &ChatStream) {
+        let model = chat.model.as_deref().unwrap_or(&self.ctx.model);
+        let usage = chat.usage.as_ref().map(tokens);
+        put_response(out, &self.ctx, end, model, &self.output, usage.as_ref());
+    }
+
+    /// A terminal event carrying the response.
+    fn emit_response(&mut self, out: &mut Vec<u8>, kind: &str, end: &End, chat: &ChatStream) {
+        self.seq.begin(out, kind);
+        out.extend_from_slice(b",\"response\":");
+        self.put_snapshot(out, end, chat);
+        Seq::end(out);
+        self.ended = true;
+    }
+
+    /// Appends an in-progress item to the output and announces it.
+    fn add_item(
+        &mut self,
+        out: &mut Vec<u8>,
+        prefix: &str,
+        item: impl FnOnce(String) -> OutItem,
+    ) -> Place {
+        let index = self.output.len();
+        let id = item_id(&self.ctx, prefix, index);
+        let item = item(id.clone());
+        self.seq.begin(out, "output_item.added");
+        out.extend_from_slice(b",\"output_index\":");
+        put_u64(out, index as u64);
+        out.extend_from_slice(b",\"item\":");
+        put_item(out, &item);
+        Seq::end(out);
+        self.output.push(item);
+        Place::new(index, id)
+    }
+
+    fn message_delta(&mut self, calls: &mut ToolCalls, kind: PartKind, s: &str, out: &mut Vec<u8>) {
         if !matches!(self.open, Some(Open::Message(..))) {
-            self.close_all(out);
+            self.close_all(calls, out);
             let at = self.add_item(out, "msg", |id| OutItem::Message {
                 id,
                 status: "in_progress",
@@ -440,9 +339,9 @@ impl ResponsesStreamEncoder {
             return;
         };
         if msg.cur != Some(kind) {
-            self.sink.close_part(out, at, msg);
+            self.seq.close_part(out, at, msg);
             let ci = msg.parts.len();
-            self.sink
+            self.seq
                 .begin_at(out, "content_part.added", at, b",\"content_index\":", ci);
             out.extend_from_slice(match kind {
                 PartKind::Text => {
@@ -450,111 +349,46 @@ impl ResponsesStreamEncoder {
                 }
                 PartKind::Refusal => b",\"part\":{\"type\":\"refusal\",\"refusal\":\"\"}",
             });
-            Sink::end(out);
+            Seq::end(out);
             msg.cur = Some(kind);
         }
         msg.buf.push_str(s);
         let ci = msg.parts.len();
         if kind == PartKind::Text {
-            self.sink
+            self.seq
                 .begin_at(out, "output_text.delta", at, b",\"content_index\":", ci);
             out.extend_from_slice(b",\"delta\":");
             put_str(out, s);
             out.extend_from_slice(b",\"logprobs\":[]");
         } else {
-            self.sink
+            self.seq
                 .begin_at(out, "refusal.delta", at, b",\"content_index\":", ci);
             out.extend_from_slice(b",\"delta\":");
             put_str(out, s);
         }
-        Sink::end(out);
+        Seq::end(out);
     }
 
-    pub(super) fn args_delta(sink: &mut Sink, out: &mut Vec<u8>, at: &Place, args: &str) {
-        sink.begin(out, "function_call_arguments.delta");
+    fn args_delta(seq: &mut Seq, out: &mut Vec<u8>, at: &Place, args: &str) {
+        seq.begin(out, "function_call_arguments.delta");
         out.extend_from_slice(&at.head);
         out.extend_from_slice(b",\"delta\":");
         put_str(out, args);
-        Sink::end(out);
+        Seq::end(out);
     }
 
-    pub(super) fn tool_delta(&mut self, tc: CallView, out: &mut Vec<u8>) {
-        let id = tc.id.get().filter(|s| !s.is_empty());
-        let f = tc.function.0.unwrap_or_default();
-        let name = f.name.get().filter(|s| !s.is_empty());
-        let args = args_of(&f.arguments);
-        let chat_index = match (tc.index.0, id) {
-            (Some(i), _) => i,
-            (None, Some(id)) if !self.tools.iter().any(|t| t.call_id.as_deref() == Some(id)) => {
-                self.next_anon_index += 1;
-                self.next_anon_index
-            }
-            (None, _) => self.tools.last().map_or(0, |t| t.chat_index),
-        };
-        // A different id on a known index is a new call (some upstreams send every call with index 0).
-        let same_call =
-            |i: u64, c: Option<&str>| i == chat_index && (id.is_none() || c.is_none() || c == id);
-        let pos = match self
-            .tools
-            .iter()
-            .rposition(|t| same_call(t.chat_index, t.call_id.as_deref()))
-        {
-            Some(pos) => pos,
-            None => {
-                let late = self
-                    .closed_tools
-                    .iter()
-                    .any(|(i, c)| same_call(*i, c.as_deref()));
-                if late || (id.is_none() && name.is_none() && args.is_empty()) {
-                    return;
-                }
-                self.flush_detect(out);
-                self.close_open(out);
-                let (call_id, name, args) = (None, String::new(), String::new());
-                self.tools.push(ToolSlot {
-                    chat_index,
-                    call_id,
-                    name,
-                    args,
-                    added: None,
-                });
-                self.tools.len() - 1
-            }
-        };
-        let Some(slot) = self.tools.get_mut(pos) else {
+    /// Emits `output_item.added` for a tool call, followed by the arguments buffered until then.
+    fn add_tool(&mut self, calls: &mut ToolCalls, slot: usize, out: &mut Vec<u8>) {
+        let Some(t) = calls.slots.get_mut(slot) else {
             return;
         };
-        if slot.call_id.is_none() {
-            slot.call_id = id.map(Into::into);
-        }
-        if let (true, Some(n)) = (slot.name.is_empty(), name) {
-            slot.name = n.to_string();
-        }
-        // Some upstreams repeat the complete arguments in a final chunk: a delta equal to everything accumulated so
-        // far, when that already is a complete JSON value, is such a repeat and is skipped.
-        let complete = || serde_json::from_str::<IgnoredAny>(&slot.args).is_ok();
-        if !slot.args.is_empty() && *args == *slot.args && complete() {
-            return;
-        }
-        slot.args.push_str(&args);
-        match &slot.added {
-            None if !slot.name.is_empty() => self.add_tool(pos, out),
-            Some(at) if !args.is_empty() => Self::args_delta(&mut self.sink, out, at, &args),
-            _ => {}
-        }
-    }
-
-    /// Emits `output_item.added` for a tool slot, followed by the arguments buffered until then.
-    pub(super) fn add_tool(&mut self, pos: usize, out: &mut Vec<u8>) {
-        let Some(slot) = self.tools.get(pos) else {
-            return;
+        let call_id = match &t.id {
+            Some(id) => id.clone(),
+            None => item_id(&self.ctx, "call", self.output.len()),
         };
-        let call = slot
-            .call_id
-            .clone()
-            .unwrap_or_else(|| item_id(&self.ctx, "call", self.output.len()));
-        let (name, args) = (slot.name.clone(), slot.args.clone());
-        let call_id = call.clone();
+        t.id = Some(call_id.clone());
+        t.started = true;
+        let name = t.name.clone().unwrap_or_default();
         let at = self.add_item(out, "fc", |id| OutItem::Call {
             id,
             call_id,
@@ -562,52 +396,57 @@ impl ResponsesStreamEncoder {
             arguments: String::new(),
             status: "in_progress",
         });
-        if !args.is_empty() {
-            Self::args_delta(&mut self.sink, out, &at, &args);
+        if !t.args.is_empty() {
+            Self::args_delta(&mut self.seq, out, &at, &t.args);
         }
-        if let Some(slot) = self.tools.get_mut(pos) {
-            (slot.call_id, slot.added) = (Some(call), Some(at));
+        if self.calls.len() <= slot {
+            self.calls.resize_with(slot + 1, || None);
         }
+        self.calls[slot] = Some(at);
     }
 
-    pub(super) fn close_all(&mut self, out: &mut Vec<u8>) {
+    /// Closes the open message or reasoning item and every open function call.
+    fn close_all(&mut self, calls: &mut ToolCalls, out: &mut Vec<u8>) {
         self.close_open(out);
-        for pos in 0..self.tools.len() {
-            let unannounced =
-                |s: &ToolSlot| s.added.is_none() && !(s.name.is_empty() && s.args.is_empty());
-            if self.tools.get(pos).is_some_and(unannounced) {
-                self.add_tool(pos, out);
+        for slot in 0..calls.slots.len() {
+            let t = &calls.slots[slot];
+            let announced = self.calls.get(slot).is_some_and(Option::is_some);
+            let empty = t.name.is_none() && t.args.is_empty();
+            if !(t.closed || announced || empty) {
+                self.add_tool(calls, slot, out);
             }
         }
-        for slot in std::mem::take(&mut self.tools) {
-            self.closed_tools
-                .push((slot.chat_index, slot.call_id.clone()));
-            let Some(at) = slot.added else {
+        for (slot, t) in calls.slots.iter_mut().enumerate() {
+            if std::mem::replace(&mut t.closed, true) {
+                continue;
+            }
+            let Some(at) = self.calls.get_mut(slot).and_then(Option::take) else {
                 continue;
             };
-            self.sink.begin(out, "function_call_arguments.done");
+            let name = t.name.clone().unwrap_or_default();
+            self.seq.begin(out, "function_call_arguments.done");
             out.extend_from_slice(&at.head);
             out.extend_from_slice(b",\"arguments\":");
-            put_str(out, &slot.args);
+            put_str(out, &t.args);
             out.extend_from_slice(b",\"name\":");
-            put_str(out, &slot.name);
-            Sink::end(out);
+            put_str(out, &name);
+            Seq::end(out);
             let item = OutItem::Call {
                 id: at.id,
-                call_id: slot.call_id.unwrap_or_default(),
-                name: slot.name,
-                arguments: slot.args,
+                call_id: t.id.clone().unwrap_or_default(),
+                name,
+                arguments: t.args.clone(),
                 status: "completed",
             };
             self.item_done(at.index, item, out);
         }
     }
 
-    pub(super) fn close_open(&mut self, out: &mut Vec<u8>) {
+    fn close_open(&mut self, out: &mut Vec<u8>) {
         match self.open.take() {
             None => {}
             Some(Open::Message(at, mut msg)) => {
-                self.sink.close_part(out, &at, &mut msg);
+                self.seq.close_part(out, &at, &mut msg);
                 let item = OutItem::Message {
                     id: at.id,
                     status: "completed",
@@ -617,17 +456,17 @@ impl ResponsesStreamEncoder {
             }
             Some(Open::Reasoning(at, text)) => {
                 let si = b",\"summary_index\":";
-                self.sink
+                self.seq
                     .begin_at(out, "reasoning_summary_text.done", &at, si, 0);
                 out.extend_from_slice(b",\"text\":");
                 put_str(out, &text);
-                Sink::end(out);
-                self.sink
+                Seq::end(out);
+                self.seq
                     .begin_at(out, "reasoning_summary_part.done", &at, si, 0);
                 out.extend_from_slice(b",\"part\":{\"type\":\"summary_text\",\"text\":");
                 put_str(out, &text);
                 out.push(b'}');
-                Sink::end(out);
+                Seq::end(out);
                 let item = OutItem::Reasoning {
                     id: at.id,
                     text: Some(text),
@@ -637,13 +476,13 @@ impl ResponsesStreamEncoder {
         }
     }
 
-    pub(super) fn item_done(&mut self, index: usize, item: OutItem, out: &mut Vec<u8>) {
-        self.sink.begin(out, "output_item.done");
+    fn item_done(&mut self, index: usize, item: OutItem, out: &mut Vec<u8>) {
+        self.seq.begin(out, "output_item.done");
         out.extend_from_slice(b",\"output_index\":");
         put_u64(out, index as u64);
         out.extend_from_slice(b",\"item\":");
         put_item(out, &item);
-        Sink::end(out);
+        Seq::end(out);
         if let Some(slot) = self.output.get_mut(index) {
             *slot = item;
         }
