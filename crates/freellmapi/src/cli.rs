@@ -357,6 +357,12 @@ pub struct ServeArgs {
     #[arg(long, env = "DASHBOARD_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub dashboard_origins: Vec<String>,
 
+    /// Host names a browser may reach the gateway under (DNS-rebinding guard), comma-separated; `.example.com`
+    /// also matches subdomains, `*` any name. Unset: localhost, *.localhost and IP literals when bound to loopback,
+    /// any name otherwise. The hosts of DASHBOARD_ORIGINS are always allowed.
+    #[arg(long, env = "ALLOWED_HOSTS", default_value = "")]
+    pub allowed_hosts: String,
+
     /// Whether provider base URLs may point at loopback and private networks (local llama.cpp, vLLM, Ollama).
     /// Cloud-metadata and link-local addresses are refused either way.
     #[arg(long, env = "ALLOW_PRIVATE_PROVIDER_URLS", default_value = "true", action = clap::ArgAction::Set,

@@ -76,6 +76,12 @@ fn server_config(
     trust: server::trust::TrustStore,
     trusted_proxies: server::guard::forwarded::TrustedProxies,
 ) -> ServerConfig {
+    let dashboard_origins: Vec<String> = args
+        .dashboard_origins
+        .iter()
+        .filter(|o| !o.is_empty())
+        .cloned()
+        .collect();
     ServerConfig {
         trust,
         trusted_proxies: std::sync::Arc::new(trusted_proxies),
@@ -101,12 +107,12 @@ fn server_config(
             .then(|| Duration::from_secs(args.request_analytics_retention_days * 86_400)),
         log_max_rows: (args.request_analytics_max_rows > 0)
             .then_some(args.request_analytics_max_rows),
-        dashboard_origins: args
-            .dashboard_origins
-            .iter()
-            .filter(|o| !o.is_empty())
-            .cloned()
-            .collect(),
+        dashboard_origins: dashboard_origins.clone(),
+        allowed_hosts: server::guard::inbound::AllowedHosts::new(
+            &args.allowed_hosts,
+            &args.host_bind,
+            &dashboard_origins,
+        ),
         allow_private_provider_urls: args.allow_private_provider_urls,
         model_refresh: (args.model_refresh_interval_minutes > 0)
             .then(|| Duration::from_secs(args.model_refresh_interval_minutes * 60)),

@@ -43,6 +43,8 @@ pub struct ServerConfig {
     /// Origins besides the gateway's own allowed to call `/api` and `/v1` from a browser (`DASHBOARD_ORIGINS`),
     /// as `scheme://host[:port]`, lowercase, without a trailing slash.
     pub dashboard_origins: Vec<String>,
+    /// The host names a browser may reach the gateway under (`ALLOWED_HOSTS`; the DNS-rebinding guard).
+    pub allowed_hosts: crate::guard::inbound::AllowedHosts,
     /// Whether provider base URLs may point at loopback and private networks (`ALLOW_PRIVATE_PROVIDER_URLS`).
     /// Cloud-metadata and link-local addresses are refused either way.
     pub allow_private_provider_urls: bool,
@@ -84,6 +86,7 @@ impl Default for ServerConfig {
             context_handoff: false,
             proxy: crate::proxy::ProxyConfig::default(),
             dashboard_origins: Vec::new(),
+            allowed_hosts: crate::guard::inbound::AllowedHosts::Listed(Vec::new()),
             trust: crate::trust::TrustStore::platform(),
             metrics_token_hash: None,
             trusted_proxies: Default::default(),

@@ -53,6 +53,7 @@ pub fn app(state: AppState) -> Router {
             std::sync::Arc::new(guard::inbound::Inbound {
                 origins: state.config.dashboard_origins.clone(),
                 api_timeout: state.config.api_timeout,
+                hosts: state.config.allowed_hosts.clone(),
             }),
             guard::inbound::protect,
         ))

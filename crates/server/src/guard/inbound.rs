@@ -5,6 +5,12 @@
 //!   `Referer` — is not an allowed origin is refused with 403, whatever its credentials; so is one a browser marks
 //!   `Sec-Fetch-Site: cross-site` unless it comes from one of `DASHBOARD_ORIGINS`. This comes on top of the SameSite=Strict cookie and the `application/json`
 //!   requirement (which a cross-site form cannot meet without a preflight).
+//! - **DNS rebinding**: a browser request (one with `Origin` or `Sec-Fetch-Site`) whose `Host` is not a name the
+//!   gateway is served under is refused with 403 `host_not_allowed`, so a page on an attacker's domain that resolves
+//!   to the gateway's address is never "the gateway's own origin". The names are [`AllowedHosts`]: by default, on a
+//!   loopback-bound gateway, `localhost`, `*.localhost` and IP literals; anywhere else any name (the operator names
+//!   them with `ALLOWED_HOSTS`). The hosts of `DASHBOARD_ORIGINS` are always allowed. Non-browser clients (SDKs,
+//!   agents, curl) send neither header and are never affected.
 //! - **Headers**: `/api` answers are `no-store` and carry `nosniff`, `X-Frame-Options: DENY` and
 //!   `Referrer-Policy: no-referrer`.
 
@@ -43,6 +49,84 @@ fn origin_allowed(origin: &str, headers: &HeaderMap, configured: &[String]) -> b
         .iter()
         .filter_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
         .any(|host| host.trim().eq_ignore_ascii_case(authority))
+}
+
+/// The host names a browser may reach the gateway under (see the module comment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedHosts {
+    /// Any name (`ALLOWED_HOSTS=*`, and the default when the gateway listens beyond loopback).
+    Any,
+    /// `localhost`, `*.localhost`, IP literals, and these names (lowercase; `.example.com` also matches its
+    /// subdomains).
+    Listed(Vec<String>),
+}
+
+impl AllowedHosts {
+    /// The rule for `ALLOWED_HOSTS` (comma-separated names, `*` for any; empty: the default for `bind`, the
+    /// listening address) plus the hosts of `origins` (`DASHBOARD_ORIGINS`).
+    pub fn new(setting: &str, bind: &str, origins: &[String]) -> Self {
+        let names: Vec<String> = setting
+            .split(',')
+            .map(|n| n.trim().to_ascii_lowercase())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.iter().any(|n| n == "*") {
+            return AllowedHosts::Any;
+        }
+        let loopback = bind == "localhost"
+            || bind
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if names.is_empty() && !loopback {
+            return AllowedHosts::Any;
+        }
+        let from_origins = origins.iter().filter_map(|o| {
+            let authority = o.split_once("://")?.1;
+            Some(host_name(authority).to_string())
+        });
+        AllowedHosts::Listed(names.into_iter().chain(from_origins).collect())
+    }
+
+    /// Whether a `Host` header value (with or without a port) names the gateway.
+    pub fn allows(&self, host: &str) -> bool {
+        let names = match self {
+            AllowedHosts::Any => return true,
+            AllowedHosts::Listed(names) => names,
+        };
+        let name = host_name(host.trim()).to_ascii_lowercase();
+        if name == "localhost"
+            || name.ends_with(".localhost")
+            || name
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok()
+        {
+            return true;
+        }
+        names.iter().any(|n| match n.strip_prefix('.') {
+            Some(domain) => name == domain || name.ends_with(n.as_str()),
+            None => *n == name,
+        })
+    }
+}
+
+/// The name of a `host[:port]` authority (an IPv6 literal keeps its brackets).
+fn host_name(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end]);
+    }
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(name, _)| name)
+}
+
+/// A request a browser sent: browsers add `Origin` to every cross-origin and every non-GET request, and
+/// `Sec-Fetch-Site` to every request.
+fn from_browser(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ORIGIN) || headers.contains_key("sec-fetch-site")
 }
 
 fn is_state_changing(method: &Method) -> bool {
@@ -118,6 +202,8 @@ pub struct Inbound {
     pub origins: Vec<String>,
     /// `/api` requests are answered 503 past this (`API_TIMEOUT_MS`; zero: never).
     pub api_timeout: std::time::Duration,
+    /// The host names a browser may use (`ALLOWED_HOSTS`).
+    pub hosts: AllowedHosts,
 }
 
 /// `/api` routes whose work is bounded by its own deadlines and may take longer than `API_TIMEOUT_MS`: the
@@ -141,6 +227,24 @@ pub async fn protect(
         return next.run(request).await;
     }
     let headers = request.headers();
+    if from_browser(headers) {
+        let host = header_str(headers, header::HOST).unwrap_or_default();
+        if !settings.hosts.allows(host) {
+            tracing::warn!(
+                path,
+                host,
+                "browser request under a host name the gateway is not served as refused (DNS rebinding guard)"
+            );
+            let mut response = refused(
+                "host_not_allowed",
+                "this gateway is not served under this host name; add it to ALLOWED_HOSTS",
+            );
+            response
+                .headers_mut()
+                .append(header::VARY, HeaderValue::from_static("origin"));
+            return response;
+        }
+    }
     let origin = header_str(headers, header::ORIGIN).map(str::to_owned);
     let cors_origin = origin
         .as_deref()
@@ -239,6 +343,39 @@ mod tests {
         );
         assert_eq!(origin_of("null"), None);
         assert_eq!(origin_of("https://user@evil.example"), None);
+    }
+
+    #[test]
+    fn host_names_a_browser_may_use() {
+        let origins = vec!["https://dash.example.com".to_owned()];
+        let local = AllowedHosts::new("", "127.0.0.1", &origins);
+        for ok in [
+            "localhost:3001",
+            "LOCALHOST",
+            "app.localhost:3001",
+            "127.0.0.1:3001",
+            "[::1]:3001",
+            "10.0.0.5",
+            "dash.example.com",
+        ] {
+            assert!(local.allows(ok), "{ok}");
+        }
+        for refused in [
+            "evil.example:3001",
+            "localhost.evil.example",
+            "",
+            "example.com",
+        ] {
+            assert!(!local.allows(refused), "{refused}");
+        }
+        assert_eq!(AllowedHosts::new("", "0.0.0.0", &[]), AllowedHosts::Any);
+        assert_eq!(AllowedHosts::new("*", "127.0.0.1", &[]), AllowedHosts::Any);
+        let listed = AllowedHosts::new("gw.lan, .corp.example", "0.0.0.0", &[]);
+        assert!(listed.allows("gw.lan:3001"));
+        assert!(listed.allows("a.corp.example"));
+        assert!(listed.allows("corp.example"));
+        assert!(!listed.allows("evilcorp.example"));
+        assert!(!listed.allows("gw.lan.evil.example"));
     }
 
     #[test]

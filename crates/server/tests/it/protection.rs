@@ -482,3 +482,47 @@ async fn the_lane_and_the_router_answer_alike() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_browser_under_a_rebound_host_name_is_refused() {
+    let gw = start_with(config_with(&[], true), &[]).await;
+    let port = gw.url.rsplit(':').next().unwrap().to_owned();
+    let evil = format!("evil.example:{port}");
+    let login = |host: &str, origin: Option<String>| {
+        let mut r = gw
+            .http
+            .post(format!("{}/api/auth/login", gw.url))
+            .header("host", host)
+            .json(&json!({ "username": "admin", "password": gw.admin_password }));
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send()
+    };
+    // A page on a domain that resolves to the gateway: same origin as far as the browser knows.
+    let r = login(&evil, Some(format!("http://{evil}"))).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_openai_error(&r.json().await.unwrap(), "host_not_allowed");
+    let r = gw
+        .http
+        .get(format!("{}/api/ping", gw.url))
+        .header("host", &evil)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // The gateway's own loopback names pass, and so does a client that is not a browser, whatever its Host.
+    let own = format!("127.0.0.1:{port}");
+    let r = login(&own, Some(format!("http://{own}"))).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = login(
+        &format!("localhost:{port}"),
+        Some(format!("http://localhost:{port}")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = login(&evil, None).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
