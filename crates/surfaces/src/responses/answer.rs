@@ -41,38 +41,18 @@ pub(super) fn item_id(ctx: &ResponseContext, prefix: &str, index: usize) -> Stri
     format!("{prefix}_{suffix}_{index}")
 }
 
-/// Chat usage, as the Responses `usage` object needs it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct Tokens {
-    pub(super) input: u64,
-    pub(super) output: u64,
-    pub(super) total: u64,
-    pub(super) cached: u64,
-    pub(super) reasoning: u64,
-}
-
-pub(super) fn tokens(u: &Usage) -> Tokens {
-    Tokens {
-        input: u.prompt,
-        output: u.completion,
-        total: u.total,
-        cached: u.cached,
-        reasoning: u.reasoning,
-    }
-}
-
 /// Chat usage → Responses usage (`null` when the upstream reported none).
-pub(super) fn put_usage(out: &mut Vec<u8>, u: Option<&Tokens>) {
+pub(super) fn put_usage(out: &mut Vec<u8>, u: Option<&Usage>) {
     let Some(u) = u else {
         out.extend_from_slice(b"null");
         return;
     };
     out.extend_from_slice(b"{\"input_tokens\":");
-    put_u64(out, u.input);
+    put_u64(out, u.prompt);
     out.extend_from_slice(b",\"input_tokens_details\":{\"cached_tokens\":");
     put_u64(out, u.cached);
     out.extend_from_slice(b"},\"output_tokens\":");
-    put_u64(out, u.output);
+    put_u64(out, u.completion);
     out.extend_from_slice(b",\"output_tokens_details\":{\"reasoning_tokens\":");
     put_u64(out, u.reasoning);
     out.extend_from_slice(b"},\"total_tokens\":");
@@ -193,7 +173,7 @@ pub(super) fn put_response(
     end: &End,
     model: &str,
     output: &[OutItem],
-    usage: Option<&Tokens>,
+    usage: Option<&Usage>,
 ) {
     out.extend_from_slice(b"{\"id\":");
     put_str(out, &ctx.response_id);
@@ -313,7 +293,7 @@ pub fn chat_to_responses_response(chat: &[u8], ctx: &ResponseContext) -> Result<
     }
     let end = end_state(choice.and_then(|c| c.finish_reason.as_str()));
     let model = c.model.text().unwrap_or(&ctx.model);
-    let usage = c.usage.is_obj.then(|| tokens(&usage_of(&c.usage)));
+    let usage = c.usage.is_obj.then(|| usage_of(&c.usage));
     let mut out = Vec::with_capacity(512 + ctx.echo.len());
     put_response(&mut out, ctx, &end, model, &output, usage.as_ref());
     Ok(out)

@@ -287,8 +287,14 @@ impl Sink for Items {
 impl Items {
     fn put_snapshot(&self, out: &mut Vec<u8>, end: &End, chat: &ChatStream) {
         let model = chat.model.as_deref().unwrap_or(&self.ctx.model);
-        let usage = chat.usage.as_ref().map(tokens);
-        put_response(out, &self.ctx, end, model, &self.output, usage.as_ref());
+        put_response(
+            out,
+            &self.ctx,
+            end,
+            model,
+            &self.output,
+            chat.usage.as_ref(),
+        );
     }
 
     /// A terminal event carrying the response.
