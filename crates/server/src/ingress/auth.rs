@@ -168,9 +168,22 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Arc<str> {
         .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()));
     match inbound {
         Some(v) => Arc::from(v),
-        // Not a secret: a fast thread-local generator, no system call per request.
-        None => Arc::from(format!("{:016x}", rand::random::<u64>()).as_str()),
+        None => Arc::from(random_id("", 16).as_str()),
     }
+}
+
+/// `prefix` then `hex_digits` (at most 32) random lowercase hex digits: request, response and message ids. Not a
+/// secret: a fast thread-local generator, no system call, and no formatting machinery on the request path.
+pub(crate) fn random_id(prefix: &str, hex_digits: usize) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut bits = rand::random::<u128>();
+    let mut id = String::with_capacity(prefix.len() + hex_digits);
+    id.push_str(prefix);
+    for _ in 0..hex_digits.min(32) {
+        id.push(char::from(HEX[(bits & 0xf) as usize]));
+        bits >>= 4;
+    }
+    id
 }
 
 /// Authenticates the caller (before reading anything), then reads the body once, bounded.

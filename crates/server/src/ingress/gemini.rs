@@ -14,7 +14,7 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use surfaces::gemini::{self as codec, GeminiStreamEncoder};
 use wire::ApiError;
 
-use super::auth::{authenticate, authenticated_body, Caller};
+use super::auth::{authenticate, authenticated_body, random_id, Caller};
 use super::candidates::vendor_target;
 use super::chat::plan_chat;
 use super::models::model_ids;
@@ -144,11 +144,7 @@ async fn generate(
     stream: bool,
     sse: bool,
 ) -> Response {
-    let response_id = format!(
-        "{:016x}{:08x}",
-        rand::random::<u64>(),
-        rand::random::<u32>()
-    );
+    let response_id = random_id("", 24);
     let (chat, ctx) = match codec::parse(&body, model, stream, response_id) {
         Ok(x) => x,
         Err(e) => {

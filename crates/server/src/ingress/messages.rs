@@ -13,7 +13,7 @@ use http::{header, HeaderValue, StatusCode};
 use surfaces::messages::{self as codec, MessagesStreamEncoder};
 use wire::ApiError;
 
-use super::auth::{authenticated_body, Caller};
+use super::auth::{authenticated_body, random_id, Caller};
 use super::candidates::vendor_target;
 use super::chat::plan_chat;
 use super::refused::codec_error;
@@ -60,11 +60,7 @@ pub(crate) async fn create(
         Ok(x) => x,
         Err(response) => return response,
     };
-    let message_id = format!(
-        "msg_{:016x}{:08x}",
-        rand::random::<u64>(),
-        rand::random::<u32>()
-    );
+    let message_id = random_id("msg_", 24);
     let (chat, ctx) = match codec::parse(&body, message_id) {
         Ok(x) => x,
         Err(e) => {

@@ -10,7 +10,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use surfaces::responses::{self as codec, ResponsesStreamEncoder};
 
-use super::auth::authenticated_body;
+use super::auth::{authenticated_body, random_id};
 use super::chat::plan_chat;
 use super::refused::codec_error;
 use super::translate::{take_apart, translated_stream, with_json_body, RelayAnswer};
@@ -37,11 +37,7 @@ pub(crate) async fn create(
         Err(e) => return error_response(&e),
     };
     let created_at = relay::unix_now();
-    let response_id = format!(
-        "resp_{:016x}{:08x}",
-        rand::random::<u64>(),
-        rand::random::<u32>()
-    );
+    let response_id = random_id("resp_", 24);
     let (chat, ctx) = match codec::parse(&body, response_id, created_at) {
         Ok(x) => x,
         Err(e) => {

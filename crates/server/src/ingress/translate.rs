@@ -116,11 +116,20 @@ pub(crate) async fn take_apart(response: Response) -> RelayAnswer {
 
 /// `head` (status and headers kept) with a new JSON body.
 pub(crate) fn with_json_body(mut head: Response, body: Vec<u8>) -> Response {
-    head.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    head.headers_mut().remove(header::CONTENT_LENGTH);
+    let headers = head.headers_mut();
+    // The relay's answers are JSON already: the header map is only written when it must change.
+    if headers
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes() != b"application/json")
+    {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    if headers.contains_key(header::CONTENT_LENGTH) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
     *head.body_mut() = Body::from(body);
     head
 }

@@ -38,7 +38,15 @@ pub(super) fn item_id(ctx: &ResponseContext, prefix: &str, index: usize) -> Stri
         .response_id
         .strip_prefix("resp_")
         .unwrap_or(&ctx.response_id);
-    format!("{prefix}_{suffix}_{index}")
+    let mut id = String::with_capacity(prefix.len() + suffix.len() + 4);
+    id.push_str(prefix);
+    id.push('_');
+    id.push_str(suffix);
+    id.push('_');
+    let mut digits = Vec::with_capacity(4);
+    crate::json::num(&mut digits, index as u64);
+    id.extend(digits.iter().map(|&d| char::from(d)));
+    id
 }
 
 /// Chat usage → Responses usage (`null` when the upstream reported none).

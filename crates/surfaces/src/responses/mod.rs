@@ -459,11 +459,11 @@ impl<'de> Deserialize<'de> for Input<'de> {
 
 /// A JSON string, escaped.
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    let _ = serde_json::to_writer(&mut *out, s);
+    crate::json::esc(out, s);
 }
 
 fn put_u64(out: &mut Vec<u8>, n: u64) {
-    let _ = serde_json::to_writer(&mut *out, &n);
+    crate::json::num(out, n);
 }
 
 fn put_raw(out: &mut Vec<u8>, r: &RawValue) {
