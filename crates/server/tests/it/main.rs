@@ -7,6 +7,7 @@ mod accounts;
 mod admin;
 mod connections;
 mod failover;
+mod faults;
 mod fleet;
 mod gemini_surface;
 mod harness;
