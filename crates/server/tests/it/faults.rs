@@ -205,7 +205,7 @@ async fn outcome(r: reqwest::Response, stream: bool, client: Client) -> Result<O
             .await
             .map_err(|e| format!("{status} with a body that is not JSON: {e}"))?;
         let err = &body["error"];
-        if !err["message"].as_str().is_some_and(|m| !m.is_empty()) || !err["type"].is_string() {
+        if err["message"].as_str().is_none_or(|m| m.is_empty()) || !err["type"].is_string() {
             return Err(format!("{status} not in the OpenAI error shape: {body}"));
         }
         return Ok(Outcome::Error(
@@ -277,13 +277,18 @@ async fn outcome(r: reqwest::Response, stream: bool, client: Client) -> Result<O
         [i] if i + 1 == parsed.len() => {
             let e = &parsed[i]["error"];
             if !e["message"].is_string() || !e["type"].is_string() {
-                return Err(format!("a terminal error event not in the OpenAI shape: {e}"));
+                return Err(format!(
+                    "a terminal error event not in the OpenAI shape: {e}"
+                ));
             }
             Ok(Outcome::StreamError(
                 e["code"].as_str().unwrap_or("").to_owned(),
             ))
         }
-        _ => Err(format!("error events not at the end: {errors:?} of {}", parsed.len())),
+        _ => Err(format!(
+            "error events not at the end: {errors:?} of {}",
+            parsed.len()
+        )),
     }
 }
 
