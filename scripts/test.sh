@@ -3,7 +3,7 @@
 # with the mock provider, store tests on SQLite and PostgreSQL), and the official OpenAI Python SDK against a real
 # gateway process, then the dashboard's tests (TypeScript typecheck, Vitest, and end-to-end in Debian's headless
 # Chromium driven by playwright-core), then schemathesis fuzzing of the HTTP surface from its OpenAPI document
-# (tests/fuzz/schemathesis.sh, under 3 minutes), then the packaging checks (tests/install/run.sh: the installer on
+# (tests/fuzz/schemathesis.sh, under 3 minutes), a 5-minute soak with faults (bench/soak.sh), then the packaging checks (tests/install/run.sh: the installer on
 # a fresh directory, systemd-analyze, Kubernetes schemas, actionlint, hadolint). Installs what it needs into the
 # repository (.venv, web/node_modules, tests/install/.venv and node_modules) on first use; Node.js/npm,
 # /usr/bin/chromium, nginx and systemd-analyze must be present (.ci/run installs them).
@@ -42,8 +42,8 @@ else
   cargo test --workspace --no-fail-fast
 fi
 
-step "Build the gateway and the mock provider for the SDK test"
-cargo build --quiet -p freellmapi -p mock-provider
+step "Build the gateway, the mock provider and the load generator for the SDK tests and the soak"
+cargo build --quiet -p freellmapi -p mock-provider -p bench-load
 
 step "OpenAI Python SDK against the gateway"
 if [ ! -x .venv/bin/python ]; then
@@ -63,6 +63,9 @@ fi
 
 step "Real coding agents through the gateway: Codex CLI (codex exec), Claude Code (claude -p), Gemini CLI (gemini -p), from npm"
 bash tests/agents/run.sh
+
+step "Soak: 5 minutes of mixed traffic with faults, RSS, descriptors and in-flight requests watched (bench/soak.sh)"
+bash bench/soak.sh --debug --no-build --duration 300 --sample 10
 
 step "Dashboard: typecheck, unit tests, production build, end-to-end in headless Chromium"
 bash web/scripts/test.sh
