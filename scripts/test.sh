@@ -3,8 +3,8 @@
 # with the mock provider, store tests on SQLite and PostgreSQL), and the official OpenAI Python SDK against a real
 # gateway process, then the dashboard's tests (TypeScript typecheck, Vitest, and end-to-end in Debian's headless
 # Chromium driven by playwright-core), then schemathesis fuzzing of the HTTP surface from its OpenAPI document
-# (tests/fuzz/schemathesis.sh, under 3 minutes), a 5-minute soak with faults (bench/soak.sh), then the packaging checks (tests/install/run.sh: the installer on
-# a fresh directory, systemd-analyze, Kubernetes schemas, actionlint, hadolint). Installs what it needs into the
+# (tests/fuzz/schemathesis.sh, under 3 minutes), a 5-minute soak with faults (bench/soak.sh), then the packaging
+# checks (tests/install/run.sh: the installer on a fresh directory, systemd-analyze, Kubernetes schemas, actionlint, hadolint). Installs what it needs into the
 # repository (.venv, web/node_modules, tests/install/.venv and node_modules) on first use; Node.js/npm,
 # /usr/bin/chromium, nginx and systemd-analyze must be present (.ci/run installs them).
 #
