@@ -162,7 +162,9 @@ fn country_from_json(body: &[u8]) -> Option<String> {
 }
 
 async fn try_candidate(url: ProxyUrl, options: &FindOptions) -> Option<FoundProxy> {
-    let client = super::pool::proxied_client(options.connect_timeout, &url, &options.trust).ok()?;
+    // Candidates are public proxies; metadata and link-local addresses stay refused.
+    let client =
+        super::pool::proxied_client(options.connect_timeout, &url, &options.trust, true).ok()?;
     let result = probe(&client, &options.target, options.timeout).await;
     if !result.ok {
         tracing::debug!(proxy = %url, error = ?result.error, "candidate proxy failed");

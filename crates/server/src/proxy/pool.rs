@@ -321,15 +321,24 @@ pub struct ProxyEntry {
 }
 
 /// The client of one proxy: the upstream client's settings, this proxy only (no proxy from the environment).
+///
+/// Every name this client resolves itself goes through the outbound address guard: the proxy's own host name, and
+/// for `socks5://` and `socks4://` (names resolved by the gateway) the upstream's host name too — so a name that
+/// later resolves to a metadata or (unless allowed) private address is refused at connect time, as on direct
+/// connections. With `socks5h://` and HTTP proxies the proxy resolves upstream names on its own network.
 pub fn proxied_client(
     connect_timeout: Duration,
     url: &ProxyUrl,
     trust: &crate::trust::TrustStore,
+    allow_private: bool,
 ) -> Result<reqwest::Client, String> {
     let proxy = url
         .to_reqwest()
         .map_err(|_| format!("{url} is not a usable proxy"))?;
     crate::upstream::upstream_client_builder(connect_timeout, trust)
+        .dns_resolver(Arc::new(crate::guard::url_guard::GuardedResolver {
+            allow_private,
+        }))
         .no_proxy()
         .proxy(proxy)
         .build()
@@ -462,8 +471,9 @@ impl ProxyPool {
             (None, Some(url)) => match url
                 .check_as_written(self.allow_private)
                 .map_err(|e| e.0)
-                .and_then(|()| proxied_client(self.connect_timeout, url, &self.trust))
-            {
+                .and_then(|()| {
+                    proxied_client(self.connect_timeout, url, &self.trust, self.allow_private)
+                }) {
                 Ok(client) => Some(Arc::new(ProxyEntry {
                     id: Arc::from("env"),
                     user_id: None,
@@ -518,7 +528,12 @@ impl ProxyPool {
                             continue;
                         }
                     };
-                    let client = match proxied_client(self.connect_timeout, &url, &self.trust) {
+                    let client = match proxied_client(
+                        self.connect_timeout,
+                        &url,
+                        &self.trust,
+                        self.allow_private,
+                    ) {
                         Ok(c) => c,
                         Err(e) => {
                             tracing::warn!(proxy_id = %row.id, error = %e, "stored proxy unusable; skipped");
@@ -702,6 +717,52 @@ impl ProxyPool {
 mod tests {
     use super::*;
 
+    /// The error chain of a request, as one string.
+    async fn refusal(client: &reqwest::Client, url: &str) -> String {
+        let e = client.get(url).send().await.expect_err("refused");
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        text
+    }
+
+    #[tokio::test]
+    async fn names_the_gateway_resolves_for_a_proxied_call_pass_the_address_guard() {
+        let trust = crate::trust::TrustStore::platform();
+        // socks5: the gateway resolves the upstream's name, so `localhost` (private) is refused before the proxy
+        // (an unroutable documentation address) is ever dialled.
+        let socks = ProxyUrl::parse("socks5://203.0.113.1:1080").unwrap();
+        let client = proxied_client(Duration::from_secs(5), &socks, &trust, false).unwrap();
+        let started = std::time::Instant::now();
+        let text = refusal(&client, "http://localhost:9/v1/models").await;
+        assert!(text.contains("does not allow"), "{text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "refused at once"
+        );
+        // The proxy's own host name goes through the guard too: a proxy listening on loopback under the name
+        // `localhost` is never dialled.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let named = ProxyUrl::parse(&format!("socks5h://localhost:{port}")).unwrap();
+        let client = proxied_client(Duration::from_secs(5), &named, &trust, false).unwrap();
+        refusal(&client, "http://203.0.113.2:9/v1/models").await;
+        let dialled = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+        assert!(
+            dialled.is_err(),
+            "the proxy under a refused name was dialled"
+        );
+        // The same proxy is used when private addresses are allowed (the listener sees the connection).
+        let client = proxied_client(Duration::from_secs(5), &named, &trust, true).unwrap();
+        let call = tokio::spawn(async move { client.get("http://203.0.113.2:9/").send().await });
+        let dialled = tokio::time::timeout(Duration::from_secs(2), listener.accept()).await;
+        assert!(dialled.is_ok(), "an allowed proxy was not dialled");
+        call.abort();
+    }
+
     fn entry(id: &str, user: &str) -> Arc<ProxyEntry> {
         let url = ProxyUrl::parse(&format!("http://127.0.0.1:{}", 1000 + id.len())).unwrap();
         Arc::new(ProxyEntry {
@@ -712,6 +773,7 @@ mod tests {
                 Duration::from_secs(1),
                 &url,
                 &crate::trust::TrustStore::platform(),
+                true,
             )
             .unwrap(),
             url,

@@ -27,7 +27,7 @@ async fn rows_refused_by_the_store_are_held_and_written_when_it_takes_them_again
     for _ in 0..20 {
         let r = http
             .post(format!("{url}/v1/chat/completions"))
-            .bearer_auth(&key)
+            .bearer_auth(key)
             .json(&simple_chat("m"))
             .send()
             .await
