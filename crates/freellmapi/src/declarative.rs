@@ -39,7 +39,7 @@ pub struct RawProfile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileConfig {
     pub name: String,
-    /// `failover`, `round-robin` or `least-latency`.
+    /// `failover`, `round-robin`, `least-latency` or `score`.
     pub strategy: String,
     pub models: Vec<String>,
     pub user: Option<String>,
@@ -451,10 +451,12 @@ impl RawConfigFile {
                 ));
             }
             let strategy = raw.strategy.unwrap_or_else(|| "failover".into());
-            if !["failover", "round-robin", "least-latency"].contains(&strategy.as_str()) {
+            if !["failover", "round-robin", "least-latency", "score"].contains(&strategy.as_str()) {
                 return Err(err(
                     at("strategy"),
-                    format!("must be failover, round-robin or least-latency, not `{strategy}`"),
+                    format!(
+                        "must be failover, round-robin, least-latency or score, not `{strategy}`"
+                    ),
                 ));
             }
             let mut models: Vec<String> = Vec::new();

@@ -132,6 +132,8 @@ pub struct ModelInfo {
     pub id: String,
     /// Display name, when the catalog gives one.
     pub name: Option<String>,
+    /// The model group: one name for the same model across platforms (`llama-3.3-70b`), when it has one.
+    pub group: Option<String>,
     pub kind: ModelKind,
     /// Context window in tokens (for embedding models: the longest input).
     pub context_window: u32,
@@ -248,7 +250,56 @@ impl Catalog {
             let platform = platform_from_key(&name)?;
             platforms.insert(platform, section.validate(platform)?);
         }
-        Ok(Catalog { platforms })
+        let catalog = Catalog { platforms };
+        catalog.check_groups()?;
+        Ok(catalog)
+    }
+
+    /// A group holds one kind of model (chat or embedding), at most one model per platform.
+    fn check_groups(&self) -> Result<(), CatalogError> {
+        let mut seen: BTreeMap<&str, (bool, Vec<Platform>)> = BTreeMap::new();
+        for (platform, section) in &self.platforms {
+            for model in &section.models {
+                let Some(group) = model.group.as_deref() else {
+                    continue;
+                };
+                let (embedding, platforms) = seen
+                    .entry(group)
+                    .or_insert_with(|| (model.is_embedding(), Vec::new()));
+                let reason = if *embedding != model.is_embedding() {
+                    Some(format!("group `{group}` mixes chat and embedding models"))
+                } else if platforms.contains(platform) {
+                    Some(format!(
+                        "group `{group}` already has a model of this platform"
+                    ))
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    return Err(CatalogError::ModelField {
+                        platform: *platform,
+                        model: model.id.clone(),
+                        field: "group",
+                        reason,
+                    });
+                }
+                platforms.push(*platform);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every model group: its name and its members (platform, model id), in platform order.
+    pub fn groups(&self) -> BTreeMap<&str, Vec<(Platform, &str)>> {
+        let mut out: BTreeMap<&str, Vec<(Platform, &str)>> = BTreeMap::new();
+        for (platform, section) in &self.platforms {
+            for model in &section.models {
+                if let Some(group) = model.group.as_deref() {
+                    out.entry(group).or_default().push((*platform, &model.id));
+                }
+            }
+        }
+        out
     }
 
     /// The platform's section, if the catalog has one.
@@ -338,6 +389,7 @@ enum RawKind {
 struct RawModel {
     id: String,
     name: Option<String>,
+    group: Option<String>,
     kind: Option<RawKind>,
     context_window: u32,
     max_output_tokens: Option<u32>,
@@ -455,6 +507,17 @@ impl RawModel {
         if self.context_window == 0 {
             return Err(field_error("context_window", "must be positive".to_owned()));
         }
+        if let Some(group) = &self.group {
+            let fine = |c: char| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_')
+            };
+            if group.is_empty() || group == "auto" || !group.chars().all(fine) {
+                return Err(field_error(
+                    "group",
+                    "use lowercase letters, digits, `.`, `-` or `_` (and not `auto`)".to_owned(),
+                ));
+            }
+        }
         let kind = match self.kind.unwrap_or(RawKind::Chat) {
             RawKind::Chat => {
                 if self.dimensions.is_some() {
@@ -520,6 +583,7 @@ impl RawModel {
         Ok(ModelInfo {
             id: self.id,
             name: self.name,
+            group: self.group,
             kind,
             context_window: self.context_window,
             capabilities: Capabilities {
@@ -696,6 +760,36 @@ rpm = 30
         assert!(catalog
             .model(Platform::Groq, "llama-3.3-70b-versatile")
             .is_some());
+    }
+
+    #[test]
+    fn builtin_groups_join_the_same_model_across_platforms() {
+        let groups = builtin().groups();
+        let llama = &groups["llama-3.3-70b"];
+        assert!(llama.contains(&(Platform::Groq, "llama-3.3-70b-versatile")));
+        assert!(llama.contains(&(Platform::Nvidia, "meta/llama-3.3-70b-instruct")));
+        for (name, members) in &groups {
+            assert!(members.len() >= 2, "group {name} has one member");
+        }
+    }
+
+    #[test]
+    fn a_group_must_not_mix_kinds_or_repeat_a_platform() {
+        let base = "[platforms.groq]\nsource = \"s\"\nas_of = \"2026-01-01\"\n";
+        let chat = |id: &str, group: &str| {
+            format!("[[platforms.groq.models]]\nid = \"{id}\"\ngroup = \"{group}\"\ncontext_window = 10\n")
+        };
+        let twice = format!("{base}{}{}", chat("a", "g"), chat("b", "g"));
+        let err = Catalog::parse(&twice).unwrap_err().to_string();
+        assert!(
+            err.contains("already has a model of this platform"),
+            "{err}"
+        );
+        let bad_name = format!("{base}{}", chat("a", "Big Model"));
+        assert!(Catalog::parse(&bad_name)
+            .unwrap_err()
+            .to_string()
+            .contains("group"));
     }
 
     #[test]

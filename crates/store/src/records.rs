@@ -45,7 +45,7 @@ pub struct ProfileRow {
     pub id: String,
     pub user_id: String,
     pub name: String,
-    /// `failover`, `round-robin` or `least-latency`.
+    /// `failover`, `round-robin`, `least-latency` or `score`.
     pub strategy: String,
     pub models: Vec<String>,
     pub config_name: Option<String>,

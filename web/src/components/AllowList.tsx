@@ -85,6 +85,7 @@ export function AllowListEditor({
                   <input type="checkbox" checked={chosen.includes(c.id)} onChange={(e) => toggle(c.id, e.currentTarget.checked)} />
                   <span class="mono">{c.id}</span>
                   {c.kind === 'profile' && <span class="tag tag-muted">profile</span>}
+                  {c.kind === 'group' && <span class="tag tag-muted" title="The same model on several platforms">group</span>}
                   {c.kind === 'missing' && (
                     <span class="tag tag-warn" title="No enabled key of yours serves it now">
                       not served now

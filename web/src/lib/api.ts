@@ -238,7 +238,8 @@ export interface KeyStats {
 
 export interface ModelEntry {
   id: string;
-  kind: 'model' | 'profile' | 'auto';
+  /** `group`: a model group, one name for the same model on several platforms. */
+  kind: 'model' | 'group' | 'profile' | 'auto';
   context_window?: number | null;
   providers: string[];
   /** An embedding model (not offered for chat). */
@@ -268,7 +269,7 @@ export interface Analytics {
   }[];
 }
 
-export type Strategy = 'failover' | 'round-robin' | 'least-latency';
+export type Strategy = 'failover' | 'round-robin' | 'least-latency' | 'score';
 
 export interface Profile {
   id: string;

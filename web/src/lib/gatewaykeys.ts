@@ -30,7 +30,7 @@ export function allowListSummary(list: string[] | null | undefined): string {
 export interface AllowChoice {
   id: string;
   /** `missing`: on the allow-list but not among the user's models now (no key serves it, or a deleted profile). */
-  kind: 'profile' | 'model' | 'missing';
+  kind: 'profile' | 'group' | 'model' | 'missing';
 }
 
 /** What an allow-list may pick from: the user's profiles and models (not `auto`, which always chooses among the
@@ -46,7 +46,7 @@ export function allowListChoices(catalog: ModelEntry[], current: string[] | null
     }
   }
   const byId = (a: ModelEntry, b: ModelEntry) => a.id.localeCompare(b.id);
-  for (const kind of ['profile', 'model'] as const) {
+  for (const kind of ['profile', 'group', 'model'] as const) {
     for (const m of catalog.filter((x) => x.kind === kind).sort(byId)) {
       if (seen.has(m.id)) continue;
       seen.add(m.id);

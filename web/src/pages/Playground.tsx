@@ -227,6 +227,7 @@ export function PlaygroundPage() {
     return {
       auto: list.filter((m) => m.kind === 'auto'),
       profiles: list.filter((m) => m.kind === 'profile'),
+      groups: list.filter((m) => m.kind === 'group' && !m.embedding),
       models: list.filter((m) => m.kind === 'model' && !m.embedding),
     };
   }, [models]);
@@ -265,6 +266,15 @@ export function PlaygroundPage() {
                     {grouped.profiles.map((m) => (
                       <option key={m.id} value={m.id}>
                         {m.id}
+                      </option>
+                    ))}
+                  </optgroup>
+                )}
+                {grouped.groups.length > 0 && (
+                  <optgroup label="Model groups (same model, several platforms)">
+                    {grouped.groups.map((m) => (
+                      <option key={m.id} value={m.id}>
+                        {m.id} — {m.providers.join(', ')}
                       </option>
                     ))}
                   </optgroup>

@@ -9,12 +9,13 @@ const STRATEGIES: { id: Strategy; label: string; hint: string }[] = [
   { id: 'failover', label: 'Failover', hint: 'Try the models in order; the next one only when the previous fails.' },
   { id: 'round-robin', label: 'Round-robin', hint: 'Spread requests evenly over the models.' },
   { id: 'least-latency', label: 'Least latency', hint: 'Prefer the model that has been answering fastest.' },
+  { id: 'score', label: 'Best key', hint: 'Every key of every model, best first, as for one model: for the same model on several platforms.' },
 ];
 
-/** Real chat models the user's keys serve (profiles and embedding models cannot be members). */
+/** Chat models and model groups the user's keys serve (profiles and embedding models cannot be members). */
 async function loadModelIds(signal: AbortSignal): Promise<string[]> {
   const { list } = await loadCatalog(signal);
-  return list.filter((m) => m.kind === 'model' && !m.embedding).map((m) => m.id);
+  return list.filter((m) => (m.kind === 'model' || m.kind === 'group') && !m.embedding).map((m) => m.id);
 }
 
 /** Opens the playground with this model selected (the playground keeps its settings in localStorage). */

@@ -79,6 +79,7 @@ export function RoutingPage() {
   const groups = {
     auto: list.filter((m) => m.kind === 'auto'),
     profiles: list.filter((m) => m.kind === 'profile'),
+    modelGroups: list.filter((m) => m.kind === 'group'),
     models: list.filter((m) => m.kind === 'model'),
   };
 
@@ -124,6 +125,15 @@ export function RoutingPage() {
                   {groups.profiles.map((m) => (
                     <option key={m.id} value={m.id}>
                       {m.id}
+                    </option>
+                  ))}
+                </optgroup>
+              )}
+              {groups.modelGroups.length > 0 && (
+                <optgroup label="Model groups">
+                  {groups.modelGroups.map((m) => (
+                    <option key={m.id} value={m.id}>
+                      {m.id} — {m.providers.join(', ')}
                     </option>
                   ))}
                 </optgroup>

@@ -195,7 +195,26 @@ async fn models(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<
     let user = session_user(&state, &headers).await?;
     let tenant = tenant_of(&state, &user.id)?;
     let mut data = vec![json!({ "id": "auto", "kind": "auto", "providers": [] })];
-    for (model, routes) in &tenant.models {
+    for (name, routes) in &tenant.groups {
+        let mut providers: Vec<&str> = routes
+            .iter()
+            .map(|r| tenant.keys[r.key].platform.id())
+            .collect();
+        providers.sort_unstable();
+        providers.dedup();
+        data.push(json!({
+            "id": name,
+            "kind": "group",
+            "embedding": routes.iter().any(|r| r.embedding),
+            "context_window": routes.iter().filter_map(|r| r.context_window).min(),
+            "providers": providers,
+        }));
+    }
+    for (model, routes) in tenant
+        .models
+        .iter()
+        .filter(|(m, _)| !tenant.groups.contains_key(*m))
+    {
         let mut providers: Vec<&str> = routes
             .iter()
             .map(|r| tenant.keys[r.key].platform.id())
@@ -213,7 +232,7 @@ async fn models(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<
         let mut providers: Vec<&str> = profile
             .members
             .iter()
-            .flat_map(|m| tenant.models.get(m).into_iter().flatten())
+            .flat_map(|m| tenant.routes_of(m).into_iter().flatten())
             .map(|r| tenant.keys[r.key].platform.id())
             .collect();
         providers.sort_unstable();

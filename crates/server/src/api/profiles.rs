@@ -1,5 +1,5 @@
 //! `/api/profiles`: the session user's AI profiles — named virtual models over an ordered list of real models,
-//! with a strategy (`failover`, `round-robin`, `least-latency`). Listed with their reachable members, the smallest
+//! with a strategy (`failover`, `round-robin`, `least-latency`, `score`). Listed with their reachable members, the smallest
 //! context window and the last 24 hours' counters. Changes rebuild the snapshot.
 
 use std::collections::HashMap;
@@ -67,7 +67,7 @@ fn validated(body: ProfileBody) -> Result<(String, ProfileStrategy, Vec<String>)
             "invalid_strategy",
             "strategy",
             format!(
-                "`strategy` must be failover, round-robin or least-latency, not `{}`",
+                "`strategy` must be failover, round-robin, least-latency or score, not `{}`",
                 body.strategy
             ),
         )
@@ -121,7 +121,7 @@ fn view(state: &AppState, row: &ProfileRow, counts: &HashMap<String, (u64, u64)>
     let reachable: Vec<&String> = row
         .models
         .iter()
-        .filter(|m| tenant.is_some_and(|t| t.models.contains_key(m.as_str())))
+        .filter(|m| tenant.is_some_and(|t| t.routes_of(m.as_str()).is_some()))
         .collect();
     let context_window = tenant
         .and_then(|t| t.profiles.get(row.name.as_str()))

@@ -88,12 +88,12 @@ pub(crate) fn resolve_routes(
                 members: profile.members.len() as u32,
             },
             ProfileStrategy::LeastLatency => Strategy::LeastLatency,
+            ProfileStrategy::Score => Strategy::Score,
         };
         return Ok((routes, priorities, strategy));
     }
     let routes = tenant
-        .models
-        .get(model)
+        .routes_of(model)
         .cloned()
         .ok_or_else(|| model_not_found(model))?;
     let priorities = vec![0; routes.len()];
@@ -187,7 +187,7 @@ pub(crate) fn vendor_target(
     vendor: &str,
     family: Option<&str>,
 ) -> Option<String> {
-    if tenant.models.contains_key(model) || tenant.profiles.contains_key(model) {
+    if tenant.routes_of(model).is_some() || tenant.profiles.contains_key(model) {
         return None;
     }
     let family = family?;

@@ -256,7 +256,7 @@ pub(crate) async fn get_model(
     let id = id.strip_prefix("models/").unwrap_or(&id);
     let known = id == "auto"
         || codec::gemini_family(id).is_some()
-        || caller.tenant.models.contains_key(id)
+        || caller.tenant.routes_of(id).is_some()
         || caller.tenant.profiles.contains_key(id);
     if !known {
         return google_error(404, &format!("model `{id}` is not available"), None);

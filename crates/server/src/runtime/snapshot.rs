@@ -79,6 +79,10 @@ pub struct Tenant {
     pub keys: Vec<Arc<ProviderKeyEntry>>,
     /// Model id → the candidates serving it, in key creation order.
     pub models: BTreeMap<Arc<str>, Vec<Route>>,
+    /// Model group (the catalog's one name for the same model across platforms, e.g. `llama-3.3-70b`) → the
+    /// candidates serving any of its members. A group name wins over a model id of the same name (the group
+    /// includes that model).
+    pub groups: BTreeMap<Arc<str>, Vec<Route>>,
     /// Profile name → profile.
     pub profiles: BTreeMap<Arc<str>, Arc<ProfileEntry>>,
     /// `GET /v1/models`, prebuilt.
@@ -112,11 +116,18 @@ impl Tenant {
                 .map(|(m, r)| (m.clone(), r.clone()))
                 .collect()
         };
+        let groups: BTreeMap<Arc<str>, Vec<Route>> = self
+            .groups
+            .iter()
+            .filter(|(name, _)| is_allowed(name))
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect();
         let view = |models| Tenant {
             user_id: self.user_id.clone(),
             username: self.username.clone(),
             keys: self.keys.clone(),
             models,
+            groups: groups.clone(),
             profiles: profiles.clone(),
             models_body: Bytes::new(),
             allowed_models: Some(Arc::from(allowed)),
@@ -143,6 +154,8 @@ pub enum ProfileStrategy {
     Failover,
     RoundRobin,
     LeastLatency,
+    /// Every key of every member by the router's score, as for one model: a model group of the user's own.
+    Score,
 }
 
 impl ProfileStrategy {
@@ -151,6 +164,7 @@ impl ProfileStrategy {
             "failover" => Some(Self::Failover),
             "round-robin" => Some(Self::RoundRobin),
             "least-latency" => Some(Self::LeastLatency),
+            "score" => Some(Self::Score),
             _ => None,
         }
     }
@@ -160,18 +174,24 @@ impl ProfileStrategy {
             Self::Failover => "failover",
             Self::RoundRobin => "round-robin",
             Self::LeastLatency => "least-latency",
+            Self::Score => "score",
         }
     }
 }
 
 impl Tenant {
+    /// The candidates of a model or model-group name (a group first).
+    pub fn routes_of(&self, name: &str) -> Option<&Vec<Route>> {
+        self.groups.get(name).or_else(|| self.models.get(name))
+    }
+
     /// The candidates of a profile, with each one's member position, in member order. Members none of the keys
-    /// serve are skipped.
+    /// serve are skipped; a member may be a model group.
     pub fn profile_routes(&self, profile: &ProfileEntry) -> (Vec<Route>, Vec<u32>) {
         let mut routes = Vec::new();
         let mut priorities = Vec::new();
         for (position, member) in profile.members.iter().enumerate() {
-            for route in self.models.get(member).into_iter().flatten() {
+            for route in self.routes_of(member).into_iter().flatten() {
                 routes.push(route.clone());
                 priorities.push(position as u32);
             }
@@ -184,7 +204,7 @@ impl Tenant {
         profile
             .members
             .iter()
-            .flat_map(|m| self.models.get(m).into_iter().flatten())
+            .flat_map(|m| self.routes_of(m).into_iter().flatten())
             .filter_map(|r| r.context_window)
             .min()
     }
@@ -234,7 +254,23 @@ fn model_object(id: &str, owned_by: &str) -> serde_json::Value {
 /// The `/v1/models` list for a tenant: `auto` first, then every reachable model once.
 pub fn models_list(tenant: &Tenant) -> serde_json::Value {
     let mut data = vec![model_object("auto", "freellmapi")];
-    for (model, routes) in &tenant.models {
+    for (name, routes) in &tenant.groups {
+        let mut object = model_object(name, "freellmapi-group");
+        let mut members: Vec<&str> = routes.iter().map(|r| &*r.model).collect();
+        members.sort_unstable();
+        members.dedup();
+        object["members"] = members.into();
+        if let Some(window) = routes.iter().filter_map(|r| r.context_window).min() {
+            object["context_window"] = window.into();
+        }
+        data.push(object);
+    }
+    // A model id that is also a group's name is listed once, as the group.
+    for (model, routes) in tenant
+        .models
+        .iter()
+        .filter(|(m, _)| !tenant.groups.contains_key(*m))
+    {
         let owner = routes
             .first()
             .map_or("freellmapi", |r| tenant.keys[r.key].platform.id());
@@ -392,6 +428,28 @@ impl Snapshot {
                     members: row.models.iter().map(|m| Arc::from(m.as_str())).collect(),
                 }),
             );
+        }
+        let catalog = Catalog::builtin();
+        for tenant in tenants.values_mut() {
+            let mut groups: BTreeMap<Arc<str>, Vec<Route>> = BTreeMap::new();
+            for (model, routes) in &tenant.models {
+                for route in routes {
+                    let platform = tenant.keys[route.key].platform;
+                    if let Some(group) = catalog
+                        .model(platform, model)
+                        .and_then(|m| m.group.as_deref())
+                    {
+                        groups
+                            .entry(Arc::from(group))
+                            .or_default()
+                            .push(route.clone());
+                    }
+                }
+            }
+            for routes in groups.values_mut() {
+                routes.sort_by_key(|r| r.key);
+            }
+            tenant.groups = groups;
         }
         let tenants: HashMap<Arc<str>, Arc<Tenant>> = tenants
             .into_iter()

@@ -10,6 +10,7 @@ mod failover;
 mod faults;
 mod fleet;
 mod gemini_surface;
+mod groups;
 mod harness;
 mod history;
 mod isolation;
