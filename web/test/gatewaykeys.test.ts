@@ -49,6 +49,16 @@ describe('allow-list', () => {
     expect(allowListChoices([], null)).toEqual([]);
   });
 
+  it('offers model groups between profiles and models', () => {
+    const withGroup: ModelEntry[] = [...catalog, { id: 'llama-3.3-70b', kind: 'group', providers: ['groq', 'nvidia'] }];
+    expect(allowListChoices(withGroup, null).map((c) => `${c.kind}:${c.id}`)).toEqual([
+      'profile:coding',
+      'group:llama-3.3-70b',
+      'model:alpha',
+      'model:zeta',
+    ]);
+  });
+
   it('filters by substring but keeps what is ticked', () => {
     const choices = allowListChoices(catalog, null);
     expect(filterChoices(choices, 'ALP', []).map((c) => c.id)).toEqual(['alpha']);
