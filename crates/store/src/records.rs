@@ -53,6 +53,16 @@ pub struct ProfileRow {
     pub updated_at: i64,
 }
 
+/// The requests the gateway refused for one gateway key over a period: how many, and the latest one's reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusals {
+    pub gateway_key_id: String,
+    pub count: i64,
+    pub last_at: i64,
+    /// The error code of the latest refusal (`model_not_allowed`, `gateway_key_rate_limited`, …).
+    pub last_code: Option<String>,
+}
+
 /// One request, as the statistics pages need it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RequestStat {

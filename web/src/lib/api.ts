@@ -184,6 +184,9 @@ export interface GatewayKey {
   token_count?: number;
   /** Live use against the limits. */
   usage?: { requests_last_minute: number; tokens_today: number } | null;
+  /** Requests the gateway refused for this key over the last 24 hours, and the latest one's reason. */
+  refused_24h?: number;
+  last_refusal?: { code: string | null; at: number } | null;
   key?: string;
   notice?: string;
 }

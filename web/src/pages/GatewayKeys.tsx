@@ -240,6 +240,12 @@ function GatewayKeyRow({
             <span class="muted small" title="Totals since the key was created, saved every few seconds">
               {formatInt(k.request_count ?? 0)} request{k.request_count === 1 ? '' : 's'} · {formatCompact(k.token_count ?? 0)} tokens in all
             </span>
+            {(k.refused_24h ?? 0) > 0 && (
+              <span class="small text-warn" data-testid="gk-refused" title="Requests the gateway refused for this key (not sent to any provider)">
+                {formatInt(k.refused_24h ?? 0)} refused in 24 h
+                {k.last_refusal ? ` · last: ${k.last_refusal.code ?? 'refused'}, ${formatRelative(k.last_refusal.at)}` : ''}
+              </span>
+            )}
           </div>
         </td>
         <td data-label="Last used" title={used ? formatDateTime(used) : 'never used'}>

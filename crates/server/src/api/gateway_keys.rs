@@ -15,8 +15,24 @@ use crate::runtime::state::AppState;
 
 use super::keys::{bad, limit_field, present};
 use super::session::{parse_json, session_user, ApiResult};
-/// A gateway key as the API shows it: the stored row (never the hash) with its live usage.
-fn gateway_key_view(state: &AppState, row: &store::GatewayKeyRow) -> Value {
+/// Refusals over the last 24 hours, by gateway key id.
+type RefusalBook = std::collections::HashMap<String, store::Refusals>;
+
+async fn refusals(state: &AppState, user_id: &str) -> Result<RefusalBook, GatewayError> {
+    let since = crate::runtime::events::now_ms() as i64 - 24 * 3_600_000;
+    Ok(state
+        .store
+        .gateway_key_refusals_since(user_id, since)
+        .await?
+        .into_iter()
+        .map(|r| (r.gateway_key_id.clone(), r))
+        .collect())
+}
+
+/// A gateway key as the API shows it: the stored row (never the hash) with its live usage and the requests the
+/// gateway refused for it over the last 24 hours (with the latest refusal's reason).
+fn gateway_key_view(state: &AppState, row: &store::GatewayKeyRow, refusals: &RefusalBook) -> Value {
+    let refused = refusals.get(&row.id);
     let usage = state
         .gateway_usage
         .get(&row.id)
@@ -35,6 +51,8 @@ fn gateway_key_view(state: &AppState, row: &store::GatewayKeyRow) -> Value {
         "request_count": row.request_count,
         "token_count": row.token_count,
         "usage": usage,
+        "refused_24h": refused.map_or(0, |r| r.count),
+        "last_refusal": refused.map(|r| json!({ "code": r.last_code, "at": r.last_at })),
     })
 }
 
@@ -44,8 +62,9 @@ async fn list_gateway_keys(
 ) -> ApiResult<Json<Value>> {
     let user = session_user(&state, &headers).await?;
     let rows = state.store.gateway_keys_of(&user.id).await?;
+    let refused = refusals(&state, &user.id).await?;
     Ok(Json(json!({
-        "data": rows.iter().map(|r| gateway_key_view(&state, r)).collect::<Vec<_>>()
+        "data": rows.iter().map(|r| gateway_key_view(&state, r, &refused)).collect::<Vec<_>>()
     })))
 }
 
@@ -166,7 +185,7 @@ async fn create_gateway_key(
     }
     state.reload().await?;
     tracing::info!(user = %user.username, gateway_key = %row.prefix, "gateway key created");
-    let mut view = gateway_key_view(&state, &row);
+    let mut view = gateway_key_view(&state, &row, &RefusalBook::new());
     view["key"] = json!(raw);
     view["notice"] = json!("store this key now: it is shown only once");
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -209,7 +228,8 @@ async fn update_gateway_key(
             .ok_or_else(|| GatewayError(not_found("gateway key")))?;
     }
     state.reload().await?;
-    Ok(Json(gateway_key_view(&state, &row)))
+    let refused = refusals(&state, &user.id).await?;
+    Ok(Json(gateway_key_view(&state, &row, &refused)))
 }
 
 async fn delete_gateway_key(

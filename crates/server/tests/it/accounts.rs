@@ -537,6 +537,44 @@ async fn gateway_key_allow_list_limits_models() {
 }
 
 #[tokio::test]
+async fn refusals_are_counted_per_gateway_key_with_the_latest_reason() {
+    let gw = start(&[("ok", &["m1", "m2"])]).await;
+    let admin = login_as(&gw, "admin", &gw.admin_password).await;
+    let (limited, key) = gateway_key_of(&admin, json!({ "allowed_models": ["m2"] })).await;
+    let (other, other_key) = gateway_key_of(&admin, json!({})).await;
+    assert_eq!(chat_with(&gw, &key, "m1").await.0, 403);
+    assert_eq!(chat_with(&gw, &key, "no-such-model").await.0, 403);
+    assert_eq!(chat_with(&gw, &key, "m2").await.0, 200);
+    assert_eq!(chat_with(&gw, &other_key, "m1").await.0, 200);
+    // Refusals reach the history through its writer, within a fraction of a second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let listed = loop {
+        let (status, list) = admin.call("GET", "/api/gateway-keys", None).await;
+        assert_eq!(status, 200);
+        let of = |id: &str| {
+            list["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|k| k["id"] == id)
+                .unwrap()
+                .clone()
+        };
+        let (l, o) = (of(&limited), of(&other));
+        if l["refused_24h"] == 2 || std::time::Instant::now() > deadline {
+            break (l, o);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let (l, o) = listed;
+    assert_eq!(l["refused_24h"], 2, "{l}");
+    assert_eq!(l["last_refusal"]["code"], "model_not_allowed", "{l}");
+    assert!(l["last_refusal"]["at"].as_i64().unwrap() > 0);
+    assert_eq!(o["refused_24h"], 0, "{o}");
+    assert!(o["last_refusal"].is_null());
+}
+
+#[tokio::test]
 async fn key_export_imports_into_another_instance_skipping_duplicates() {
     let first = start(&[]).await;
     let admin = login_as(&first, "admin", &first.admin_password).await;

@@ -4,6 +4,35 @@
 use super::*;
 
 impl Store {
+    /// The requests refused per gateway key of `user_id` since `since_ms`, with the latest refusal's code.
+    pub async fn gateway_key_refusals_since(
+        &self,
+        user_id: &str,
+        since_ms: i64,
+    ) -> Result<Vec<Refusals>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.gateway_key_id AS gateway_key_id, COUNT(*) AS n, MAX(r.created_at) AS last_at, \
+             (SELECT l.error_class FROM requests l WHERE l.user_id = $1 AND l.gateway_key_id = r.gateway_key_id \
+              AND l.status = 'refused' ORDER BY l.created_at DESC, l.id DESC LIMIT 1) AS last_code \
+             FROM requests r WHERE r.user_id = $1 AND r.status = 'refused' AND r.created_at >= $2 \
+             AND r.gateway_key_id IS NOT NULL GROUP BY r.gateway_key_id",
+        )
+        .bind(user_id)
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Refusals {
+                    gateway_key_id: r.try_get("gateway_key_id")?,
+                    count: r.try_get("n")?,
+                    last_at: r.try_get("last_at")?,
+                    last_code: r.try_get("last_code")?,
+                })
+            })
+            .collect()
+    }
+
     /// Tokens recorded per gateway key since `since_ms` (to restore per-day counters after a restart).
     pub async fn gateway_key_tokens_since(
         &self,
