@@ -399,6 +399,23 @@ async function main() {
     return `${gatewayKey.slice(0, 14)}… shown once; base URL snippet present: ${html.includes(`${base}/v1`)}`;
   });
 
+  await step('a refused request shows on its gateway key, with the reason', async () => {
+    const r = await fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${gatewayKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    if (r.status !== 404) throw new Error(`expected 404 for an unknown model, got ${r.status}`);
+    const refused = page.locator('[data-testid=gk-refused]');
+    for (let i = 0; i < 20 && !(await refused.count()); i++) {
+      await page.waitForTimeout(250);
+      await page.getByRole('button', { name: 'Refresh usage' }).click();
+    }
+    const text = (await refused.textContent()) ?? '';
+    if (!text.includes('1 refused in 24 h') || !text.includes('model_not_found')) throw new Error(`refusal line: "${text}"`);
+    return text.trim();
+  });
+
   await gatewayKeyLimitSteps({ step, page, nav, base, shoot });
 
   // Live dashboard in a second tab, open before any request is sent.
