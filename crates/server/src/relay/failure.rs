@@ -82,6 +82,44 @@ pub(super) fn no_candidate_error(model: &str, plan: &router::Plan) -> ApiError {
 }
 
 /// Cools the candidate (or marks its key invalid) and logs the failure; returns the cooldown set, if any.
+/// When a dashboard is watching: once the cooldown just set is over (and no later failure extended it), a
+/// `key.status` event says the candidate is available again, so Live and the routing inspector need not guess from
+/// the clock.
+fn announce_cooldown_end(
+    state: &AppState,
+    user: &Arc<str>,
+    key: &ProviderKeyEntry,
+    model: &str,
+    cooldown: Duration,
+) {
+    if !state.events.listening() {
+        return;
+    }
+    let (state, user, key_id, model) = (
+        state.clone(),
+        Arc::clone(user),
+        Arc::clone(&key.id),
+        model.to_owned(),
+    );
+    tokio::spawn(async move {
+        tokio::time::sleep(cooldown).await;
+        let now = Instant::now();
+        if state
+            .books
+            .cooldowns
+            .cooling_until((&key_id, &model), now)
+            .is_some()
+        {
+            return;
+        }
+        state.events.publish(&user, "key.status", || {
+            serde_json::json!({
+                "key_id": key_id, "model": model, "status": "healthy", "reason": "cooldown ended",
+            })
+        });
+    });
+}
+
 pub(super) fn on_failure(
     state: &AppState,
     request_id: &str,
@@ -108,6 +146,7 @@ pub(super) fn on_failure(
                 "reason": failure.class.as_str(), "cooldown_until_ms": until,
             })
         });
+        announce_cooldown_end(state, user, key, model, d);
     }
     tracing::warn!(
         target: "freellmapi::attempt",

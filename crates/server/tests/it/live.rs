@@ -318,3 +318,39 @@ async fn capped_keys_push_their_gauge_live() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_end_of_a_cooldown_is_announced_live() {
+    // The first call answers 429 with Retry-After: 1; later ones succeed.
+    let gw = start(&[("429ra1+first1", &["m"])]).await;
+    let cookie = login(&gw).await;
+    let mut request = (gw.url.replace("http://", "ws://") + "/ws")
+        .as_str()
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    let (status, _, _) = gw.chat_json(simple_chat("m")).await;
+    assert_eq!(status, 429);
+    let mut statuses = Vec::new();
+    while statuses.len() < 2 {
+        let event = next_json(&mut ws).await;
+        if event["type"] == "key.status" {
+            statuses.push((
+                event["status"].as_str().unwrap().to_owned(),
+                event["reason"].as_str().unwrap_or("").to_owned(),
+                event["model"].as_str().unwrap_or("").to_owned(),
+            ));
+        }
+    }
+    assert_eq!(statuses[0].0, "rate_limited", "{statuses:?}");
+    assert_eq!(
+        statuses[1],
+        ("healthy".into(), "cooldown ended".into(), "m".into())
+    );
+    // And the key serves again.
+    assert_eq!(gw.chat_json(simple_chat("m")).await.0, 200);
+}
