@@ -71,8 +71,42 @@ impl Default for CooldownPolicy {
 struct Entry {
     until: Instant,
     streak: u32,
+    /// What the rest is for (the latest failure's kind).
+    reason: Reason,
     /// A request is probing the candidate after its rest: others wait until this.
     probe_until: Option<Instant>,
+}
+
+/// Why a candidate rests, in words for the dashboard and the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The provider said too many requests (429, or its own rate-limit headers).
+    RateLimited,
+    /// A daily or account quota is used up.
+    QuotaExhausted,
+    /// The provider failed with 5xx for more than one request.
+    ServerError,
+    /// No answer in time, a connection error, or a stalled stream.
+    Unreachable,
+    /// Another instance of the fleet set the rest.
+    Fleet,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::RateLimited => "rate_limited",
+            Reason::QuotaExhausted => "quota_exhausted",
+            Reason::ServerError => "server_error",
+            Reason::Unreachable => "unreachable",
+            Reason::Fleet => "set_by_another_instance",
+        }
+    }
+
+    /// Whether the provider asked for the rest (a rate limit or quota), rather than failing.
+    pub fn is_rate_limit(self) -> bool {
+        matches!(self, Reason::RateLimited | Reason::QuotaExhausted)
+    }
 }
 
 /// What a request about to try a candidate found.
@@ -171,6 +205,12 @@ impl CooldownBook {
             Some(e) => e.streak.saturating_add(1),
             None => 1,
         };
+        let reason = match outcome {
+            Outcome::RateLimited { .. } => Reason::RateLimited,
+            Outcome::QuotaExhausted { .. } => Reason::QuotaExhausted,
+            Outcome::ServerError { .. } => Reason::ServerError,
+            _ => Reason::Unreachable,
+        };
         let duration = match outcome {
             Outcome::RateLimited {
                 retry_after: Some(d),
@@ -196,6 +236,7 @@ impl CooldownBook {
             Entry {
                 until,
                 streak,
+                reason,
                 probe_until: None,
             },
         );
@@ -210,6 +251,7 @@ impl CooldownBook {
         let entry = cooling.entry(id).or_insert(Entry {
             until,
             streak: 1,
+            reason: Reason::Fleet,
             probe_until: None,
         });
         entry.until = entry.until.max(until);
@@ -326,12 +368,22 @@ impl CooldownBook {
     }
 
     /// Active cooldowns of a key: (model, remaining).
-    pub fn cooldowns_of(&self, key: &str, now: Instant) -> Vec<(String, Duration)> {
+    pub fn cooldowns_of(&self, key: &str, now: Instant) -> Vec<(String, Duration, Reason)> {
         lock(&self.cooling)
             .iter()
             .filter(|((k, _), e)| &**k == key && e.until > now)
-            .map(|((_, m), e)| (m.to_string(), e.until - now))
+            .map(|((_, m), e)| (m.to_string(), e.until - now, e.reason))
             .collect()
+    }
+
+    /// Why the candidate rests, if it does now.
+    pub fn cooling_reason(&self, (key, model): Attempted<'_>, now: Instant) -> Option<Reason> {
+        let cooling = lock(&self.cooling);
+        let probe = (Arc::<str>::from(key), Arc::<str>::from(model));
+        cooling
+            .get(&probe)
+            .filter(|e| e.until > now)
+            .map(|e| e.reason)
     }
 }
 

@@ -10,7 +10,7 @@ pub mod plan;
 pub mod queue;
 pub mod score;
 
-pub use cooldown::{Attempted, Claim, CooldownBook, CooldownPolicy, Outcome, PROBE_HOLD};
+pub use cooldown::{Attempted, Claim, CooldownBook, CooldownPolicy, Outcome, Reason, PROBE_HOLD};
 pub use limits::{Day, Denied, LimitLedger, Limits, Permit};
 pub use output::{OutputBook, TokenAsk};
 pub use plan::{retry_after_secs, Candidate, Plan, RoutingBooks, Strategy};

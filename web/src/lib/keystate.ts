@@ -68,6 +68,10 @@ export function causeWords(reason: string | null | undefined, message?: string |
       return 'model not found';
     case 'proxy':
       return 'proxy failure';
+    case 'unreachable':
+      return 'no answer (timeout, connection error or stalled stream)';
+    case 'set_by_another_instance':
+      return 'a failure another gateway instance saw';
     case null:
     case undefined:
     case '':

@@ -111,11 +111,8 @@ fn snapshot_message(state: &AppState, user_id: &str) -> String {
                     } else {
                         "healthy"
                     };
-                    let until = cooling
-                        .iter()
-                        .map(|(_, d)| d.as_millis() as u64)
-                        .max()
-                        .map(|d| now_ms() + d);
+                    let longest = cooling.iter().max_by_key(|c| c.1);
+                    let until = longest.map(|c| now_ms() + c.1.as_millis() as u64);
                     // The same words as `/api/keys` (the status above only says cooling or invalid or neither).
                     let live = super::keys::live_status(
                         state,
@@ -123,13 +120,14 @@ fn snapshot_message(state: &AppState, user_id: &str) -> String {
                         k.models.iter().map(|m| &**m),
                         true,
                         status == "invalid" || k.stored_invalid,
-                        !cooling.is_empty(),
+                        longest.map(|c| c.2),
                         &k.stored_status,
                     );
                     json!({
                         "id": k.id, "platform": k.platform.id(), "label": k.label, "status": status,
                         "live_status": live,
-                        "cooldown_until_ms": until, "rpm_used": usage.rpm_used, "rpm_limit": k.limits.rpm,
+                        "cooldown_until_ms": until, "cooldown_reason": longest.map(|c| c.2.as_str()),
+                        "rpm_used": usage.rpm_used, "rpm_limit": k.limits.rpm,
                         "tpm_used": usage.tpm_used, "tpm_limit": k.limits.tpm,
                     })
                 })
@@ -526,8 +524,8 @@ async fn key_stats(
         .cooldowns
         .cooldowns_of(&id, clock)
         .into_iter()
-        .map(|(model, remaining)| {
-            json!({ "model": model, "until_ms": now as u64 + remaining.as_millis() as u64, "reason": "cooldown" })
+        .map(|(model, remaining, reason)| {
+            json!({ "model": model, "until_ms": now as u64 + remaining.as_millis() as u64, "reason": reason.as_str() })
         })
         .collect();
     Ok(Json(json!({
@@ -673,7 +671,12 @@ async fn routing(
             } else if state.books.cooldowns.is_invalid(&key.id) {
                 json!({ "state": "invalid" })
             } else if cooling.is_some() {
-                json!({ "state": "cooling", "remaining_ms": cooling })
+                let reason = state
+                    .books
+                    .cooldowns
+                    .cooling_reason((&key.id, &r.model), now)
+                    .map(router::Reason::as_str);
+                json!({ "state": "cooling", "remaining_ms": cooling, "reason": reason })
             } else {
                 json!({ "state": "capped" })
             };

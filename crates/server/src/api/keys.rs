@@ -19,8 +19,8 @@ use crate::error::{not_found, GatewayError};
 use crate::runtime::state::AppState;
 
 use super::session::{parse_json, session_user, ApiResult};
-/// A key's state in words, for the Keys page and the live feed: `disabled`, `invalid`, `rate_limited` (cooling),
-/// `healthy` (it served a request since the start), `cooldown_ended` (it failed and rested, with no success yet),
+/// A key's state in words, for the Keys page and the live feed: `disabled`, `invalid`, `rate_limited` (cooling
+/// after a rate limit or quota), `error` (cooling after server errors, timeouts or connection errors), `healthy` (it served a request since the start), `cooldown_ended` (it failed and rested, with no success yet),
 /// `unknown` (never checked, not used since the start), or the verdict of its last check.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn live_status<'m>(
@@ -29,7 +29,7 @@ pub(crate) fn live_status<'m>(
     upstream_models: impl Iterator<Item = &'m str>,
     enabled: bool,
     invalid: bool,
-    cooling: bool,
+    cooling: Option<router::Reason>,
     stored_status: &str,
 ) -> &'static str {
     // What the router learned from requests through the key since the gateway started: a latency is measured on
@@ -46,8 +46,12 @@ pub(crate) fn live_status<'m>(
         "disabled"
     } else if invalid {
         "invalid"
-    } else if cooling {
-        "rate_limited"
+    } else if let Some(reason) = cooling {
+        if reason.is_rate_limit() {
+            "rate_limited"
+        } else {
+            "error"
+        }
     } else if served {
         "healthy"
     } else if failed {
@@ -72,12 +76,14 @@ fn key_view(state: &AppState, row: &ProviderKeyRow) -> Value {
         Err(_) => Some("(cannot decrypt)".into()),
     };
     let now = tokio::time::Instant::now();
-    let cooldowns: Vec<Value> = state
-        .books
-        .cooldowns
-        .cooldowns_of(&row.id, now)
+    let cooling = state.books.cooldowns.cooldowns_of(&row.id, now);
+    // The reason of the rest that ends last.
+    let cooling_reason = cooling.iter().max_by_key(|c| c.1).map(|c| c.2);
+    let cooldowns: Vec<Value> = cooling
         .into_iter()
-        .map(|(model, remaining)| json!({ "model": model, "remaining_ms": remaining.as_millis() as u64 }))
+        .map(|(model, remaining, reason)| {
+            json!({ "model": model, "remaining_ms": remaining.as_millis() as u64, "reason": reason.as_str() })
+        })
         .collect();
     let invalid = state.books.cooldowns.is_invalid(&row.id);
     let snapshot = state.snapshot.load();
@@ -107,7 +113,7 @@ fn key_view(state: &AppState, row: &ProviderKeyRow) -> Value {
         upstream_models.iter().copied(),
         row.enabled,
         invalid || row.status == "invalid",
-        !cooldowns.is_empty(),
+        cooling_reason,
         &row.status,
     );
     let day = router::Day::from_system_time();
@@ -172,7 +178,8 @@ const COOLING_CLASSES: [&str; 6] = [
 ];
 
 /// Adds to each active cooldown of a key why it began: the class and message of the newest failed attempt on that
-/// model. Failures reach the history in batches, so a cooldown of the last seconds may have `null` ones.
+/// model. Failures reach the history in batches: a cooldown of the last moments keeps the cooldown book's reason
+/// and has a `null` message.
 async fn add_cooldown_reasons(state: &AppState, row: &ProviderKeyRow, view: &mut Value) {
     let Some(cooldowns) = view["cooldowns"].as_array_mut().filter(|c| !c.is_empty()) else {
         return;
@@ -195,7 +202,11 @@ async fn add_cooldown_reasons(state: &AppState, row: &ProviderKeyRow, view: &mut
         let cause = failures
             .iter()
             .find(|f| f.model == model && COOLING_CLASSES.contains(&f.error_class.as_str()));
-        c["reason"] = json!(cause.map(|f| f.error_class.as_str()));
+        // The history's class is the finer one (timeout vs connection error); until the failure is written, the
+        // cooldown book's own reason stands.
+        if let Some(f) = cause {
+            c["reason"] = json!(f.error_class.as_str());
+        }
         c["message"] = json!(cause.and_then(|f| f.error_message.as_deref()));
     }
 }

@@ -354,3 +354,55 @@ async fn the_end_of_a_cooldown_is_announced_live() {
     // And the key serves again.
     assert_eq!(gw.chat_json(simple_chat("m")).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_cooling_key_says_why_it_rests() {
+    let gw = start(&[("500+id1", &["broken"]), ("429ra60+id2", &["limited"])]).await;
+    // Two different requests meet the 500 (one alone is not enough to cool the key); one meets the 429.
+    for _ in 0..2 {
+        assert_eq!(gw.chat_json(simple_chat("broken")).await.0, 502);
+    }
+    assert_eq!(gw.chat_json(simple_chat("limited")).await.0, 429);
+    let cookie = login(&gw).await;
+    let keys: Value = gw
+        .http
+        .get(format!("{}/api/keys", gw.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let of = |model: &str| {
+        keys["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["models"][0] == model)
+            .unwrap()
+            .clone()
+    };
+    let (broken, limited) = (of("broken"), of("limited"));
+    assert_eq!(broken["live_status"], "error", "{broken}");
+    assert_eq!(broken["cooldowns"][0]["reason"], "server_error", "{broken}");
+    assert_eq!(limited["live_status"], "rate_limited", "{limited}");
+    assert_eq!(
+        limited["cooldowns"][0]["reason"], "rate_limited",
+        "{limited}"
+    );
+    // The routing inspector says the same.
+    let routing: Value = gw
+        .http
+        .get(format!("{}/api/routing?model=broken", gw.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let status = &routing["candidates"][0]["status"];
+    assert_eq!(status["state"], "cooling", "{routing}");
+    assert_eq!(status["reason"], "server_error", "{routing}");
+}
