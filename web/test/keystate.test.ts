@@ -72,6 +72,8 @@ describe('causeWords', () => {
     expect(causeWords('network')).toBe('connection error');
     expect(causeWords('timeout', 'no response headers within 30000 ms')).toBe('timed out');
     expect(causeWords('timeout', 'no content, tool or reasoning delta within 8000 ms')).toBe('stalled stream');
+    expect(causeWords('unreachable')).toBe('no answer (timeout, connection error or stalled stream)');
+    expect(causeWords('set_by_another_instance')).toBe('a failure another gateway instance saw');
     expect(causeWords(null)).toBe('reason not recorded yet');
     expect(causeWords('something_new')).toBe('something new');
   });
