@@ -6,7 +6,8 @@
 # (tests/fuzz/schemathesis.sh, under 3 minutes), a 5-minute soak with faults (bench/soak.sh), then the packaging
 # checks (tests/install/run.sh: the installer on a fresh directory, systemd-analyze, Kubernetes schemas, actionlint, hadolint). Installs what it needs into the
 # repository (.venv, web/node_modules, tests/install/.venv and node_modules) on first use; Node.js/npm,
-# /usr/bin/chromium, nginx and systemd-analyze must be present (.ci/run installs them).
+# /usr/bin/chromium, nginx and systemd-analyze must be present, and promtool and prometheus for the metrics checks
+# (.ci/run installs them).
 #
 # PostgreSQL: store tests also run against FREELLMAPI_TEST_POSTGRES_URL. If it is unset and a server answers on
 # 127.0.0.1:5432, that server is used (database `postgres`, user `postgres`); otherwise a loud notice says PostgreSQL
@@ -56,7 +57,7 @@ fi
 
 step "Agent SDKs against the gateway: openai Responses API, anthropic Messages API, google-genai Gemini API"
 if ! .venv/bin/python -c "import anthropic, google.genai, prometheus_client" 2>/dev/null; then
-  .venv/bin/pip install --quiet --disable-pip-version-check "anthropic>=0.40,<1" "google-genai>=1.0,<2" \
+  .venv/bin/pip install --quiet --disable-pip-version-check "anthropic>=0.40,<1" "google-genai>=1.0,<4" \
     "prometheus_client>=0.20,<1"
 fi
 .venv/bin/python tests/sdk/test_agent_sdks.py

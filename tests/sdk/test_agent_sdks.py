@@ -9,9 +9,15 @@ Run by scripts/test.sh after test_openai_sdk.py; reuses its gateway process (moc
 
 import json
 import os
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
+import time
 import unittest
 
+import urllib.parse
 import urllib.request
 
 import anthropic
@@ -227,6 +233,67 @@ class AgentSdkTest(unittest.TestCase):
         self.assertTrue({"responses", "messages", "gemini"} <= surfaces, surfaces)
         self.assertEqual(families["freellmapi_request_duration_seconds"].type, "histogram")
         self.assertIn("freellmapi_queue_depth", families)
+
+    def test_zz_metrics_pass_promtool_and_a_real_prometheus_scrapes_them(self):
+        """`promtool check metrics` accepts a scrape, and a real Prometheus server scrapes the gateway with the
+        bearer token and can query its series. Debian's `prometheus` package ships both (.ci/run installs it)."""
+        promtool, server = shutil.which("promtool"), shutil.which("prometheus")
+        if not (promtool and server):
+            notice = "promtool/prometheus are not installed: the Prometheus checks did NOT run"
+            if os.environ.get("FREELLMAPI_REQUIRE_PROMETHEUS") == "1":
+                self.fail(notice)
+            print("\n!!!! NOTICE: " + notice + " !!!!", file=sys.stderr)
+            return
+        request = urllib.request.Request(
+            self.proc.base + "/metrics", headers={"Authorization": "Bearer " + METRICS_TOKEN})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            text = r.read()
+        check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60)
+        self.assertEqual(check.returncode, 0, check.stdout.decode() + check.stderr.decode())
+
+        with tempfile.TemporaryDirectory() as work:
+            port = free_port()
+            target = self.proc.base.split("://", 1)[1]
+            config = os.path.join(work, "prometheus.yml")
+            with open(config, "w") as f:
+                f.write(
+                    "global:\n  scrape_interval: 1s\n"
+                    "scrape_configs:\n  - job_name: freellmapi\n"
+                    f"    authorization:\n      credentials: {METRICS_TOKEN}\n"
+                    f"    static_configs:\n      - targets: ['{target}']\n"
+                )
+            proc = subprocess.Popen(
+                [server, f"--config.file={config}", f"--storage.tsdb.path={work}/data",
+                 f"--web.listen-address=127.0.0.1:{port}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                query = "sum(freellmapi_requests_total)"
+                url = f"http://127.0.0.1:{port}/api/v1/query?query=" + urllib.parse.quote(query)
+                deadline = time.time() + 60
+                result = []
+                while time.time() < deadline and not result:
+                    time.sleep(0.5)
+                    try:
+                        with urllib.request.urlopen(url, timeout=5) as r:
+                            result = json.load(r)["data"]["result"]
+                    except OSError:
+                        continue
+                self.assertTrue(result, "Prometheus did not scrape the gateway within 60 s")
+                self.assertGreater(float(result[0]["value"][1]), 0)
+                with urllib.request.urlopen(
+                        f"http://127.0.0.1:{port}/api/v1/query?query=up%7Bjob%3D%22freellmapi%22%7D",
+                        timeout=5) as r:
+                    up = json.load(r)["data"]["result"]
+                self.assertEqual(up[0]["value"][1], "1", up)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 if __name__ == "__main__":

@@ -35,7 +35,11 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/messages", post(messages::create))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/models", get(models::list_models))
-        .route("/v1/models/{*id}", get(models::get_model))
+        // google-genai 3 calls Gemini's methods under `/v1` (`POST /v1/models/{model}:generateContent`).
+        .route(
+            "/v1/models/{*id}",
+            get(models::get_model).post(gemini::call),
+        )
         .route("/v1/{*rest}", axum::routing::any(unknown_endpoint))
         .route("/v1beta/models", get(gemini::list_models))
         .route(

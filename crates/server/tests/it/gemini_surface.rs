@@ -242,3 +242,49 @@ async fn errors_count_tokens_and_models_in_googles_shape() {
     assert_eq!(r.status(), 404);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn gemini_methods_are_served_under_v1_too() {
+    // google-genai 3 sends `POST /v1/models/{model}:generateContent`; `GET /v1/models/{id}` stays OpenAI's.
+    let gw = start(&[("ok", &["m"])]).await;
+    let r = gw
+        .http
+        .post(format!("{}/v1/models/m:generateContent", gw.url))
+        .header("x-goog-api-key", &gw.key)
+        .json(&hello())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        !parts(&body)[0]["text"].as_str().unwrap().is_empty(),
+        "{body}"
+    );
+    let r = gw
+        .http
+        .post(format!("{}/v1/models/m:countTokens", gw.url))
+        .header("x-goog-api-key", &gw.key)
+        .json(&hello())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.json::<Value>().await.unwrap()["totalTokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let listed: Value = gw
+        .http
+        .get(format!("{}/v1/models/m", gw.url))
+        .bearer_auth(&gw.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["object"], "model", "{listed}");
+}
