@@ -140,8 +140,10 @@ mod tests {
                 if method == "parameters" {
                     continue;
                 }
-                // The Gemini surface answers errors in Google's shape; everything else in the gateway's.
-                let expected = if path.starts_with("/v1beta/") {
+                // The Gemini surface (and its methods under `/v1`) answers errors in Google's shape; everything else
+                // in the gateway's.
+                let gemini = path.starts_with("/v1beta/") || op["operationId"] == "geminiCallV1";
+                let expected = if gemini {
                     "#/components/responses/GoogleError"
                 } else {
                     "#/components/responses/Error"
