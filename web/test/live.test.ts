@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { initialLiveState, reduceLive, successRate, MAX_EVENTS, type LiveState } from '../src/lib/live';
+import { initialLiveState, queuedWords, reduceLive, successRate, MAX_EVENTS, type LiveState } from '../src/lib/live';
+
 
 const NOW = 1_700_000_000_000;
 
@@ -20,6 +21,16 @@ const snapshot = {
 };
 
 describe('reduceLive', () => {
+  it('shows a queued request waiting, until its next attempt', () => {
+    const started = { type: 'request.started', req_id: 'q', requested_model: 'm', stream: false, input_tokens: 5, ts_ms: NOW - 100 };
+    const waiting = apply([started, { type: 'request.queued', req_id: 'q', until_ms: NOW + 8000 }]);
+    expect(waiting.inFlight.q.queued_until_ms).toBe(NOW + 8000);
+    expect(queuedWords(NOW + 8000, NOW)).toBe('queued — a key frees up in 8 s');
+    expect(queuedWords(0, NOW)).toBe('queued — waiting for its turn');
+    const running = apply([{ type: 'request.attempt', req_id: 'q', attempt: 1, provider: 'groq', model: 'llama', key_id: 'k1' }], waiting);
+    expect(running.inFlight.q.queued_until_ms).toBeNull();
+  });
+
   it('applies a snapshot', () => {
     const s = apply([snapshot]);
     expect(s.synced).toBe(true);

@@ -16,6 +16,8 @@ export interface InFlightRow {
   proxy?: string | null;
   attempt: number;
   last_error?: string;
+  /** Waiting in the queue: when the soonest key frees up (Unix ms), or 0 when it waits for its turn. */
+  queued_until_ms?: number | null;
 }
 
 export interface FinishedRow {
@@ -165,6 +167,7 @@ export function reduceLive(state: LiveState, raw: unknown, now: number = Date.no
           key_id: str(r.key_id),
           proxy: str(r.proxy) ?? null,
           attempt: num(r.attempt, str(r.provider) ? 1 : 0),
+          queued_until_ms: optNum(r.queued_until_ms) ?? null,
         };
       }
       const keys: Record<string, LiveKey> = {};
@@ -244,6 +247,7 @@ export function reduceLive(state: LiveState, raw: unknown, now: number = Date.no
         model: str(m.model),
         key_id: str(m.key_id),
         proxy: str(m.proxy) ?? null,
+        queued_until_ms: null,
       };
       return {
         ...state,
@@ -256,6 +260,12 @@ export function reduceLive(state: LiveState, raw: unknown, now: number = Date.no
           text: `${shortId(id)} attempt ${row.attempt}: ${route(row.provider, row.model, row.proxy)}`,
         }),
       };
+    }
+    case 'request.queued': {
+      const id = str(m.req_id);
+      const prev = id ? state.inFlight[id] : undefined;
+      if (!id || !prev) return state;
+      return { ...state, inFlight: { ...state.inFlight, [id]: { ...prev, queued_until_ms: num(m.until_ms) } } };
     }
     case 'request.attempt_failed': {
       const id = str(m.req_id);
@@ -413,4 +423,11 @@ export function reduceLive(state: LiveState, raw: unknown, now: number = Date.no
 export function successRate(t: Totals): number | null {
   const decided = t.success + t.errors;
   return decided > 0 ? t.success / decided : null;
+}
+
+/** What a queued request waits for, in words. */
+export function queuedWords(untilMs: number, now: number): string {
+  if (untilMs <= 0) return 'queued — waiting for its turn';
+  const secs = Math.max(0, Math.ceil((untilMs - now) / 1000));
+  return secs === 0 ? 'queued — a key frees up now' : `queued — a key frees up in ${secs} s`;
 }

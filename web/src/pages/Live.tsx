@@ -1,7 +1,7 @@
 import { api, listOf, type ProviderKey } from '../lib/api';
 import { formatCompact, formatDuration, formatInt, formatPercent, formatTime, formatUntil } from '../lib/format';
 import { coolingOf, keyState } from '../lib/keystate';
-import { successRate, type LiveKey } from '../lib/live';
+import { queuedWords, successRate, type LiveKey } from '../lib/live';
 import { linkClick } from '../lib/router';
 import { live, useLive } from '../lib/ws';
 import { useEffect, useMemo } from 'preact/hooks';
@@ -100,6 +100,10 @@ export function LivePage() {
                         <span>
                           <span class="provider">{r.provider}</span> <span class="mono">{r.model}</span>
                           {r.attempt > 1 && <span class="tag tag-warn">attempt {r.attempt}</span>}
+                        </span>
+                      ) : r.queued_until_ms != null ? (
+                        <span class="muted" data-testid="queued">
+                          {queuedWords(r.queued_until_ms, now)}
                         </span>
                       ) : (
                         <span class="muted">routing…</span>

@@ -114,6 +114,7 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
         model: None,
         key_id: None,
         proxy: None,
+        queued_until_ms: None,
     });
     let mut guard = RequestGuard {
         state: state.clone(),
@@ -129,6 +130,8 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
     let lane = format!("{}\u{0}{}", tenant.user_id, guard.meta.requested_model);
     let mut place: Option<Place> = None;
     let mut turn: Option<Turn> = None;
+    // The queue wait last told to the dashboard (Unix ms), so that Live says what the request waits for.
+    let mut announced: Option<u64> = None;
     // Candidates refused for the request itself (not cooled): never tried twice.
     let mut fits = set.fits.clone();
     let mut failures: Vec<(usize, Arc<str>, UpstreamFailure)> = Vec::new();
@@ -221,6 +224,8 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                     )
                 };
                 announce(&egress);
+                // A later wait in the queue is news again.
+                announced = None;
                 if !key.limits.is_unlimited() && state.events.listening() {
                     // The key's gauge moved: one request (and its token estimate) more this minute.
                     let usage = state.books.limits.usage(&key.id, now, day);
@@ -392,6 +397,7 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                     }
                 }
                 if let Some(p) = &place {
+                    announce_queued(&state, &tenant, &guard, &mut announced, 0);
                     match tokio::time::timeout_at(deadline, p.turn()).await {
                         Ok(t) => turn = Some(t),
                         Err(_) => {
@@ -431,6 +437,9 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
                 }
             }
         }
+        let free_ms = crate::runtime::events::now_ms()
+            + free.saturating_duration_since(now).as_millis() as u64;
+        announce_queued(&state, &tenant, &guard, &mut announced, free_ms);
         if turn.is_none() {
             if let Some(p) = &place {
                 match tokio::time::timeout_at(deadline, p.turn()).await {
@@ -452,6 +461,24 @@ pub async fn run(state: AppState, meta: RequestMeta, body: Bytes, set: RouteSet)
             _ = state.queue.changed() => {}
         }
     }
+}
+
+/// Tells the dashboard that the request waits in the queue until about `until_ms` (`0`: for its turn), unless it
+/// was already told about the same wait.
+fn announce_queued(
+    state: &AppState,
+    tenant: &Tenant,
+    guard: &RequestGuard,
+    announced: &mut Option<u64>,
+    until_ms: u64,
+) {
+    if announced.is_some_and(|a| a.abs_diff(until_ms) < 250) {
+        return;
+    }
+    *announced = Some(until_ms);
+    state
+        .events
+        .queued(&tenant.user_id, &guard.meta.request_id, until_ms);
 }
 
 /// Response headers naming what served the request. Built once: a name given as `&str` is parsed, and a custom

@@ -41,6 +41,9 @@ pub struct InFlight {
     pub key_id: Option<Arc<str>>,
     /// The outbound proxy's label; `None` while direct.
     pub proxy: Option<Arc<str>>,
+    /// While the request waits in the queue: when the soonest candidate frees up (Unix ms; `0` when it waits for
+    /// its turn behind earlier requests). `None` while it is routed or running.
+    pub queued_until_ms: Option<u64>,
 }
 
 /// Per-user counters since the server started.
@@ -206,6 +209,7 @@ impl EventBus {
         proxy: Option<&Arc<str>>,
     ) {
         if let Some(entry) = lock(&self.in_flight).get_mut(req_id) {
+            entry.queued_until_ms = None;
             entry.attempt = attempt;
             entry.provider = Some(provider);
             entry.model = Some(Arc::clone(model));
@@ -218,6 +222,18 @@ impl EventBus {
                 "key_id": key_id, "proxy": proxy, "ts_ms": now_ms(),
             })
         });
+    }
+
+    /// The request waits in the queue until about `until_ms` (`0`: for its turn behind earlier requests).
+    pub fn queued(&self, user: &Arc<str>, req_id: &Arc<str>, until_ms: u64) {
+        if let Some(entry) = lock(&self.in_flight).get_mut(req_id) {
+            entry.queued_until_ms = Some(until_ms);
+        }
+        self.publish(
+            user,
+            "request.queued",
+            || serde_json::json!({ "req_id": req_id, "until_ms": until_ms, "ts_ms": now_ms() }),
+        );
     }
 
     /// The output of a streaming request grew.
@@ -309,6 +325,7 @@ mod tests {
             model: None,
             key_id: None,
             proxy: None,
+            queued_until_ms: None,
         }
     }
 

@@ -406,3 +406,56 @@ async fn a_cooling_key_says_why_it_rests() {
     assert_eq!(status["state"], "cooling", "{routing}");
     assert_eq!(status["reason"], "server_error", "{routing}");
 }
+
+#[tokio::test]
+async fn a_queued_request_says_what_it_waits_for() {
+    // The only key answers its first call with 429 and Retry-After: 1; the request waits for it instead of failing.
+    let config = server::ServerConfig {
+        queue_timeout: std::time::Duration::from_secs(5),
+        ..fast_config()
+    };
+    let gw = start_with(config, &[("429ra1+first1", &["m"])]).await;
+    let cookie = login(&gw).await;
+    let mut request = (gw.url.replace("http://", "ws://") + "/ws")
+        .as_str()
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    let sent_at = serde_json::json!(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64);
+    let answer = tokio::spawn({
+        let r = gw
+            .chat(simple_chat("m"))
+            .header("x-request-id", "queued-1")
+            .send();
+        async move { r.await.unwrap().status().as_u16() }
+    });
+    let mut kinds = Vec::new();
+    let mut until = 0;
+    while !kinds.iter().any(|k: &String| k == "request.finished") {
+        let event = next_json(&mut ws).await;
+        if event["req_id"] != "queued-1" {
+            continue;
+        }
+        if event["type"] == "request.queued" {
+            until = event["until_ms"].as_u64().unwrap();
+        }
+        kinds.push(event["type"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(answer.await.unwrap(), 200);
+    let queued = kinds.iter().position(|k| k == "request.queued");
+    assert!(queued.is_some(), "{kinds:?}");
+    assert!(
+        until > sent_at.as_u64().unwrap(),
+        "the wait ends after the request was sent"
+    );
+    // The second attempt comes after the wait was announced.
+    let last_attempt = kinds.iter().rposition(|k| k == "request.attempt").unwrap();
+    assert!(queued.unwrap() < last_attempt, "{kinds:?}");
+}
