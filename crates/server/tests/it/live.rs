@@ -25,6 +25,22 @@ async fn next_json(
     }
 }
 
+/// The dashboard's WebSocket for a logged-in session, past its first `snapshot` message.
+async fn live_socket(
+    gw: &Gateway,
+    cookie: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut request = (gw.url.replace("http://", "ws://") + "/ws")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    ws
+}
+
 #[tokio::test]
 async fn websocket_shows_requests_live_and_only_to_their_owner() {
     let gw = start(&[("ok+chunks8+drip40", &["m"])]).await;
@@ -295,14 +311,7 @@ async fn capped_keys_push_their_gauge_live() {
         .unwrap();
     gw.state.reload().await.unwrap();
     let cookie = login(&gw).await;
-    let mut request = (gw.url.replace("http://", "ws://") + "/ws")
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("cookie", cookie.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    let mut ws = live_socket(&gw, &cookie).await;
     assert_eq!(gw.chat_json(simple_chat("m")).await.0, 200);
     loop {
         let event = next_json(&mut ws).await;
@@ -324,15 +333,7 @@ async fn the_end_of_a_cooldown_is_announced_live() {
     // The first call answers 429 with Retry-After: 1; later ones succeed.
     let gw = start(&[("429ra1+first1", &["m"])]).await;
     let cookie = login(&gw).await;
-    let mut request = (gw.url.replace("http://", "ws://") + "/ws")
-        .as_str()
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("cookie", cookie.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    let mut ws = live_socket(&gw, &cookie).await;
     let (status, _, _) = gw.chat_json(simple_chat("m")).await;
     assert_eq!(status, 429);
     let mut statuses = Vec::new();
@@ -416,15 +417,7 @@ async fn a_queued_request_says_what_it_waits_for() {
     };
     let gw = start_with(config, &[("429ra1+first1", &["m"])]).await;
     let cookie = login(&gw).await;
-    let mut request = (gw.url.replace("http://", "ws://") + "/ws")
-        .as_str()
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("cookie", cookie.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    let mut ws = live_socket(&gw, &cookie).await;
     let sent_at = serde_json::json!(std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
